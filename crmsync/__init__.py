@@ -1,0 +1,68 @@
+"""crmsync: grade customers and write the grades back into their CRM.
+
+Public API for plugin authors and embedders; everything else is internal.
+"""
+
+from crmsync.connector import (
+    Batch,
+    Capability,
+    CheckResult,
+    Connector,
+    ConnectorContext,
+    ProfileChange,
+    RecordResult,
+    Rejection,
+    Stream,
+)
+from crmsync.errors import (
+    AuthError,
+    ConfigError,
+    ConnectorError,
+    CrmsyncError,
+    ExitCode,
+    FatalAPIError,
+    PluginError,
+    PolicyError,
+    RetryableError,
+    StoreError,
+    StoreLockedError,
+)
+from crmsync.hookspecs import hookimpl
+from crmsync.models import Activity, Member, Order, OrderStatus, Profile
+from crmsync.specs import PLUGIN_API_VERSION, ConnectorSpec, MetricSpec, TagAdjustment
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "PLUGIN_API_VERSION",
+    "Activity",
+    "AuthError",
+    "Batch",
+    "Capability",
+    "CheckResult",
+    "ConfigError",
+    "Connector",
+    "ConnectorContext",
+    "ConnectorError",
+    "ConnectorSpec",
+    "CrmsyncError",
+    "ExitCode",
+    "FatalAPIError",
+    "Member",
+    "MetricSpec",
+    "Order",
+    "OrderStatus",
+    "PluginError",
+    "PolicyError",
+    "Profile",
+    "ProfileChange",
+    "RecordResult",
+    "Rejection",
+    "RetryableError",
+    "StoreError",
+    "StoreLockedError",
+    "Stream",
+    "TagAdjustment",
+    "__version__",
+    "hookimpl",
+]

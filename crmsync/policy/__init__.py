@@ -1,0 +1,1 @@
+"""Grading policy: model, condition language, compilation to SQL."""
