@@ -96,6 +96,10 @@ class Batch:
     rejects: Sequence[Rejection] = ()
     cursor: str | None = None
     """The cursor to resume from once this batch is stored (``None``: keep the previous one)."""
+    snapshot_complete: bool = False
+    """Set on the last batch of a pull that returned the *whole* current set of the stream (a full CSV
+    export): records of this stream and connector that none of this pull's batches contained are then
+    marked deleted. Leave ``False`` for incremental pulls, which report deletions in ``deleted``."""
 
 
 @dataclass(frozen=True)
