@@ -87,7 +87,9 @@ class PluginHost:
         """Register a plugin object or module (tests use this for in-process plugins)."""
         name = self.pm.register(plugin, name=name)
         self.pm.check_pending()
-        info = self.plugins.setdefault(name, PluginInfo(name=name, module=getattr(plugin, "__name__", name), version=None))
+        info = self.plugins.setdefault(
+            name, PluginInfo(name=name, module=getattr(plugin, "__name__", name), version=None)
+        )
         info.hooks = sorted(h.name for h in self.pm.get_hookcallers(plugin) or [])
         self._invalidate()
 

@@ -70,7 +70,6 @@ class _Strict(BaseModel):
 class StoreSettings(_Strict):
     path: ConfigPath = Field(Path("crmsync.duckdb"), description="the store file (created on first run)")
     keep_runs: int = Field(200, ge=1, description="run records kept; older ones are pruned")
-    keep_rejects_days: int = Field(90, ge=1, description="days a resolved quarantine entry is kept")
     memory_limit: str | None = Field(None, description="DuckDB memory limit, e.g. '4GB'")
     threads: int | None = Field(None, ge=1)
 

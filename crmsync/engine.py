@@ -1,0 +1,453 @@
+"""One sync run: pull -> store -> grade -> diff -> push -> report, through the connector contract only.
+
+Each phase commits on its own: a pulled batch with its cursor, grading with the outbox it produces, each push
+call's results. A run that dies anywhere is resumed by the next one: batches are re-pulled from the last stored
+cursor (records are keyed, so nothing counts twice), grading is recomputed from stored records, and changes still
+in the outbox are pushed again (pushing the same values twice is harmless).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from itertools import batched
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from crmsync.connector import (
+    PULL_CAPABILITY,
+    Capability,
+    Connector,
+    ConnectorContext,
+    ProfileChange,
+    RecordResult,
+    Stream,
+)
+from crmsync.errors import ConfigError, CrmsyncError, ExitCode
+from crmsync.models import PUSHED_FIELDS, Profile
+from crmsync.plugins import PluginHost
+from crmsync.report import RejectedItem, RunReport, StreamCounts
+from crmsync.settings import Settings
+from crmsync.store import Store
+
+log = logging.getLogger("crmsync.engine")
+
+
+class Progress:
+    """Receives progress events; the command line renders them as bars on a terminal, else ignores them."""
+
+    def start(self, task: str, total: int | None = None) -> None: ...
+    def advance(self, task: str, n: int = 1) -> None: ...
+    def finish(self, task: str) -> None: ...
+
+
+def new_run_id(at: datetime) -> str:
+    return at.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+def fields_sql(fields: Sequence[str], alias: str = "") -> str:
+    """SQL building the canonical JSON of a profile's pushed fields (stable key order, sorted tags)."""
+    p = f"{alias}." if alias else ""
+    parts = []
+    for name in fields:
+        expr = f"list_sort(coalesce({p}tags, []::VARCHAR[]))" if name == "tags" else f"{p}{name}"
+        parts.append(f"'{name}', {expr}")
+    return f"json_object({', '.join(parts)})::VARCHAR"
+
+
+@dataclass
+class PlanEntry:
+    target: str
+    member_id: str
+    changed: dict[str, tuple[Any, Any]]
+    """field -> (previous, new)."""
+
+
+@dataclass
+class RunResult:
+    report: RunReport
+    plan: list[PlanEntry] = field(default_factory=list)
+
+
+class Engine:
+    """Runs sync and plan over an open store with connectors built from settings and the plugin host."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        host: PluginHost,
+        store: Store,
+        *,
+        progress: Progress | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.settings = settings
+        self.host = host
+        self.store = store
+        self.progress = progress or Progress()
+        self.clock = clock
+        self.connectors: dict[str, Connector] = {}
+        self._policy: Any = None
+
+    # ------------------------------------------------------------------ setup
+    def connector(self, name: str) -> Connector:
+        if name not in self.connectors:
+            table = self.settings.connectors[name]
+            spec = self.host.connector_spec(str(table["plugin"]))
+            if spec is None or name not in self.settings.connector_settings:
+                raise ConfigError(f"connectors.{name}: plugin {table.get('plugin')!r} is not available")
+            context = ConnectorContext(
+                name=name,
+                base_currency=self.settings.sync.base_currency,
+                timezone=ZoneInfo(self.settings.sync.timezone),
+                state=self.store.state(name),
+                logger=logging.getLogger(f"crmsync.connector.{name}"),
+                verbose=self.settings.logging.verbose_personal_data,
+            )
+            self.connectors[name] = spec.factory(self.settings.connector_settings[name], context)
+        return self.connectors[name]
+
+    def _require(self, name: str, capability: Capability, key: str) -> Connector:
+        conn = self.connector(name)
+        if capability not in type(conn).capabilities:
+            raise ConfigError(f"{key}: connector {name!r} cannot {capability.value.replace('_', ' ')}")
+        return conn
+
+    @property
+    def policy(self) -> Any:
+        if self._policy is None:
+            from crmsync.policy import compile_policy
+
+            self._policy = compile_policy(
+                self.settings.policy, self.host.metrics(), base_currency=self.settings.sync.base_currency
+            )
+        return self._policy
+
+    def close(self) -> None:
+        for conn in self.connectors.values():
+            try:
+                conn.close()
+            except Exception as exc:  # closing must not hide the run's outcome
+                log.warning("closing connector %s failed: %s", conn.name, type(exc).__name__)
+        self.connectors.clear()
+
+    # ------------------------------------------------------------------ the run
+    def run(self, *, dry_run: bool = False, as_of: datetime | None = None, command: str = "sync") -> RunResult:
+        started = self.clock()
+        report = RunReport(run_id=new_run_id(started), command=command, started_at=started, dry_run=dry_run)
+        result = RunResult(report)
+        t0 = time.perf_counter()
+        self._record_run(report)
+        try:
+            _ = self.policy  # a bad policy fails before anything is pulled
+            with self._timed(report, "pull"):
+                self.pull(report)
+            with self._timed(report, "grade"):
+                result.plan = self.grade(report, as_of=as_of or self.clock(), dry_run=dry_run)
+            if not dry_run:
+                with self._timed(report, "push"):
+                    self.push(report)
+            report.status = "rejected" if report.rejected_total else "ok"
+        except CrmsyncError as exc:
+            report.status, report.error = "failed", str(exc)
+            report.extra["exit_code"] = int(exc.exit_code)
+        except Exception as exc:
+            report.status = "failed"
+            report.error = f"unexpected {type(exc).__name__}: {exc}"
+            report.extra["exit_code"] = int(ExitCode.FAILED)
+            log.exception("run %s failed", report.run_id)
+        finally:
+            report.finished_at = self.clock()
+            report.duration_s = round(time.perf_counter() - t0, 3)
+            for name, conn in self.connectors.items():
+                if conn.context.api_calls:
+                    report.api_calls[name] = dict(conn.context.api_calls)
+            self._record_run(report)
+            self._prune()
+            try:
+                self.host.hook.crmsync_run_finished(report=report)
+            except Exception as exc:
+                log.warning("a crmsync_run_finished hook failed: %s: %s", type(exc).__name__, exc)
+        return result
+
+    @contextmanager
+    def _timed(self, report: RunReport, phase: str) -> Iterator[None]:
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            report.timings[phase] = round(time.perf_counter() - t, 3)
+
+    # ------------------------------------------------------------------ pull
+    def pull(self, report: RunReport) -> None:
+        sync = self.settings.sync
+        plan = [(sync.members, Stream.MEMBERS, "sync.members")]
+        plan += [(n, Stream.ORDERS, "sync.orders") for n in sync.orders]
+        plan += [(n, Stream.ACTIVITIES, "sync.activities") for n in sync.activities]
+        for name, stream, key in plan:
+            conn = self._require(name, PULL_CAPABILITY[stream], key)
+            counts = report.pulled.setdefault(name, {}).setdefault(stream.value, StreamCounts())
+            cursor = self.store.get_cursor(name, stream)
+            task = f"pull {name} {stream.value}"
+            self.progress.start(task)
+            for batch in conn.pull(stream, cursor):
+                rejects = self.store.write_batch(
+                    name, batch, run_id=report.run_id, base_currency=sync.base_currency, rates=sync.exchange_rates
+                )
+                counts.batches += 1
+                counts.pulled += len(batch.records) - (len(rejects) - len(batch.rejects))
+                counts.deleted += len(batch.deleted)
+                counts.rejected += len(rejects)
+                for rej in rejects:
+                    report.add_rejected(
+                        RejectedItem(
+                            connector=name, stream=stream.value, locator=rej.locator, field=rej.field, reason=rej.reason
+                        )
+                    )
+                self.progress.advance(task, len(batch.records))
+            self.progress.finish(task)
+
+    # ------------------------------------------------------------------ grade + diff
+    def resolve_members(self) -> None:
+        """Point every order and activity at its member: by id, by email, or (auto) id if same source else email."""
+        sync = self.settings.sync
+        members_src = sync.members
+        for table in ("orders", "activities"):
+            by = sync.match_by
+            id_expr = "m_id.external_id"
+            email_expr = "m_em.external_id"
+            if by == "id":
+                pick = id_expr
+            elif by == "email":
+                pick = email_expr
+            else:
+                pick = f"CASE WHEN t.source = $src THEN {id_expr} ELSE {email_expr} END"
+            self.store.con.execute(
+                f"""
+                UPDATE {table} SET member_id = r.mid FROM (
+                    SELECT t.source, t.external_id, {pick} AS mid
+                    FROM {table} t
+                    LEFT JOIN members m_id ON m_id.source = $src AND m_id.external_id = t.member_external_id
+                         AND NOT m_id.deleted
+                    LEFT JOIN (SELECT email, min(external_id) AS external_id FROM members
+                               WHERE source = $src AND NOT deleted AND email IS NOT NULL GROUP BY email) m_em
+                         ON m_em.email = t.member_email
+                ) r
+                WHERE {table}.source = r.source AND {table}.external_id = r.external_id
+                  AND {table}.member_id IS DISTINCT FROM r.mid
+                """,
+                {"src": members_src},
+            )
+
+    def grade(self, report: RunReport, *, as_of: datetime, dry_run: bool = False) -> list[PlanEntry]:
+        store = self.store
+        plan: list[PlanEntry] = []
+        with store.transaction(rollback=dry_run) as con:
+            self.resolve_members()
+            report.unmatched_orders = store.count("orders", "member_id IS NULL AND NOT deleted")
+            report.unmatched_activities = store.count("activities", "member_id IS NULL AND NOT deleted")
+            if report.unmatched_orders:
+                sample = [
+                    r[0]
+                    for r in con.execute(
+                        "SELECT source || ':' || external_id FROM orders WHERE member_id IS NULL AND NOT deleted "
+                        "ORDER BY 1 LIMIT 20"
+                    ).fetchall()
+                ]
+                report.extra["unmatched_orders_sample"] = sample
+            self.policy.grade(con, as_of)
+            self._apply_hook_adjustments(con)
+            report.profiles_changed = int(
+                con.execute(
+                    f"""SELECT count(*) FROM graded g LEFT JOIN profiles p USING (member_id)
+                        WHERE p.member_id IS NULL
+                           OR {fields_sql(PUSHED_FIELDS, "g")} IS DISTINCT FROM {fields_sql(PUSHED_FIELDS, "p")}"""
+                ).fetchone()[0]
+            )
+            con.execute("DELETE FROM profiles")
+            con.execute("INSERT INTO profiles BY NAME SELECT * FROM graded")
+            report.members_graded = store.count("profiles")
+            report.tier_distribution = {
+                t: n
+                for t, n in con.execute(
+                    "SELECT tier, count(*) FROM profiles GROUP BY tier ORDER BY min(tier_rank)"
+                ).fetchall()
+            }
+            for target in self.settings.sync.push:
+                conn = self._require(target, Capability.PUSH_PROFILES, "sync.push")
+                self._diff(target, conn, report.run_id)
+                report.pending[target] = store.count("outbox", "target = ? AND status = 'pending'", [target])
+                if dry_run:
+                    plan.extend(self._plan_entries(target))
+        return plan
+
+    def _apply_hook_adjustments(self, con: Any) -> None:
+        hook = self.host.hook.crmsync_adjust_profiles
+        if not hook.get_hookimpls():
+            return
+        cols = [d[0] for d in con.execute("SELECT * FROM graded LIMIT 0").description]
+        profiles = []
+        for row in con.execute("SELECT * FROM graded").fetchall():
+            data = dict(zip(cols, row, strict=True))
+            data["tags"] = tuple(data.get("tags") or ())
+            data["reasons"] = json.loads(data["reasons"]) if isinstance(data.get("reasons"), str) else {}
+            profiles.append(Profile.model_validate({k: v for k, v in data.items() if k in Profile.model_fields}))
+        tags = {p.member_id: set(p.tags) for p in profiles}
+        changed: dict[str, set[str]] = {}
+        for results in hook(profiles=profiles):
+            for adj in results or ():
+                if adj.member_id not in tags:
+                    continue
+                cur = changed.setdefault(adj.member_id, set(tags[adj.member_id]))
+                cur |= set(adj.add)
+                cur -= set(adj.remove)
+        for member_id, new in changed.items():
+            con.execute("UPDATE graded SET tags = ? WHERE member_id = ?", [sorted(new), member_id])
+
+    def _diff(self, target: str, conn: Connector, run_id: str) -> None:
+        fields = conn.push_fields or PUSHED_FIELDS
+        con = self.store.con
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE _desired AS SELECT member_id, {fields_sql(fields)} AS fields FROM profiles"
+        )
+        # Pending or dead changes whose values are no longer wanted go; new values get a fresh set of attempts.
+        con.execute(
+            "DELETE FROM outbox WHERE target = ? AND NOT EXISTS "
+            "(SELECT 1 FROM _desired d WHERE d.member_id = outbox.member_id AND d.fields = outbox.fields)",
+            [target],
+        )
+        con.execute(
+            """INSERT INTO outbox
+               SELECT ?, d.member_id, d.fields, p.fields, NULL, 0, 'pending', NULL, NULL, ?, now()
+               FROM _desired d LEFT JOIN (SELECT * FROM pushed WHERE target = ?) p USING (member_id)
+               WHERE p.fields IS DISTINCT FROM d.fields
+                 AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.target = ? AND o.member_id = d.member_id)""",
+            [target, run_id, target, target],
+        )
+        con.execute("DROP TABLE _desired")
+
+    def _plan_entries(self, target: str) -> list[PlanEntry]:
+        rows = self.store.con.execute(
+            "SELECT member_id, fields, previous FROM outbox WHERE target = ? AND status = 'pending' ORDER BY member_id",
+            [target],
+        ).fetchall()
+        out = []
+        for member_id, fields, previous in rows:
+            new, old = json.loads(fields), json.loads(previous) if previous else {}
+            out.append(PlanEntry(target, member_id, {k: (old.get(k), v) for k, v in new.items() if old.get(k) != v}))
+        return out
+
+    # ------------------------------------------------------------------ push
+    def push(self, report: RunReport) -> None:
+        max_attempts = self.settings.sync.max_attempts
+        for target in self.settings.sync.push:
+            conn = self._require(target, Capability.PUSH_PROFILES, "sync.push")
+            rows = self.store.con.execute(
+                "SELECT member_id, fields, previous FROM outbox WHERE target = ? AND status = 'pending' "
+                "ORDER BY member_id",
+                [target],
+            ).fetchall()
+            report.pushed[target] = 0
+            task = f"push {target}"
+            self.progress.start(task, len(rows))
+            for chunk in batched(rows, max(1, conn.push_batch_size)):
+                changes = []
+                for member_id, fields, previous in chunk:
+                    new, old = json.loads(fields), json.loads(previous) if previous else {}
+                    changed = frozenset(k for k, v in new.items() if old.get(k) != v)
+                    changes.append(ProfileChange(member_id=member_id, values=new, previous=old, changed=changed))
+                results = conn.push(changes)
+                self._record_push(target, changes, results, report, max_attempts)
+                self.progress.advance(task, len(chunk))
+            self.progress.finish(task)
+            report.pending[target] = self.store.count("outbox", "target = ? AND status = 'pending'", [target])
+            report.dead[target] = self.store.count("outbox", "target = ? AND status = 'dead'", [target])
+
+    def _record_push(
+        self,
+        target: str,
+        changes: Sequence[ProfileChange],
+        results: Sequence[RecordResult],
+        report: RunReport,
+        max_attempts: int,
+    ) -> None:
+        by_id = {r.member_id: r for r in results}
+        at = self.clock()
+        with self.store.transaction() as con:
+            for change in changes:
+                res = by_id.get(change.member_id) or RecordResult(
+                    change.member_id, ok=False, reason="the connector returned no result for this record"
+                )
+                if res.ok:
+                    fields = con.execute(
+                        "SELECT fields FROM outbox WHERE target = ? AND member_id = ?", [target, change.member_id]
+                    ).fetchone()[0]
+                    con.execute("DELETE FROM pushed WHERE target = ? AND member_id = ?", [target, change.member_id])
+                    con.execute(
+                        "INSERT INTO pushed VALUES (?, ?, ?, ?, ?)",
+                        [target, change.member_id, fields, report.run_id, at],
+                    )
+                    con.execute("DELETE FROM outbox WHERE target = ? AND member_id = ?", [target, change.member_id])
+                    for name in sorted(change.changed):
+                        con.execute(
+                            "INSERT INTO push_audit VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                            [
+                                report.run_id,
+                                target,
+                                change.member_id,
+                                name,
+                                json.dumps(change.previous.get(name), default=str),
+                                json.dumps(change.values.get(name), default=str),
+                                "grade changed" if change.previous else "first push",
+                                at,
+                            ],
+                        )
+                    report.pushed[target] = report.pushed.get(target, 0) + 1
+                else:
+                    con.execute(
+                        """UPDATE outbox SET attempts = attempts + 1, last_error = ?, last_field = ?, updated_at = ?,
+                           status = CASE WHEN attempts + 1 >= ? OR ? THEN 'dead' ELSE 'pending' END
+                           WHERE target = ? AND member_id = ?""",
+                        [res.reason, res.field, at, max_attempts, not res.retryable, target, change.member_id],
+                    )
+                    report.push_rejected[target] = report.push_rejected.get(target, 0) + 1
+                    report.add_rejected(
+                        RejectedItem(
+                            connector=target,
+                            stream="push",
+                            locator=f"member {change.member_id}",
+                            field=res.field,
+                            reason=res.reason or "rejected",
+                        )
+                    )
+
+    # ------------------------------------------------------------------ bookkeeping
+    def _record_run(self, report: RunReport) -> None:
+        with self.store.transaction() as con:
+            con.execute("DELETE FROM runs WHERE run_id = ?", [report.run_id])
+            con.execute(
+                "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    report.run_id,
+                    report.command,
+                    report.started_at,
+                    report.finished_at,
+                    report.status,
+                    report.model_dump_json(),
+                ],
+            )
+
+    def _prune(self) -> None:
+        """Keep the newest ``store.keep_runs`` runs, and quarantine entries resolved by a run still kept."""
+        with self.store.transaction() as con:
+            con.execute(
+                "DELETE FROM runs WHERE run_id NOT IN (SELECT run_id FROM runs ORDER BY started_at DESC LIMIT ?)",
+                [self.settings.store.keep_runs],
+            )
+            con.execute("DELETE FROM quarantine WHERE resolved AND resolved_run NOT IN (SELECT run_id FROM runs)")

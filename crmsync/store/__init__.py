@@ -1,0 +1,266 @@
+"""The local store: one DuckDB file per deployment holding records, cursors, profiles, pushes, outbox and runs.
+
+Every state change goes through a transaction: a pulled batch is stored together with its cursor, grading
+replaces profiles and the outbox at once, a push's results are recorded at once. A crash therefore loses at most
+the work since the last commit, and a rerun redoes it without counting anything twice (records are keyed by
+source and id). Opening the store takes an exclusive lock (see :mod:`crmsync.store.lock`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from crmsync.connector import Batch, Rejection, Stream
+from crmsync.errors import StoreError
+from crmsync.store.lock import StoreLock
+from crmsync.store.records import to_arrow
+from crmsync.store.schema import MIGRATIONS, SCHEMA_VERSION
+
+_TABLE = {Stream.MEMBERS: "members", Stream.ORDERS: "orders", Stream.ACTIVITIES: "activities"}
+
+
+def _policy_ddl() -> list[str]:
+    from crmsync import policy
+
+    return list(getattr(policy, "POLICY_DDL", []))
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Store:
+    """An open store. Use :meth:`open` (takes the lock) and :meth:`close`, or ``with Store.open(...)``."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path | None, lock: StoreLock | None) -> None:
+        self.con = con
+        self.path = path
+        self._lock = lock
+        self._mutex = threading.RLock()
+        self._in_tx = False
+
+    # ------------------------------------------------------------------ open / close
+    @classmethod
+    def open(
+        cls, path: str | os.PathLike[str] | None, *, memory_limit: str | None = None, threads: int | None = None
+    ) -> Store:
+        """Open (creating and migrating if needed) the store at ``path``; ``None`` opens an in-memory store."""
+        lock = None
+        file = Path(path) if path is not None else None
+        if file is not None:
+            lock = StoreLock(file)
+            lock.acquire()
+        try:
+            config: dict[str, Any] = {}
+            if memory_limit:
+                config["memory_limit"] = memory_limit
+            if threads:
+                config["threads"] = threads
+            if file is not None:
+                file.parent.mkdir(parents=True, exist_ok=True)
+                existed = file.exists()
+                con = duckdb.connect(str(file), config=config)
+                if not existed:
+                    os.chmod(file, 0o600)
+            else:
+                con = duckdb.connect(":memory:", config=config)
+        except duckdb.Error as exc:
+            if lock:
+                lock.release()
+            raise StoreError(f"cannot open the store {file}: {exc}") from None
+        store = cls(con, file, lock)
+        try:
+            store.migrate()
+        except Exception:
+            store.close()
+            raise
+        return store
+
+    def close(self) -> None:
+        with contextlib.suppress(duckdb.Error):
+            self.con.close()
+        if self._lock:
+            self._lock.release()
+            self._lock = None
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def migrate(self) -> None:
+        with self.transaction():
+            self.con.execute("CREATE TABLE IF NOT EXISTS meta (key VARCHAR, value VARCHAR)")
+            row = self.con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            current = int(row[0]) if row else 0
+            if current > SCHEMA_VERSION:
+                raise StoreError(
+                    f"the store {self.path} has schema version {current}, newer than this crmsync "
+                    f"understands ({SCHEMA_VERSION}); upgrade crmsync"
+                )
+            for statements in MIGRATIONS[current:]:
+                for sql in statements:
+                    self.con.execute(sql)
+            for sql in _policy_ddl():
+                self.con.execute(sql)
+            self._set_meta("schema_version", str(SCHEMA_VERSION))
+
+    def _set_meta(self, key: str, value: str) -> None:
+        self.con.execute("DELETE FROM meta WHERE key = ?", [key])
+        self.con.execute("INSERT INTO meta VALUES (?, ?)", [key, value])
+
+    @property
+    def schema_version(self) -> int:
+        row = self.con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        return int(row[0]) if row else 0
+
+    @contextlib.contextmanager
+    def transaction(self, *, rollback: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Run the block in one transaction (nested use joins the outer one); ``rollback`` discards it."""
+        with self._mutex:
+            if self._in_tx:
+                yield self.con
+                return
+            self.con.execute("BEGIN TRANSACTION")
+            self._in_tx = True
+            try:
+                yield self.con
+            except BaseException:
+                self._in_tx = False
+                with contextlib.suppress(duckdb.Error):
+                    self.con.execute("ROLLBACK")
+                raise
+            self._in_tx = False
+            self.con.execute("ROLLBACK" if rollback else "COMMIT")
+
+    # ------------------------------------------------------------------ cursors and state
+    def get_cursor(self, connector: str, stream: Stream | str) -> str | None:
+        row = self.con.execute(
+            "SELECT value FROM cursors WHERE connector = ? AND stream = ?", [connector, str(stream)]
+        ).fetchone()
+        return row[0] if row else None
+
+    def set_cursor(self, connector: str, stream: Stream | str, value: str | None) -> None:
+        with self.transaction() as con:
+            con.execute("DELETE FROM cursors WHERE connector = ? AND stream = ?", [connector, str(stream)])
+            if value is not None:
+                con.execute("INSERT INTO cursors VALUES (?, ?, ?, ?)", [connector, str(stream), value, now()])
+
+    def state(self, connector: str) -> StoreState:
+        return StoreState(self, connector)
+
+    # ------------------------------------------------------------------ writing batches
+    def write_batch(
+        self,
+        connector: str,
+        batch: Batch,
+        *,
+        run_id: str,
+        base_currency: str,
+        rates: Mapping[str, Decimal],
+    ) -> list[Rejection]:
+        """Store a batch's records, deletions, rejections and cursor in one transaction.
+
+        Returns every rejection of the batch (the connector's and those found while storing).
+        """
+        stream = Stream(batch.stream)
+        table_name = _TABLE[stream]
+        table, store_rejects = to_arrow(stream, connector, batch.records, base_currency=base_currency, rates=rates)
+        rejects = [*batch.rejects, *store_rejects]
+        with self.transaction() as con:
+            if table.num_rows:
+                con.register("_batch", table)
+                try:
+                    cols = ", ".join(table.schema.names)
+                    con.execute("CREATE OR REPLACE TEMP TABLE _incoming AS SELECT * FROM _batch")
+                    con.execute(
+                        f"DELETE FROM {table_name} WHERE source = ? AND external_id IN "
+                        f"(SELECT external_id FROM _incoming)",
+                        [connector],
+                    )
+                    con.execute(
+                        f"INSERT INTO {table_name} ({cols}, seen_run) SELECT {cols}, ? FROM _incoming", [run_id]
+                    )
+                    con.execute(
+                        "UPDATE quarantine SET resolved = true, resolved_run = ? WHERE connector = ? AND stream = ? "
+                        "AND NOT resolved AND record_key IN (SELECT external_id FROM _incoming)",
+                        [run_id, connector, str(stream)],
+                    )
+                finally:
+                    con.unregister("_batch")
+                    con.execute("DROP TABLE IF EXISTS _incoming")
+            if batch.deleted:
+                con.execute(
+                    f"UPDATE {table_name} SET deleted = true, seen_run = ? "
+                    f"WHERE source = ? AND external_id IN (SELECT unnest(?::VARCHAR[]))",
+                    [run_id, connector, list(batch.deleted)],
+                )
+            for rej in rejects:
+                self._quarantine(connector, rej, run_id)
+            if batch.snapshot_complete:
+                con.execute(
+                    f"UPDATE {table_name} SET deleted = true WHERE source = ? AND NOT deleted "
+                    f"AND seen_run IS DISTINCT FROM ?",
+                    [connector, run_id],
+                )
+            if batch.cursor is not None:
+                self.set_cursor(connector, stream, batch.cursor)
+        return rejects
+
+    def _quarantine(self, connector: str, rej: Rejection, run_id: str) -> None:
+        key = rej.record_id or rej.locator
+        raw = json.dumps(dict(rej.raw), default=str, ensure_ascii=False) if rej.raw is not None else None
+        where = "connector = ? AND stream = ? AND record_key = ? AND NOT resolved"
+        params = [connector, str(rej.stream), key]
+        first = self.scalar(f"SELECT min(first_run) FROM quarantine WHERE {where}", params) or run_id
+        self.con.execute(f"DELETE FROM quarantine WHERE {where}", params)
+        self.con.execute(
+            "INSERT INTO quarantine VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, false, NULL)",
+            [*params, rej.locator, rej.field, rej.reason, raw, first, run_id],
+        )
+
+    # ------------------------------------------------------------------ queries
+    def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        row = self.con.execute(sql, list(params)).fetchone()
+        return row[0] if row else None
+
+    def count(self, table: str, where: str = "true", params: Sequence[Any] = ()) -> int:
+        return int(self.scalar(f"SELECT count(*) FROM {table} WHERE {where}", params) or 0)
+
+    def size_bytes(self) -> int:
+        return self.path.stat().st_size if self.path and self.path.exists() else 0
+
+
+class StoreState:
+    """A connector's persistent key/value state (e.g. an OAuth token cache), kept in the store."""
+
+    def __init__(self, store: Store, connector: str) -> None:
+        self._store = store
+        self._connector = connector
+
+    def get(self, key: str) -> str | None:
+        with self._store._mutex:
+            row = self._store.con.execute(
+                "SELECT value FROM connector_state WHERE connector = ? AND key = ?", [self._connector, key]
+            ).fetchone()
+        return row[0] if row else None
+
+    def set(self, key: str, value: str | None) -> None:
+        with self._store.transaction() as con:
+            con.execute("DELETE FROM connector_state WHERE connector = ? AND key = ?", [self._connector, key])
+            if value is not None:
+                con.execute("INSERT INTO connector_state VALUES (?, ?, ?, ?)", [self._connector, key, value, now()])
+
+    def __repr__(self) -> str:
+        return f"<StoreState {self._connector!r}>"
