@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from itertools import batched
+from itertools import islice
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -45,6 +45,12 @@ class Progress:
     def start(self, task: str, total: int | None = None) -> None: ...
     def advance(self, task: str, n: int = 1) -> None: ...
     def finish(self, task: str) -> None: ...
+
+
+def batched(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    it = iter(items)
+    while chunk := tuple(islice(it, size)):
+        yield chunk
 
 
 def new_run_id(at: datetime) -> str:

@@ -1,0 +1,124 @@
+"""Rendering for people: rich tables on stdout, progress bars on a terminal's stderr."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from crmsync.engine import PlanEntry
+from crmsync.engine import Progress as ProgressSink
+from crmsync.report import RunReport
+
+
+def console(err: bool = False) -> Console:
+    return Console(stderr=err, highlight=False, soft_wrap=True)
+
+
+def interactive() -> bool:
+    return sys.stderr.isatty() and not os.environ.get("CI")
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")
+
+
+class RichProgress(ProgressSink):
+    def __init__(self) -> None:
+        self._p = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console(err=True),
+            transient=True,
+        )
+        self._tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> RichProgress:
+        self._p.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._p.stop()
+
+    def start(self, task: str, total: int | None = None) -> None:
+        self._tasks[task] = self._p.add_task(task, total=total)
+
+    def advance(self, task: str, n: int = 1) -> None:
+        if task in self._tasks:
+            self._p.advance(self._tasks[task], n)
+
+    def finish(self, task: str) -> None:
+        if task in self._tasks:
+            self._p.remove_task(self._tasks.pop(task))
+
+
+def report_table(report: RunReport, plan: list[PlanEntry] | None = None) -> None:
+    out = console()
+    title = f"{report.command} {report.run_id}: {report.status}"
+    if report.dry_run:
+        title += " (dry run: nothing was written to any CRM)"
+    out.print(f"[bold]{title}[/bold]  ({report.duration_s:.1f}s)")
+    if report.error:
+        out.print(f"[red]error:[/red] {report.error}")
+    t = Table("connector", "stream", "pulled", "deleted", "rejected", title="Pulled", title_justify="left")
+    for conn, streams in report.pulled.items():
+        for stream, c in streams.items():
+            t.add_row(conn, stream, str(c.pulled), str(c.deleted), str(c.rejected))
+    if report.pulled:
+        out.print(t)
+    if report.tier_distribution:
+        total = sum(report.tier_distribution.values()) or 1
+        d = Table("tier", "members", "share", title="Tier distribution", title_justify="left")
+        for tier, n in report.tier_distribution.items():
+            d.add_row(tier, str(n), f"{100 * n / total:.1f}%")
+        out.print(d)
+    out.print(
+        f"members graded: {report.members_graded}   profiles changed: {report.profiles_changed}   "
+        f"unmatched orders: {report.unmatched_orders}"
+    )
+    for target in sorted(set(report.pushed) | set(report.pending)):
+        line = f"{target}: pushed {report.pushed.get(target, 0)}"
+        if report.push_rejected.get(target):
+            line += f", rejected {report.push_rejected[target]}"
+        if report.dead.get(target):
+            line += f", given up {report.dead[target]}"
+        if report.pending.get(target):
+            line += f", pending {report.pending[target]}"
+        out.print(line)
+    if not report.dry_run and report.status in ("ok", "rejected") and not any(report.pushed.values()):
+        out.print("nothing changed: no profile needed to be pushed")
+    for conn, calls in report.api_calls.items():
+        out.print(f"API calls {conn}: " + ", ".join(f"{k}={v}" for k, v in sorted(calls.items())))
+    if report.rejected:
+        r = Table("connector", "where", "field", "reason", title="Rejected records", title_justify="left")
+        for item in report.rejected[:50]:
+            r.add_row(item.connector, item.locator, item.field or "", item.reason)
+        out.print(r)
+        if report.rejected_total > 50:
+            out.print(f"... and {report.rejected_total - 50} more (crmsync runs --json shows all kept in the report)")
+    if plan is not None:
+        p = Table("target", "member", "field", "now", "would become", title="Planned changes", title_justify="left")
+        for entry in plan[:100]:
+            for fname, (old, new) in entry.changed.items():
+                p.add_row(entry.target, entry.member_id, fname, _cell(old), _cell(new))
+        if plan:
+            out.print(p)
+            if len(plan) > 100:
+                out.print(f"... {len(plan) - 100} more members (use --json for all)")
+        else:
+            out.print("no changes would be pushed")
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, list):
+        return ", ".join(map(str, v)) or "-"
+    return str(v)

@@ -1,0 +1,76 @@
+"""``crmsync sync`` and ``crmsync plan``."""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import UTC, datetime
+
+import click
+
+from crmsync.cli import AppContext, json_option
+from crmsync.cli.render import RichProgress, interactive, print_json, report_table
+from crmsync.engine import Engine, RunResult
+from crmsync.errors import ExitCode
+
+
+def _as_of(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    dt = datetime.fromisoformat(value)
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def _run(app: AppContext, *, dry_run: bool, as_json: bool, as_of: str | None, command: str) -> RunResult:
+    settings = app.settings
+    with app.store() as store:
+        progress_cm = RichProgress() if interactive() and not as_json else contextlib.nullcontext(None)
+        with progress_cm as progress:
+            engine = Engine(settings, app.host, store, progress=progress)
+            try:
+                return engine.run(dry_run=dry_run, as_of=_as_of(as_of), command=command)
+            finally:
+                engine.close()
+
+
+def _exit(result: RunResult) -> int:
+    report = result.report
+    if report.status == "failed":
+        return int(report.extra.get("exit_code", ExitCode.FAILED))
+    return int(report.exit_code)
+
+
+@click.command()
+@json_option
+@click.option("--as-of", metavar="DATETIME", help="Grade as of this ISO datetime instead of now.")
+@click.pass_obj
+def sync(app: AppContext, as_json: bool, as_of: str | None) -> int:
+    """Pull, grade, and push what changed to the CRM."""
+    result = _run(app, dry_run=False, as_json=as_json, as_of=as_of, command="sync")
+    if as_json:
+        print_json(result.report.model_dump(mode="json"))
+    else:
+        report_table(result.report)
+    return _exit(result)
+
+
+@click.command()
+@json_option
+@click.option("--as-of", metavar="DATETIME", help="Grade as of this ISO datetime instead of now.")
+@click.pass_obj
+def plan(app: AppContext, as_json: bool, as_of: str | None) -> int:
+    """Dry run: pull and grade, show what would be pushed, write nothing to any CRM."""
+    result = _run(app, dry_run=True, as_json=as_json, as_of=as_of, command="plan")
+    if as_json:
+        data = result.report.model_dump(mode="json")
+        data["changes"] = [
+            {"target": e.target, "member_id": e.member_id, "changed": {k: list(v) for k, v in e.changed.items()}}
+            for e in result.plan
+        ]
+        print_json(data)
+    else:
+        report_table(result.report, plan=result.plan)
+    return _exit(result)
+
+
+COMMANDS = [sync, plan]
+__all__ = ["COMMANDS"]
