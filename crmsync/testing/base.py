@@ -1,0 +1,138 @@
+"""Fixtures and capability gating shared by the conformance checks.
+
+Each check is a ``test_*`` method marked with :func:`applies`; when a contract subclass names its spec,
+the checks whose condition does not hold for that spec are removed from the class, so pytest never
+collects them (nothing is skipped: a check either runs or does not exist for that connector).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator
+from typing import Any, ClassVar
+
+import pytest
+
+from crmsync.connector import PULL_CAPABILITY, Capability, Connector, ConnectorContext, Stream
+from crmsync.specs import ConnectorSpec
+from crmsync.testing.double import CrmDouble
+
+SOURCE = "kit"
+"""The connector name the kit configures; pulled records must carry it as ``source``."""
+
+
+def applies(condition: Callable[[type[ContractBase]], bool]) -> Callable[[Callable[..., Any]], Any]:
+    """Keep the decorated check only for contracts where ``condition(contract_class)`` holds."""
+
+    def mark(func: Callable[..., Any]) -> Callable[..., Any]:
+        func._kit_condition = condition  # type: ignore[attr-defined]
+        return func
+
+    return mark
+
+
+def pulls(cls: type[ContractBase]) -> bool:
+    return bool(cls.pull_streams())
+
+
+def pushes(cls: type[ContractBase]) -> bool:
+    return Capability.PUSH_PROFILES in cls.kit_spec.capabilities
+
+
+def has(capability: Capability) -> Callable[[type[ContractBase]], bool]:
+    return lambda cls: pulls(cls) and capability in cls.kit_spec.capabilities
+
+
+def _no_sleep(seconds: float) -> None:
+    """Retries in the kit wait no real time."""
+
+
+def kit_http_client(double: CrmDouble, **kwargs: Any) -> Any:
+    """The shared HTTP client, wired to the double's transport and without real waiting."""
+    from crmsync.http import make_client
+
+    transport = double.transport()
+    if transport is not None:
+        kwargs.setdefault("transport", transport)
+    kwargs.setdefault("sleep", _no_sleep)
+    return make_client(**kwargs)
+
+
+def resolve_spec(spec: ConnectorSpec | str) -> ConnectorSpec:
+    """A spec given by name is looked up among installed plugins, as the command line would."""
+    if isinstance(spec, ConnectorSpec):
+        return spec
+    from crmsync.plugins import PluginHost
+
+    host = PluginHost()
+    host.load_entrypoints()
+    found = host.connector_spec(spec)
+    if found is None:
+        broken = "; ".join(f"{p.name}: {p.error}" for p in host.plugins.values() if p.error) or "none"
+        raise TypeError(
+            f"no installed plugin registers a connector named {spec!r} (found: "
+            f"{', '.join(host.connector_names()) or 'none'}; plugins that failed to load: {broken}). "
+            "Install your package (pip install -e .) or set spec to the ConnectorSpec object."
+        )
+    return found
+
+
+class ContractBase:
+    """Fixtures every check uses. Subclasses set :attr:`spec` and provide a ``crm`` fixture."""
+
+    spec: ClassVar[ConnectorSpec | str]
+    kit_spec: ClassVar[ConnectorSpec]
+    http: ClassVar[bool] = True
+    """The connector talks HTTP (the double can fail calls); ``False`` for file-based connectors."""
+    seed_count: ClassVar[int] = 7
+    """Records seeded per check; keep it above two pages of the double's page size."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "spec" not in cls.__dict__:
+            return
+        cls.kit_spec = resolve_spec(cls.spec)
+        for name in dir(cls):
+            check = getattr(cls, name, None)
+            condition = getattr(check, "_kit_condition", None)
+            if name.startswith("test_") and condition is not None and not condition(cls):
+                setattr(cls, name, None)  # not applicable to this connector: not collected at all
+
+    @classmethod
+    def pull_streams(cls) -> list[Stream]:
+        return [s for s in Stream if PULL_CAPABILITY[s] in cls.kit_spec.capabilities]
+
+    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        if "stream" in metafunc.fixturenames:
+            metafunc.parametrize("stream", self.pull_streams(), ids=lambda s: s.value)
+
+    @pytest.fixture
+    def double(self, crm: CrmDouble) -> Iterator[CrmDouble]:
+        if hasattr(crm, "__enter__"):
+            with crm:
+                yield crm
+        else:
+            yield crm
+
+    @pytest.fixture
+    def settings(self, double: CrmDouble) -> Any:
+        return self.kit_spec.settings_model.model_validate(double.settings())
+
+    @pytest.fixture
+    def make_connector(self, double: CrmDouble, settings: Any) -> Iterator[Callable[[], Connector]]:
+        """Build a fresh connector, as a new process would (a restart): new context, new state."""
+        built: list[Connector] = []
+
+        def make() -> Connector:
+            context = ConnectorContext(name=SOURCE, http_factory=functools.partial(kit_http_client, double))
+            connector = self.kit_spec.factory(settings, context)
+            built.append(connector)
+            return connector
+
+        yield make
+        for connector in built:
+            connector.close()
+
+    @pytest.fixture
+    def connector(self, make_connector: Callable[[], Connector]) -> Connector:
+        return make_connector()

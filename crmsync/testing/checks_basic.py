@@ -1,0 +1,196 @@
+"""Spec, settings, secrets, ``check`` on a healthy system, and HTTP error handling (retry 429/5xx, not 4xx)."""
+
+from __future__ import annotations
+
+import logging
+import re
+import typing
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from pydantic import SecretStr, ValidationError
+
+from crmsync.connector import CheckResult, Connector, Stream
+from crmsync.errors import ConnectorError
+from crmsync.specs import PLUGIN_API_VERSION
+from crmsync.testing.base import ContractBase, applies, pulls, pushes
+from crmsync.testing.checks_push import make_changes, push_all
+from crmsync.testing.double import CrmDouble
+from crmsync.testing.driver import ContractError, drive_pull
+
+SECRET_NAME = re.compile(r"(token|secret|password|passwd|api_?key|credential|private_key)", re.I)
+
+
+def _is_secret(annotation: Any) -> bool:
+    return annotation is SecretStr or any(_is_secret(a) for a in typing.get_args(annotation))
+
+
+def secret_fields(model: type) -> list[str]:
+    return [n for n, f in model.model_fields.items() if _is_secret(f.annotation)]  # type: ignore[attr-defined]
+
+
+def _has_secrets(cls: type[ContractBase]) -> bool:
+    return bool(secret_fields(cls.kit_spec.settings_model))
+
+
+def _required(cls: type[ContractBase]) -> bool:
+    return any(f.is_required() for f in cls.kit_spec.settings_model.model_fields.values())
+
+
+def _talks_http(cls: type[ContractBase]) -> bool:
+    return cls.http and (pulls(cls) or pushes(cls))
+
+
+def exercise(cls: type[ContractBase], double: CrmDouble, connector: Connector) -> Callable[[], str | None]:
+    """Seed the double; return a call that does real work and says what is wrong with its result."""
+    if pulls(cls):
+        stream = cls.pull_streams()[0]
+        seeded = set(double.seed(stream, cls.seed_count))
+
+        def pull() -> str | None:
+            got = set(drive_pull(connector, stream).live_ids())
+            return None if got == seeded else f"the pull returned {len(got & seeded)} of {len(seeded)} {stream.value}"
+
+        return pull
+    changes = make_changes(connector, double.seed(Stream.MEMBERS, 3))
+
+    def push() -> str | None:
+        failed = [r.member_id for r in push_all(connector, changes) if not r.ok]
+        return f"the push failed for {failed}" if failed else None
+
+    return push
+
+
+class BasicChecks(ContractBase):
+    def test_spec_targets_this_plugin_api(self):
+        if self.kit_spec.api_version != PLUGIN_API_VERSION:
+            raise ContractError(
+                f"spec {self.kit_spec.name!r} declares api_version={self.kit_spec.api_version}; this crmsync "
+                f"implements plugin API {PLUGIN_API_VERSION}: update the connector and its spec"
+            )
+
+    def test_spec_and_connector_declare_the_same_capabilities(self, connector: Connector):
+        declared, actual = set(self.kit_spec.capabilities), set(type(connector).capabilities)
+        if declared != actual:
+            raise ContractError(
+                f"the spec declares {sorted(declared)} but {type(connector).__name__}.capabilities is "
+                f"{sorted(actual)}: declare them once (capabilities=MyConnector.capabilities in the spec)"
+            )
+
+    def test_settings_reject_unknown_keys(self, double: CrmDouble):
+        table = {**double.settings(), "kit_misspelt_key": 1}
+        try:
+            self.kit_spec.settings_model.model_validate(table)
+        except ValidationError as exc:
+            if "kit_misspelt_key" in str(exc):
+                return
+        raise ContractError(
+            "a misspelt key (kit_misspelt_key) in the connector table was accepted silently: set "
+            "model_config = ConfigDict(extra='forbid') on the settings model"
+        )
+
+    @applies(_required)
+    def test_settings_name_missing_required_fields(self):
+        model = self.kit_spec.settings_model
+        required = sorted(n for n, f in model.model_fields.items() if f.is_required())
+        try:
+            model.model_validate({})
+        except ValidationError as exc:
+            named = {str(e["loc"][0]) for e in exc.errors() if e["loc"]}
+            if set(required) <= named:
+                return
+        raise ContractError(f"an empty table must be refused naming every required field {required}")
+
+    def test_secret_settings_are_secretstr(self):
+        model = self.kit_spec.settings_model
+        plain = [n for n in model.model_fields if SECRET_NAME.search(n) and n not in secret_fields(model)]
+        if plain:
+            raise ContractError(
+                f"settings {plain} look like credentials but are not SecretStr: declare them as SecretStr so "
+                "they never show in reprs, logs or reports (read them with .get_secret_value())"
+            )
+
+    @applies(_has_secrets)
+    def test_secrets_stay_out_of_reprs_logs_and_errors(
+        self, double: CrmDouble, connector: Connector, settings: Any, caplog: pytest.LogCaptureFixture
+    ):
+        table = double.settings()
+        secrets = [str(table[n]) for n in secret_fields(self.kit_spec.settings_model) if table.get(n)]
+        caplog.set_level(logging.DEBUG)
+        seen = {"repr(connector)": repr(connector), "str(connector)": str(connector), "repr(settings)": repr(settings)}
+        if _talks_http(type(self)):
+            run = exercise(type(self), double, connector)
+            run()
+            double.fail_next(400)
+            try:
+                run()
+            except Exception as exc:
+                seen["the error raised on HTTP 400"] = f"{exc!s} {exc!r}"
+        for record in caplog.records:
+            if not record.name.startswith(("httpx", "httpcore")):
+                seen[f"log record from {record.name}"] = record.getMessage() + str(record.exc_text or "")
+        leaks = [where for where, text in seen.items() if any(s in text for s in secrets)]
+        if leaks:
+            raise ContractError(
+                f"a secret setting appears in {leaks}: keep it as SecretStr, call get_secret_value() only where "
+                "the request is built, and show objects holding it with crmsync.redact.safe_repr"
+            )
+
+    def test_check_passes_on_a_healthy_system(self, double: CrmDouble, connector: Connector):
+        results = connector.check()
+        wrong = [r for r in results if not isinstance(r, CheckResult)]
+        failed = [str(r.detail or r.name) for r in results if isinstance(r, CheckResult) and not r.ok]
+        if wrong or failed:
+            raise ContractError(f"check() on a healthy system returned {wrong or failed}; return CheckResult objects")
+
+    @applies(_talks_http)
+    @pytest.mark.parametrize("status", [429, 500, 503])
+    def test_transient_errors_are_retried(self, double: CrmDouble, connector: Connector, status: int):
+        run = exercise(type(self), double, connector)
+        double.fail_next(status, retry_after=0 if status == 429 else None)
+        before = double.calls
+        try:
+            problem = run()
+        except Exception as exc:
+            raise ContractError(
+                f"one HTTP {status} answer ended the call with {type(exc).__name__}: {exc}. 429 and 5xx are "
+                "transient: build the client with self.context.http(...), which retries them"
+            ) from None
+        if problem or double.calls - before < 2:
+            raise ContractError(
+                f"after one HTTP {status} answer {problem or 'no call was repeated'}: the failed call was not "
+                "retried (was it read as an empty page?). Use self.context.http(...), which retries 429/5xx, and "
+                "treat any other non-2xx answer as an error, never as data"
+            )
+
+    @applies(_talks_http)
+    @pytest.mark.parametrize("status", [400, 404])
+    def test_client_errors_are_not_retried(self, double: CrmDouble, connector: Connector, status: int):
+        run = exercise(type(self), double, connector)
+        double.fail_next(status)
+        before = double.calls
+        try:
+            run()
+        except ConnectorError:
+            calls = double.calls - before
+            if calls != 1:
+                raise ContractError(
+                    f"HTTP {status} was sent {calls} times: a 4xx will not change on retry, send it once"
+                ) from None
+            return
+        except Exception as exc:
+            raise ContractError(
+                f"HTTP {status} raised {type(exc).__name__}: {exc}; raise crmsync.FatalAPIError (AuthError for "
+                "401/403) so the engine knows retrying will not help"
+            ) from None
+        calls = double.calls - before
+        if calls > 1:
+            raise ContractError(
+                f"HTTP {status} was retried ({calls} calls): a 4xx will not change on retry; raise "
+                "crmsync.FatalAPIError at once (the shared client from self.context.http() never retries it)"
+            )
+        raise ContractError(
+            f"an HTTP {status} answer was not reported as an error: raise crmsync.FatalAPIError naming the "
+            "request (crmsync.redact.describe_request) instead of reading it as data"
+        )

@@ -1,0 +1,166 @@
+"""Pull checks: completeness, canonical records, cursors that never run ahead, incremental pulls, deletions."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+
+from crmsync.connector import Capability, Connector, Stream
+from crmsync.testing.base import SOURCE, ContractBase, applies, has, pulls
+from crmsync.testing.double import CrmDouble
+from crmsync.testing.driver import ContractError, PullRun, drive_pull, record_problems
+
+Make = Callable[[], Connector]
+
+
+def _fail(problems: list[str]) -> None:
+    if problems:
+        raise ContractError("\n".join(problems))
+
+
+def _twice(run: PullRun) -> list[str]:
+    return sorted(i for i, n in Counter(run.live_ids()).items() if n > 1)
+
+
+def _first_cursor(run: PullRun, where: str) -> str:
+    if run.cursor is None:
+        raise ContractError(
+            f"{where}: the pull handed no cursor although INCREMENTAL is declared; set Batch.cursor "
+            "(at the latest on the last batch) to where the next run should resume"
+        )
+    return run.cursor
+
+
+class PullChecks(ContractBase):
+    @applies(pulls)
+    def test_full_pull_returns_each_seeded_record_once(self, double: CrmDouble, connector: Connector, stream: Stream):
+        seeded = double.seed(stream, self.seed_count)
+        run = drive_pull(connector, stream)
+        ids = set(run.live_ids())
+        problems = []
+        if missing := sorted(set(seeded) - ids):
+            problems.append(
+                f"{len(missing)} of {len(seeded)} seeded {stream.value} were never pulled: {missing}. Paging stops "
+                "early or drops the last page: yield every page, including the one that says there is no next page."
+            )
+        if twice := _twice(run):
+            problems.append(
+                f"{stream.value} pulled more than once in one pull: {twice}. Pages overlap: check the first page "
+                "number (1 or 0?) and the page/offset arithmetic."
+            )
+        if extra := sorted(ids - set(seeded)):
+            problems.append(f"pulled {stream.value} ids the source does not hold: {extra}")
+        _fail(problems)
+
+    @applies(pulls)
+    def test_pulled_records_are_valid_canonical_records(self, double: CrmDouble, connector: Connector, stream: Stream):
+        double.seed(stream, self.seed_count)
+        run = drive_pull(connector, stream)
+        problems = [f"valid source record rejected: {r}" for b in run.batches for r in b.rejects]
+        for record in run.records:
+            expected = double.expected(stream, getattr(record, "external_id", ""))
+            problems += record_problems(record, stream, SOURCE, expected)
+        _fail(problems)
+
+    @applies(pulls)
+    def test_resuming_from_any_batch_cursor_loses_nothing(
+        self, double: CrmDouble, make_connector: Make, stream: Stream
+    ):
+        double.seed(stream, self.seed_count)
+        run = drive_pull(make_connector(), stream)
+        problems = []
+        for k, batch in enumerate(run.batches):
+            later = run.ids_after(k)
+            if batch.cursor is None or not later:
+                continue
+            resumed = drive_pull(make_connector(), stream, batch.cursor)
+            if lost := sorted(later - set(resumed.live_ids())):
+                problems.append(
+                    f"batch {k + 1} of {len(run.batches)} handed cursor {batch.cursor!r}, but resuming from it "
+                    f"(after a crash right after storing that batch) never returns {lost}, which came in later "
+                    "batches: the cursor runs ahead of its records. A batch's cursor must cover only records in "
+                    "that batch or earlier ones (records with equal timestamps across a page boundary too); if "
+                    "unsure, hand the cursor only on the last batch."
+                )
+                break
+        _fail(problems)
+
+    @applies(has(Capability.INCREMENTAL))
+    def test_rerun_without_changes_pulls_nothing(self, double: CrmDouble, make_connector: Make, stream: Stream):
+        double.seed(stream, self.seed_count)
+        cursor = _first_cursor(drive_pull(make_connector(), stream), "full pull")
+        again = drive_pull(make_connector(), stream, cursor)
+        if again.live_ids():
+            raise ContractError(
+                f"a rerun from cursor {cursor!r} with nothing changed pulled {sorted(again.live_ids())} again: "
+                "resume strictly after the cursor (e.g. updated_after, not updated_since)"
+            )
+
+    @applies(has(Capability.INCREMENTAL))
+    def test_incremental_pull_returns_changed_records_once(
+        self, double: CrmDouble, make_connector: Make, stream: Stream
+    ):
+        seeded = double.seed(stream, self.seed_count)
+        cursor = _first_cursor(drive_pull(make_connector(), stream), "full pull")
+        changed = [seeded[0], seeded[-1]]
+        double.change(stream, changed)
+        run = drive_pull(make_connector(), stream, cursor)
+        ids = run.live_ids()
+        problems = []
+        if missing := sorted(set(changed) - set(ids)):
+            problems.append(f"changed {stream.value} {missing} were not pulled from cursor {cursor!r}")
+        if twice := _twice(run):
+            problems.append(f"{stream.value} pulled more than once in one incremental pull: {twice}")
+        if unchanged := sorted(set(ids) - set(changed)):
+            problems.append(f"unchanged {stream.value} {unchanged} were pulled again: the cursor is not applied")
+        for record in run.records:
+            if record.external_id in changed:
+                problems += record_problems(record, stream, SOURCE, double.expected(stream, record.external_id))
+        _fail(problems)
+
+    @applies(has(Capability.INCREMENTAL))
+    def test_cursor_survives_a_restart_and_only_moves_forward(
+        self, double: CrmDouble, make_connector: Make, stream: Stream
+    ):
+        seeded = double.seed(stream, self.seed_count)
+        first = _first_cursor(drive_pull(make_connector(), stream), "full pull")
+        restarted = drive_pull(make_connector(), stream, first)  # a new process, only the stored cursor
+        if restarted.live_ids():
+            raise ContractError(
+                f"a fresh connector resuming from cursor {first!r} pulled {sorted(restarted.live_ids())} again: "
+                "put everything needed to resume in the cursor string, not in the connector's memory"
+            )
+        double.change(stream, [seeded[1]])
+        moved = drive_pull(make_connector(), stream, restarted.cursor)
+        if seeded[1] not in moved.live_ids():
+            raise ContractError(
+                f"after a rerun with no changes handed cursor {restarted.cursor!r}, a later change to "
+                f"{seeded[1]!r} was not pulled: a rerun must keep (or advance) the cursor, never reset it"
+            )
+        final = drive_pull(make_connector(), stream, moved.cursor)
+        if final.live_ids():
+            raise ContractError(
+                f"cursor {moved.cursor!r} from the incremental pull did not move forward: resuming from it pulled "
+                f"{sorted(final.live_ids())} again"
+            )
+
+    @applies(has(Capability.DELETIONS))
+    def test_deletions_are_reported(self, double: CrmDouble, make_connector: Make, stream: Stream):
+        seeded = double.seed(stream, self.seed_count)
+        cursor = drive_pull(make_connector(), stream).cursor
+        gone = seeded[:2]
+        double.delete(stream, gone)
+        run = drive_pull(make_connector(), stream, cursor)
+        reported = run.deleted_ids()
+        if run.snapshot_complete:
+            reported |= set(seeded) - set(run.live_ids())
+        problems = []
+        if missing := sorted(set(gone) - reported):
+            problems.append(
+                f"{stream.value} {missing} were deleted in the source but the pull from cursor {cursor!r} did "
+                "not report them: DELETIONS is declared, so put their ids in Batch.deleted (from the API's "
+                "deleted-records endpoint) or yield them with deleted=True"
+            )
+        if back := sorted(set(gone) & set(run.live_ids())):
+            problems.append(f"deleted {stream.value} {back} came back as live records")
+        _fail(problems)

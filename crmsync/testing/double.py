@@ -1,0 +1,167 @@
+"""What the conformance kit asks of a test double, and an in-memory base that keeps a CRM's state.
+
+A double stands in for the system a connector talks to. The kit seeds it, edits it, reads back what was
+pushed and makes its next call fail; :class:`CrmDouble` lists those operations. :class:`InMemoryCrm` keeps
+the state (records in canonical form, deletions, pushed values, queued failures) so a concrete double only
+renders that state in its API's shape: :class:`crmsync.testing.PagedJsonApi` does it for a typical paged
+JSON API over respx; a file-based double writes files instead.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from crmsync.connector import Stream
+from crmsync.models import PUSHED_FIELDS
+from crmsync.testing.data import COMPARED_FIELDS, EPOCH, changed_record, sample_record
+
+if TYPE_CHECKING:
+    import httpx
+
+
+@runtime_checkable
+class CrmDouble(Protocol):
+    """The operations the kit performs on a double of the system under test."""
+
+    def settings(self) -> dict[str, Any]:
+        """A valid ``[connectors.NAME]`` table (without ``plugin``) pointing the connector at this double."""
+
+    def seed(self, stream: Stream, count: int) -> list[str]:
+        """Create ``count`` records of ``stream``; return their external ids."""
+
+    def change(self, stream: Stream, ids: Sequence[str]) -> None:
+        """Edit these records so that an incremental pull must return them again."""
+
+    def delete(self, stream: Stream, ids: Sequence[str]) -> None:
+        """Delete these records in the source."""
+
+    def expected(self, stream: Stream, external_id: str) -> Mapping[str, Any] | None:
+        """The canonical values the connector must produce for this record (``None``: not compared)."""
+
+    def pushed(self) -> dict[str, dict[str, Any]]:
+        """What the system holds now, by member id and canonical field, for every member written to."""
+
+    def push_log(self) -> list[list[str]]:
+        """Member ids written by each write call, in call order."""
+
+    def reject_push(self, member_id: str, field: str, reason: str) -> None:
+        """Make the system refuse writes to this member (a per-record error, the rest of the call succeeds)."""
+
+    def drop_field(self, field: str) -> str:
+        """Remove the custom field holding canonical ``field``; return its name in the system."""
+
+    def fail_next(self, status: int, *, times: int = 1, retry_after: float | None = None) -> None:
+        """Answer the next ``times`` calls with HTTP ``status`` (only doubles of HTTP APIs)."""
+
+    @property
+    def calls(self) -> int:
+        """Calls received so far, failed ones included."""
+
+    def transport(self) -> httpx.BaseTransport | None:
+        """The transport the shared HTTP client should use (``None``: no HTTP)."""
+
+
+class InMemoryCrm:
+    """State of a fake CRM in canonical form, with the bookkeeping every double needs.
+
+    Subclasses serve :attr:`records` in their API's shape, call :meth:`next_failure` at the start of each
+    request, and :meth:`write` for each record a push call writes.
+    """
+
+    field_names: Mapping[str, str] = {f: f for f in PUSHED_FIELDS}
+    """Canonical pushed field -> the system's custom field name."""
+
+    def __init__(self) -> None:
+        self.records: dict[Stream, dict[str, dict[str, Any]]] = {s: {} for s in Stream}
+        self.deleted_at: dict[Stream, dict[str, datetime]] = {s: {} for s in Stream}
+        self.clock = EPOCH
+        self.written: dict[str, dict[str, Any]] = {}
+        self._push_log: list[list[str]] = []
+        self.rejections: dict[str, tuple[str, str]] = {}
+        self.missing_fields: set[str] = set()
+        self.failures: deque[tuple[int, float | None]] = deque()
+        self.requests: list[Any] = []
+
+    # ---------------------------------------------------------------- kit operations
+    def _tick(self, minutes: int = 60) -> datetime:
+        self.clock += timedelta(minutes=minutes)
+        return self.clock
+
+    def seed(self, stream: Stream, count: int) -> list[str]:
+        members = list(self.records[Stream.MEMBERS])
+        if stream is not Stream.MEMBERS and not members:
+            members = self.seed(Stream.MEMBERS, max(2, count // 2))
+        start = len(self.records[stream]) + len(self.deleted_at[stream])
+        base = self._tick()
+        ids = []
+        for i in range(count):
+            record = sample_record(stream, start + i, base + timedelta(minutes=i // 2), members)
+            self.records[stream][record["external_id"]] = record
+            ids.append(record["external_id"])
+        self._tick(count)
+        return ids
+
+    def change(self, stream: Stream, ids: Sequence[str]) -> None:
+        at = self._tick()
+        for rid in ids:
+            self.records[stream][rid] = changed_record(stream, self.records[stream][rid], at)
+
+    def delete(self, stream: Stream, ids: Sequence[str]) -> None:
+        at = self._tick()
+        for rid in ids:
+            self.records[stream].pop(rid)
+            self.deleted_at[stream][rid] = at
+
+    def expected(self, stream: Stream, external_id: str) -> Mapping[str, Any] | None:
+        record = self.records[stream].get(external_id)
+        if record is None:
+            return None
+        return {k: record[k] for k in COMPARED_FIELDS[stream]}
+
+    def pushed(self) -> dict[str, dict[str, Any]]:
+        return {k: dict(v) for k, v in self.written.items()}
+
+    def push_log(self) -> list[list[str]]:
+        return [list(ids) for ids in self._push_log]
+
+    def reject_push(self, member_id: str, field: str, reason: str) -> None:
+        self.rejections[member_id] = (field, reason)
+
+    def drop_field(self, field: str) -> str:
+        self.missing_fields.add(field)
+        return self.field_names[field]
+
+    def fail_next(self, status: int, *, times: int = 1, retry_after: float | None = None) -> None:
+        self.failures.extend([(status, retry_after)] * times)
+
+    @property
+    def calls(self) -> int:
+        return len(self.requests)
+
+    def transport(self) -> httpx.BaseTransport | None:
+        return None
+
+    # ---------------------------------------------------------------- for subclasses
+    def next_failure(self) -> tuple[int, float | None] | None:
+        return self.failures.popleft() if self.failures else None
+
+    def begin_write(self) -> list[str]:
+        """Start logging one write call; append member ids to the returned list."""
+        ids: list[str] = []
+        self._push_log.append(ids)
+        return ids
+
+    def write(self, member_id: str, values: Mapping[str, Any]) -> tuple[str, str] | None:
+        """Store canonical ``values`` for a member; return ``(field, reason)`` if the system refuses it."""
+        if member_id not in self.records[Stream.MEMBERS]:
+            return ("id", f"no contact with id {member_id}")
+        if member_id in self.rejections:
+            return self.rejections[member_id]
+        for name in values:
+            if name in self.missing_fields:
+                return (self.field_names[name], f"unknown field {self.field_names[name]}")
+        self.written.setdefault(member_id, {}).update(values)
+        return None

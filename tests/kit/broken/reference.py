@@ -1,0 +1,192 @@
+"""A correct connector for the paged JSON API that :class:`crmsync.testing.PagedJsonApi` serves.
+
+The broken connectors beside it subclass it and override one method each, so every one differs from a
+correct connector by exactly one bug.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from crmsync import (
+    AuthError,
+    Batch,
+    Capability,
+    CheckResult,
+    Connector,
+    ConnectorSpec,
+    FatalAPIError,
+    ProfileChange,
+    RecordResult,
+    Rejection,
+    Stream,
+)
+from crmsync.connector import Record
+from crmsync.models import Activity, Member, Order, aware
+from crmsync.redact import describe_request, safe_repr
+
+RESOURCE = {Stream.MEMBERS: "contacts", Stream.ORDERS: "orders", Stream.ACTIVITIES: "activities"}
+FIELDS = {
+    "tier": "loyalty_tier",
+    "points": "loyalty_points",
+    "tags": "loyalty_tags",
+    "rfm_segment": "rfm_segment",
+    "lifecycle": "lifecycle_stage",
+}
+
+
+class ExampleSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    base_url: str = Field(pattern=r"^https://")
+    api_token: SecretStr
+    page_size: int = Field(100, ge=1, le=100)
+
+
+class ReferenceConnector(Connector):
+    capabilities = frozenset(
+        {
+            Capability.PULL_MEMBERS,
+            Capability.PULL_ORDERS,
+            Capability.PULL_ACTIVITIES,
+            Capability.PUSH_PROFILES,
+            Capability.INCREMENTAL,
+            Capability.DELETIONS,
+        }
+    )
+
+    def __init__(self, settings: ExampleSettings, context: Any) -> None:
+        super().__init__(settings, context)
+        self.settings: ExampleSettings = settings
+        self.client = self.make_client()
+
+    def make_client(self) -> Any:
+        token = self.settings.api_token.get_secret_value()
+        return self.context.http(base_url=self.settings.base_url, headers={"Authorization": f"Bearer {token}"})
+
+    def __repr__(self) -> str:
+        return safe_repr(self, ["name"], ["api_token"])
+
+    def close(self) -> None:
+        self.client.close()
+
+    # ------------------------------------------------------------------ HTTP
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self.client.request(method, path, **kwargs)
+        if response.status_code in (401, 403):
+            raise AuthError(f"{describe_request(response.request)}: HTTP {response.status_code}", connector=self.name)
+        if response.is_error:
+            raise FatalAPIError(
+                f"{describe_request(response.request)}: HTTP {response.status_code}", connector=self.name
+            )
+        return response.json()
+
+    def get_page(self, stream: Stream, page: int, since: str | None) -> dict[str, Any]:
+        params: dict[str, Any] = {"page": page, "per_page": self.settings.page_size}
+        if since:
+            params["updated_after"] = since
+        return self.request("GET", f"/{RESOURCE[stream]}", params=params)
+
+    def pages(self, stream: Stream, since: str | None) -> Iterator[list[dict[str, Any]]]:
+        page: int | None = 1
+        while page is not None:
+            body = self.get_page(stream, page, since)
+            yield body["data"]
+            page = body["meta"]["next_page"]
+
+    def deleted(self, stream: Stream, since: str) -> list[dict[str, Any]]:
+        return self.request("GET", "/deleted", params={"resource": RESOURCE[stream], "deleted_after": since})["data"]
+
+    # ------------------------------------------------------------------ pull
+    def pull(self, stream: Stream, cursor: str | None) -> Iterator[Batch]:
+        newest = cursor
+        for rows in self.pages(stream, cursor):
+            records, rejects = self.map_rows(stream, rows)
+            newest = max([newest, *(self.utc(r["updated_at"]) for r in rows)], key=lambda v: v or "")
+            yield Batch(stream, records, rejects=rejects)  # no cursor until every page is stored
+        gone = self.deleted(stream, cursor) if cursor else []
+        newest = max([newest, *(self.utc(r["deleted_at"]) for r in gone)], key=lambda v: v or "")
+        yield Batch(stream, deleted=[r["id"] for r in gone], cursor=newest)
+
+    def utc(self, text: str) -> str:
+        return self.parse_time(text).astimezone(UTC).isoformat()
+
+    def parse_time(self, text: str) -> datetime:
+        return aware(datetime.fromisoformat(text), self.context.timezone)
+
+    def map_rows(self, stream: Stream, rows: Sequence[dict[str, Any]]) -> tuple[list[Record], list[Rejection]]:
+        records: list[Record] = []
+        rejects: list[Rejection] = []
+        for row in rows:
+            try:
+                records.append(self.to_record(stream, row))
+            except (KeyError, ValueError, ValidationError) as exc:
+                rejects.append(Rejection(stream, f"{RESOURCE[stream]} {row.get('id')}", None, str(exc), row.get("id")))
+        return records, rejects
+
+    def to_record(self, stream: Stream, row: dict[str, Any]) -> Record:
+        common = {"source": self.name, "external_id": str(row["id"])}
+        if stream is Stream.MEMBERS:
+            return Member(
+                **common,
+                email=row.get("email"),
+                first_name=row.get("first_name"),
+                last_name=row.get("last_name"),
+                created_at=self.parse_time(row["created_at"]),
+                updated_at=self.parse_time(row["updated_at"]),
+            )
+        if stream is Stream.ORDERS:
+            return Order(
+                **common,
+                member_external_id=row["contact_id"],
+                placed_at=self.parse_time(row["placed_at"]),
+                amount=self.money(row["total"]),
+                currency=row["currency"],
+                status=row["status"],
+                updated_at=self.parse_time(row["updated_at"]),
+            )
+        return Activity(
+            **common,
+            member_external_id=row["contact_id"],
+            kind=row["type"],
+            occurred_at=self.parse_time(row["occurred_at"]),
+        )
+
+    def money(self, text: str) -> Any:
+        return Decimal(text)
+
+    # ------------------------------------------------------------------ push
+    def push(self, changes: Sequence[ProfileChange]) -> list[RecordResult]:
+        if not changes:
+            return []
+        rows = [{"id": c.member_id, **{FIELDS[k]: v for k, v in c.values.items()}} for c in changes]
+        return self.read_results(self.send(rows))
+
+    def send(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return self.request("PATCH", "/contacts", json={"data": rows})["data"]
+
+    def read_results(self, items: list[dict[str, Any]]) -> list[RecordResult]:
+        results = []
+        for item in items:
+            ok = item["status"] == "success"
+            results.append(RecordResult(item["id"], ok, None if ok else item.get("message"), item.get("field")))
+        return results
+
+    def check(self) -> list[CheckResult]:
+        present = {f["name"] for f in self.request("GET", "/fields")["fields"]}
+        return [
+            CheckResult(f"custom field {name}", name in present, "" if name in present else f"create field {name!r}")
+            for name in FIELDS.values()
+        ]
+
+
+def make_spec(connector: type[ReferenceConnector], name: str = "reference") -> ConnectorSpec:
+    return ConnectorSpec(name, ExampleSettings, connector, capabilities=connector.capabilities)
+
+
+REFERENCE_SPEC = make_spec(ReferenceConnector)
