@@ -9,6 +9,8 @@ import pytest
 from crmsync.plugins import PluginHost
 from tests.support import WORLDS, MemoryPlugin
 
+pytest_plugins = ["pytester"]
+
 MEMORY_CONFIG = """
 [store]
 path = "store.duckdb"
