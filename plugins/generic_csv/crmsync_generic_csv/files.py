@@ -134,6 +134,11 @@ class CsvFile:
     def undecodable(row: list[str]) -> bool:
         return any(_BAD.search(cell) for cell in row)
 
+    @staticmethod
+    def printable(cell: str) -> str:
+        """``cell`` with undecodable bytes shown as ``\\xff`` (so it can be stored and written anywhere)."""
+        return _BAD.sub(lambda m: f"\\x{ord(m.group()) - 0xDC00:02x}", cell)
+
     @property
     def sha256(self) -> str:
         return self._hashing.digest.hexdigest()

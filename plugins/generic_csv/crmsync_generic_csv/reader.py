@@ -93,6 +93,8 @@ class _RowReader:
         self.currency = (settings.default_currency or context.base_currency).upper()
 
     def raw(self, row: list[str]) -> dict[str, str]:
+        if not self.f.info.clean:
+            row = [self.f.printable(cell) for cell in row]
         out = dict(zip(self.f.header, row, strict=False))
         for i in range(self.width, len(row)):
             out[f"column_{i + 1}"] = row[i]
@@ -104,7 +106,7 @@ class _RowReader:
             locator=f"{self.f.name}:{line}",
             field=field,
             reason=reason,
-            record_id=record_id or None,
+            record_id=(self.f.printable(record_id) if not self.f.info.clean else record_id) or None,
             raw=self.raw(row),
         )
 
