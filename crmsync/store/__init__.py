@@ -184,6 +184,12 @@ class Store:
                 try:
                     cols = ", ".join(table.schema.names)
                     con.execute("CREATE OR REPLACE TEMP TABLE _incoming AS SELECT * FROM _batch")
+                    if self.count("erasures"):  # erased members stay erased when the source sends them again
+                        key = "external_id" if stream is Stream.MEMBERS else "member_external_id"
+                        con.execute(
+                            f"DELETE FROM _incoming WHERE sha256(source || chr(0) || {key}) IN "
+                            "(SELECT member_hash FROM erasures)"
+                        )
                     con.execute(
                         f"DELETE FROM {table_name} WHERE source = ? AND external_id IN "
                         f"(SELECT external_id FROM _incoming)",
@@ -264,3 +270,38 @@ class StoreState:
 
     def __repr__(self) -> str:
         return f"<StoreState {self._connector!r}>"
+
+
+def member_hash(source: str, external_id: str) -> str:
+    """A one-way key for an erased member: lets the store refuse the member again without keeping who it was."""
+    import hashlib
+
+    return hashlib.sha256(f"{source}\x00{external_id}".encode()).hexdigest()
+
+
+def forget_member(store: Store, source: str, external_id: str, *, actor: str, reason: str) -> dict[str, int]:
+    """Erase a member's records, profile, pushes and outbox entries; keep an audit entry without personal data.
+
+    The member's id is remembered only as a hash, so later pulls of the same member are dropped and the member is
+    never graded or pushed again.
+    """
+    counts: dict[str, int] = {}
+    with store.transaction() as con:
+        email = store.scalar("SELECT email FROM members WHERE source = ? AND external_id = ?", [source, external_id])
+        for table in ("orders", "activities"):
+            where = "member_id = ? OR (member_external_id = ? AND source = ?)"
+            params: list[Any] = [external_id, external_id, source]
+            if email:
+                where += " OR member_email = ?"
+                params.append(email)
+            counts[table] = store.count(table, where, params)
+            con.execute(f"DELETE FROM {table} WHERE {where}", params)
+        counts["members"] = store.count("members", "source = ? AND external_id = ?", [source, external_id])
+        con.execute("DELETE FROM members WHERE source = ? AND external_id = ?", [source, external_id])
+        for table in ("profiles", "pushed", "outbox", "push_audit"):
+            counts[table] = store.count(table, "member_id = ?", [external_id])
+            con.execute(f"DELETE FROM {table} WHERE member_id = ?", [external_id])
+        con.execute(
+            "INSERT INTO erasures VALUES (?, ?, ?, ?)", [member_hash(source, external_id), now(), actor, reason]
+        )
+    return counts

@@ -1,0 +1,87 @@
+"""``crmsync forget`` (erase a person's local data) and ``crmsync history`` (what was pushed for a member)."""
+
+from __future__ import annotations
+
+import getpass
+import json
+
+import click
+from rich.table import Table
+
+from crmsync.cli import AppContext, json_option
+from crmsync.cli.render import console, print_json
+from crmsync.errors import ConfigError
+
+
+@click.command()
+@click.argument("member")
+@click.option("--reason", default="erasure request", show_default=True, help="Kept in the audit entry.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@json_option
+@click.pass_obj
+def forget(app: AppContext, member: str, reason: str, yes: bool, as_json: bool) -> int:
+    """Erase MEMBER's records, points, profile and push history from the store, and never grade them again.
+
+    The CRM itself is not changed. An audit entry without personal data (a one-way hash of the id) is kept.
+    """
+    from crmsync.store import forget_member
+
+    source = app.settings.sync.members
+    with app.store() as store:
+        if not store.count("members", "source = ? AND external_id = ?", [source, member]):
+            raise ConfigError(f"no member with id {member!r} in connector {source!r}")
+        if not yes and not as_json:
+            click.confirm(f"Erase every local record of member {member}?", abort=True)
+        counts = forget_member(store, source, member, actor=getpass.getuser(), reason=reason)
+    if as_json:
+        print_json({"member_id": member, "erased": counts})
+    else:
+        console().print(
+            f"member {member} erased: " + ", ".join(f"{n} {t}" for t, n in counts.items() if n) + "; audit entry kept"
+        )
+    return 0
+
+
+@click.command()
+@click.argument("member")
+@json_option
+@click.pass_obj
+def history(app: AppContext, member: str, as_json: bool) -> int:
+    """List every value pushed for MEMBER: run, target, field, previous and new value, reason."""
+    with app.store() as store:
+        rows = store.con.execute(
+            "SELECT run_id, target, field, previous, new, reason, pushed_at FROM push_audit "
+            "WHERE member_id = ? ORDER BY pushed_at, target, field",
+            [member],
+        ).fetchall()
+    entries = [
+        {
+            "run_id": r[0],
+            "target": r[1],
+            "field": r[2],
+            "previous": json.loads(r[3]) if r[3] else None,
+            "new": json.loads(r[4]) if r[4] else None,
+            "reason": r[5],
+            "pushed_at": r[6],
+        }
+        for r in rows
+    ]
+    if as_json:
+        print_json(entries)
+        return 0
+    t = Table("pushed at", "run", "target", "field", "previous", "new", "reason")
+    for e in entries:
+        t.add_row(
+            f"{e['pushed_at']:%Y-%m-%d %H:%M}",
+            e["run_id"],
+            e["target"],
+            e["field"],
+            str(e["previous"]),
+            str(e["new"]),
+            e["reason"],
+        )
+    console().print(t if entries else f"nothing was ever pushed for member {member}")
+    return 0
+
+
+COMMANDS = [forget, history]
