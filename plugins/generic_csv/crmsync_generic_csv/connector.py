@@ -156,7 +156,7 @@ class CsvConnector(Connector):
             if target is None:
                 continue
             folder = _existing_parent(target)
-            ok = os.access(folder, os.W_OK) and (not target.exists() or os.access(target, os.W_OK))
+            ok = folder.is_dir() and os.access(folder, os.W_OK) and (not target.exists() or os.access(target, os.W_OK))
             detail = f"{target.parent} is writable" if ok else f"cannot write to {target}"
             results.append(CheckResult(f"{self.name}: {label} file", ok, detail))
         return results
