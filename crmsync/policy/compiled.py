@@ -1,0 +1,206 @@
+"""Compile a :class:`Policy` once (parse and check every condition) and grade all members in bulk SQL."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Any
+
+from crmsync.errors import PolicyError
+from crmsync.policy import metrics as M
+from crmsync.policy import overrides, points, stages
+from crmsync.policy.ddl import LEDGER_TABLE, OVERRIDES_TABLE, STATE_TABLE
+from crmsync.policy.expr import NUM, STR, Compiler, ExprError, Var, names, parse
+from crmsync.policy.model import Policy
+from crmsync.specs import MetricSpec
+
+if TYPE_CHECKING:
+    from crmsync.policy.explain import Explanation
+
+RFM_VARS = {"rfm_r": NUM, "rfm_f": NUM, "rfm_m": NUM, "rfm_fm": NUM}
+STAGE_VARS = {**RFM_VARS, "rfm_segment": STR, "lifecycle": STR}
+TAG_VARS = {**STAGE_VARS, "tier": STR, "tier_rank": NUM}
+ALWAYS = ("spend_lifetime", "orders_lifetime", "days_since_last_order", "days_since_first_order")
+
+
+class _Scope:
+    """Names one kind of condition may use; metric names are resolved (and recorded) on first use."""
+
+    def __init__(self, extra: dict[str, str], resolver: Any, used: dict[str, M.Metric]) -> None:
+        self.extra, self.resolver, self.used = extra, resolver, used
+
+    def get(self, name: str) -> Var | None:
+        if name in self.extra:
+            return Var(name, self.extra[name], f'"{name}"')
+        metric = self.resolver(name)
+        if metric is None:
+            return None
+        self.used[name] = metric
+        return Var(name, metric.type, f'"{name}"')
+
+
+@dataclass
+class CompiledPolicy:
+    """A checked policy, ready to grade. Build it with :func:`compile_policy`."""
+
+    policy: Policy
+    version: str
+    tier_names: list[str]
+    tier_rules: list[stages.Rule]
+    segment_rules: list[stages.Rule]
+    tag_rules: list[stages.Rule]
+    used_metrics: dict[str, M.Metric] = field(default_factory=dict)
+
+    def grade(self, con: Any, as_of: datetime) -> None:
+        """Grade every non-deleted member into ``TEMP TABLE graded`` and update the policy's state tables."""
+        self.run(con, as_of, out="graded", stateful=True, persist=True)
+
+    def run(
+        self,
+        con: Any,
+        as_of: datetime,
+        *,
+        out: str,
+        stateful: bool,
+        persist: bool,
+        state_table: str = STATE_TABLE,
+        use_profiles: bool = True,
+        use_overrides: bool = True,
+    ) -> None:
+        """Grade into ``out``.
+
+        Args:
+            stateful: read the held tiers (state table, else ``profiles``) and locks; otherwise every member
+                simply gets the tier it qualifies for.
+            persist: write the ledger, tier state and expired locks (only with ``stateful``).
+            state_table: where held tiers are read from and written to (a temporary table in backtests).
+        """
+        if as_of.tzinfo is None:
+            raise ValueError("as_of must be timezone-aware")
+        day = as_of.astimezone(UTC).date()
+        sql: list[str] = []
+        M.source_views(sql, as_of, self.policy.metrics.order_statuses)
+        sql.append(_prev_sql(stateful, state_table, use_profiles))
+        sql.append(_overrides_sql(stateful and use_overrides, day))
+        sql += points.points_sql(self.policy, as_of, LEDGER_TABLE)
+        sql.append(M.metrics_sql(self.used_metrics.values(), as_of))
+        sql.append(stages.rfm_sql(self.policy.rfm.bins))
+        sql += stages.stage_sql(self.policy, self.segment_rules)
+        sql.append(stages.tiers_sql(self.policy, self.tier_rules, day))
+        sql.append(stages.final_sql(self.policy, self.tag_rules, self.version, out))
+        if stateful and persist:
+            sql += points.persist_sql(LEDGER_TABLE)
+            sql += [
+                f"DELETE FROM {state_table}",
+                f"INSERT INTO {state_table} (member_id, tier, tier_since, previous_tier, below_since, updated_at) "
+                "SELECT member_id, tier, tier_since, previous_tier, below_since, now() FROM _pol_tiers",
+            ]
+            if use_overrides:
+                sql += overrides.expire_sql(day)
+        for stmt in sql:
+            con.execute(stmt)
+
+    def explain(self, con: Any, member_id: str, as_of: datetime) -> Explanation:
+        """Grade without writing anything and return one member's grades with metric values and rules."""
+        from crmsync.policy.explain import explain
+
+        return explain(self, con, member_id, as_of)
+
+
+def _prev_sql(stateful: bool, state_table: str, use_profiles: bool) -> str:
+    if not stateful:
+        return (
+            "CREATE OR REPLACE TEMP TABLE _pol_prev AS SELECT member_id, NULL::VARCHAR AS tier, "
+            "NULL::DATE AS tier_since, NULL::VARCHAR AS previous_tier, NULL::DATE AS below_since FROM _pol_members"
+        )
+    prof = "LEFT JOIN profiles p USING (member_id)" if use_profiles else ""
+    pick = (
+        (lambda c: f"CASE WHEN s.member_id IS NOT NULL THEN s.{c} ELSE p.{c} END")
+        if use_profiles
+        else (lambda c: f"s.{c}")
+    )
+    return (
+        f"CREATE OR REPLACE TEMP TABLE _pol_prev AS SELECT mb.member_id, {pick('tier')} AS tier, "
+        f"{pick('tier_since')} AS tier_since, {pick('previous_tier')} AS previous_tier, s.below_since "
+        f"FROM _pol_members mb LEFT JOIN {state_table} s USING (member_id) {prof}"
+    )
+
+
+def _overrides_sql(active: bool, day: date) -> str:
+    where = f"until IS NULL OR until >= DATE '{day.isoformat()}'" if active else "false"
+    return (
+        "CREATE OR REPLACE TEMP TABLE _pol_overrides AS SELECT member_id, tier, until, reason, actor "
+        f"FROM {OVERRIDES_TABLE} WHERE {where}"
+    )
+
+
+def policy_version(policy: Policy, metrics: Sequence[MetricSpec]) -> str:
+    payload = {
+        "policy": policy.model_dump(mode="json"),
+        "metrics": sorted([m.name, m.sql, m.table, m.default] for m in metrics),
+    }
+    digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+    return digest[:12]
+
+
+def compile_policy(policy: Policy, metrics: Sequence[MetricSpec] = (), *, base_currency: str = "EUR") -> CompiledPolicy:
+    """Parse and check every condition once.
+
+    Raises:
+        PolicyError: with one ``policy.key.path: problem at column N`` line per bad condition or metric.
+    """
+    problems: list[str] = []
+    plugins: dict[str, MetricSpec] = {}
+    for spec in metrics:
+        if M.resolve(spec.name, None, {}) is not None or spec.name in TAG_VARS:
+            problems.append(f"metrics.{spec.name}: a plugin metric may not reuse a built-in name")
+        elif spec.name in plugins:
+            problems.append(f"metrics.{spec.name}: registered twice")
+        else:
+            plugins[spec.name] = spec
+    windows = policy.metrics.windows
+    hints = M.suggestions(windows, plugins)
+    used: dict[str, M.Metric] = {n: M.resolve(n, None, {}) for n in M.FIXED}  # type: ignore[misc]
+
+    def resolver(name: str) -> M.Metric | None:
+        return M.resolve(name, windows, plugins)
+
+    def build(key: str, name: str, text: str, extra: dict[str, str]) -> stages.Rule | None:
+        scope = _Scope(extra, resolver, used)
+        try:
+            tree = parse(text)
+            sql = Compiler(scope, sorted({*hints, *extra})).condition(tree)  # type: ignore[arg-type]
+        except ExprError as exc:
+            problems.append(f"policy.{key}: {exc}")
+            return None
+        reads = tuple(dict.fromkeys(str(t) for t in names(tree)))
+        return stages.Rule(name, text.strip(), sql, reads)
+
+    tier_rules = [
+        build(f"tiers[{i}].condition", t.name, t.condition or "", STAGE_VARS) for i, t in enumerate(policy.tiers[:-1])
+    ]
+    seg_src = (
+        [(s.name, s.condition) for s in policy.rfm.segments]
+        if policy.rfm.segments is not None
+        else stages.STANDARD_SEGMENTS
+    )
+    if policy.rfm.segments is None and policy.rfm.bins != 5:
+        problems.append("policy.rfm.segments: the standard segment map needs bins = 5; give your own map")
+    segment_rules = [
+        build(f"rfm.segments[{i}].condition", n, c, {**RFM_VARS, "lifecycle": STR}) for i, (n, c) in enumerate(seg_src)
+    ]
+    tag_rules = [build(f"tags.{n}", n, c, TAG_VARS) for n, c in policy.tags.items()]
+    if problems:
+        raise PolicyError("invalid policy", problems=problems)
+    return CompiledPolicy(
+        policy=policy,
+        version=policy_version(policy, metrics),
+        tier_names=[t.name for t in policy.tiers],
+        tier_rules=[r for r in tier_rules if r],
+        segment_rules=[r for r in segment_rules if r],
+        tag_rules=[r for r in tag_rules if r],
+        used_metrics=used,
+    )

@@ -1,0 +1,55 @@
+"""Tables the policy owns; the store runs :data:`POLICY_DDL` in its migration.
+
+- ``policy_points_ledger``: every points entry (order, activity, redemption, expiry), recomputed each run.
+- ``policy_tier_overrides``: the active manual tier locks, one per member.
+- ``policy_override_audit``: every change to a lock (set, cleared, expired), never deleted.
+- ``policy_tier_state``: the tier each member holds, since when, the tier before it, and since when the
+  member has not qualified for the held tier (the start of a downgrade grace period).
+"""
+
+from __future__ import annotations
+
+LEDGER_TABLE = "policy_points_ledger"
+OVERRIDES_TABLE = "policy_tier_overrides"
+AUDIT_TABLE = "policy_override_audit"
+STATE_TABLE = "policy_tier_state"
+
+POLICY_DDL: list[str] = [
+    f"""CREATE TABLE IF NOT EXISTS {LEDGER_TABLE} (
+        member_id VARCHAR NOT NULL,
+        entry_ref VARCHAR NOT NULL,
+        kind VARCHAR NOT NULL,
+        occurred_at TIMESTAMPTZ,
+        expires_at TIMESTAMPTZ,
+        base_points DECIMAL(18,4),
+        multiplier DECIMAL(9,4),
+        points BIGINT NOT NULL,
+        computed_at TIMESTAMPTZ
+    )""",
+    f"""CREATE TABLE IF NOT EXISTS {OVERRIDES_TABLE} (
+        member_id VARCHAR NOT NULL,
+        tier VARCHAR NOT NULL,
+        until DATE,
+        reason VARCHAR,
+        actor VARCHAR,
+        created_at TIMESTAMPTZ
+    )""",
+    f"""CREATE TABLE IF NOT EXISTS {AUDIT_TABLE} (
+        logged_at TIMESTAMPTZ NOT NULL,
+        member_id VARCHAR NOT NULL,
+        action VARCHAR NOT NULL,
+        tier VARCHAR,
+        until DATE,
+        reason VARCHAR,
+        actor VARCHAR
+    )""",
+    f"""CREATE TABLE IF NOT EXISTS {STATE_TABLE} (
+        member_id VARCHAR NOT NULL,
+        tier VARCHAR NOT NULL,
+        tier_since DATE,
+        previous_tier VARCHAR,
+        below_since DATE,
+        updated_at TIMESTAMPTZ
+    )""",
+]
+"""``CREATE TABLE IF NOT EXISTS`` statements; uniqueness per member is kept by the code that writes them."""

@@ -1,0 +1,143 @@
+"""The points ledger: derived from the current orders and activities on every evaluation, in SQL.
+
+Entries (one row each in ``policy_points_ledger``):
+
+- ``order``: a *paid* order earns ``amount_base * per_currency_unit * multiplier`` points, rounded per order.
+  The multiplier is that of the tier the member held when the entry first appeared; it is kept in the ledger
+  so a re-evaluation never changes it. A refunded, cancelled or deleted order has no entry, so its points
+  disappear from the balance: an order re-pulled or refunded is never counted twice.
+- ``activity``: an activity of a kind listed in ``points.activities`` earns that many points; kinds listed in
+  ``points.source_points_kinds`` earn the points the source reported.
+- ``redemption``: an activity of a kind listed in ``points.redemption_kinds`` spends the points it reports.
+- ``expiry``: with ``points.expiry_days``, earned points expire that many days (* 24 hours) after they were
+  earned, first in first out: redemptions consume the oldest points first, and what is left of an entry on
+  its expiry instant expires. The whole ledger is recomputed each time from the sources, so it is idempotent.
+
+FIFO expiry in closed form: with earned entries ordered by time, ``C_k`` their running total and ``R_k`` the
+points redeemed strictly before entry ``k`` expires, the points expired up to entry ``k`` are
+``max(0, max_{j<=k} (C_j - R_j))`` over expired entries ``j`` — a running maximum, one window function.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from crmsync.policy.expr import sql_string
+from crmsync.policy.metrics import ts
+from crmsync.policy.model import Policy
+
+_ROUND = {
+    "floor": "floor({x})",
+    "ceil": "ceil({x})",
+    "half_up": "round({x})",
+    "half_even": "round_even({x}, 0)",
+}
+EARN_KINDS = ("order", "activity")
+
+
+def _rounded(expr: str, mode: str) -> str:
+    mag = _ROUND[mode].format(x=f"abs({expr})")
+    return f"CAST(sign({expr}) * {mag} AS BIGINT)"
+
+
+def _in_list(values: list[str]) -> str:
+    return "(" + ", ".join(sql_string(v) for v in values) + ")" if values else "(NULL)"
+
+
+def multiplier_case(policy: Policy, column: str) -> str:
+    whens = " ".join(f"WHEN {sql_string(t.name)} THEN {t.points_multiplier}" for t in policy.tiers)
+    return f"CAST(CASE {column} {whens} ELSE 1 END AS DECIMAL(9,4))"
+
+
+def points_sql(policy: Policy, as_of: datetime, ledger_table: str) -> list[str]:
+    """Statements building ``_pol_ledger`` and ``_pol_points``; needs ``_pol_prev`` (held tier per member)."""
+    cfg = policy.points
+    rounding = cfg.rounding
+    at = ts(as_of)
+    parts = []
+    if cfg.per_currency_unit > 0:
+        ref = "'order:' || o.source || ':' || o.external_id"
+        parts.append(
+            f"SELECT o.member_id, {ref} AS entry_ref, 'order' AS kind, o.placed_at AS occurred_at, "
+            f"CAST(o.amount * {cfg.per_currency_unit} AS DECIMAL(18,4)) AS base_points, "
+            f"coalesce(l.multiplier, {multiplier_case(policy, 'prev.tier')}) AS multiplier "
+            f"FROM _pol_all_orders o LEFT JOIN _pol_prev prev USING (member_id) "
+            f"LEFT JOIN {ledger_table} l ON l.entry_ref = {ref} "
+            "WHERE o.status = 'paid'"
+        )
+    kinds = sorted(cfg.activities)
+    if kinds or cfg.source_points_kinds or cfg.redemption_kinds:
+        values = " ".join(f"WHEN {sql_string(k)} THEN {cfg.activities[k]}" for k in kinds)
+        configured = f"CASE a.kind {values} END" if kinds else "NULL"
+        redeem, source = _in_list(cfg.redemption_kinds), _in_list(cfg.source_points_kinds)
+        parts.append(
+            "SELECT a.member_id, 'activity:' || a.source || ':' || a.external_id AS entry_ref, "
+            f"CASE WHEN a.kind IN {redeem} THEN 'redemption' ELSE 'activity' END AS kind, a.occurred_at, "
+            f"CAST(CASE WHEN a.kind IN {redeem} THEN -abs(coalesce(a.points, 0)) "
+            f"WHEN a.kind IN {source} THEN coalesce(a.points, 0) ELSE {configured} END AS DECIMAL(18,4)) "
+            "AS base_points, CAST(1 AS DECIMAL(9,4)) AS multiplier "
+            f"FROM _pol_activities a WHERE a.kind IN {redeem} OR a.kind IN {source} OR ({configured}) IS NOT NULL"
+        )
+    if not parts:
+        parts.append(
+            "SELECT NULL::VARCHAR AS member_id, NULL::VARCHAR AS entry_ref, NULL::VARCHAR AS kind, "
+            "NULL::TIMESTAMPTZ AS occurred_at, NULL::DECIMAL(18,4) AS base_points, NULL::DECIMAL(9,4) AS multiplier "
+            "WHERE false"
+        )
+    expiry = f"occurred_at + INTERVAL {cfg.expiry_days * 86400} SECOND" if cfg.expiry_days else "NULL::TIMESTAMPTZ"
+    stmts = [
+        "CREATE OR REPLACE TEMP TABLE _pol_ledger AS "
+        f"SELECT member_id, entry_ref, kind, occurred_at, "
+        f"CASE WHEN kind IN {_in_list(list(EARN_KINDS))} AND base_points > 0 THEN {expiry} END AS expires_at, "
+        f"base_points, multiplier, {_rounded('base_points * multiplier', rounding)} AS points "
+        f"FROM ({' UNION ALL '.join(parts)}) src"
+    ]
+    if cfg.expiry_days:
+        stmts.append(_expiry_sql(at))
+    stmts.append(
+        "CREATE OR REPLACE TEMP TABLE _pol_points AS SELECT member_id, sum(points) AS points, "
+        "coalesce(sum(points) FILTER (WHERE kind IN ('order', 'activity')), 0) AS points_earned_lifetime, "
+        "coalesce(-sum(points) FILTER (WHERE kind = 'redemption'), 0) AS points_redeemed_lifetime, "
+        "coalesce(-sum(points) FILTER (WHERE kind = 'expiry'), 0) AS points_expired_lifetime "
+        "FROM _pol_ledger GROUP BY member_id"
+    )
+    return stmts
+
+
+def _expiry_sql(at: str) -> str:
+    order = "PARTITION BY member_id ORDER BY occurred_at, entry_ref ROWS UNBOUNDED PRECEDING"
+    return f"""
+INSERT INTO _pol_ledger
+WITH lots AS (
+  SELECT member_id, entry_ref, occurred_at, expires_at, sum(points) OVER ({order}) AS cum
+  FROM _pol_ledger WHERE expires_at IS NOT NULL AND points > 0
+), red_at AS (
+  SELECT member_id, occurred_at, sum(-points) AS spent FROM _pol_ledger WHERE kind = 'redemption'
+  GROUP BY member_id, occurred_at
+), red AS (
+  SELECT member_id, occurred_at,
+    sum(spent) OVER (PARTITION BY member_id ORDER BY occurred_at ROWS UNBOUNDED PRECEDING) AS cum_r
+  FROM red_at
+), x AS (
+  SELECT l.*, coalesce(r.cum_r, 0) AS red_before
+  FROM lots l ASOF LEFT JOIN red r ON l.member_id = r.member_id AND l.expires_at > r.occurred_at
+  WHERE l.expires_at <= {at}
+), p AS (
+  SELECT *, greatest(0, max(cum - red_before) OVER ({order})) AS pk FROM x
+), d AS (
+  SELECT *, pk - coalesce(lag(pk) OVER (PARTITION BY member_id ORDER BY occurred_at, entry_ref), 0) AS gone FROM p
+)
+SELECT member_id, 'expiry:' || entry_ref, 'expiry', expires_at, NULL, CAST(-gone AS DECIMAL(18,4)),
+  CAST(1 AS DECIMAL(9,4)), CAST(-gone AS BIGINT)
+FROM d WHERE gone > 0
+"""
+
+
+def persist_sql(ledger_table: str) -> list[str]:
+    """Statements replacing the stored ledger with the one just derived."""
+    return [
+        f"DELETE FROM {ledger_table}",
+        f"INSERT INTO {ledger_table} (member_id, entry_ref, kind, occurred_at, expires_at, base_points, multiplier, "
+        "points, computed_at) SELECT member_id, entry_ref, kind, occurred_at, expires_at, base_points, multiplier, "
+        "points, now() FROM _pol_ledger",
+    ]

@@ -1,0 +1,221 @@
+"""SQL of the grading stages after the metrics: RFM scores and segments, lifecycle, tiers, final rows.
+
+RFM scoring rule (ties deterministic): among the ``n`` members with at least one successful order, a member's
+score is ``1 + floor(bins * w / n)`` where ``w`` is the number of members *strictly worse* on that dimension
+(recency: more whole days since the last order; frequency: fewer orders; monetary: less spend). Members with
+equal values always get equal scores; the best member scores ``bins`` when ``n >= bins`` distinct values exist.
+Members without orders have no scores and no segment.
+
+Tier rule: the qualifying tier is the first (highest) whose condition holds, else the default (last) tier.
+Tier ranks count from the default tier (rank 1) up to the highest (rank = number of tiers). A lock wins. With
+no held tier, or a qualifying rank at or above the held one, the member takes the qualifying tier at once.
+Otherwise the member keeps the held tier until ``grace_days`` whole days have passed since the first
+evaluation at which they stopped qualifying for it (``below_since``), then drops by at most ``max_levels``
+per evaluation, never below the qualifying tier.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+
+from crmsync.policy.expr import sql_string
+from crmsync.policy.model import Policy
+
+STANDARD_SEGMENTS: list[tuple[str, str]] = [
+    ("Champions", "rfm_r >= 4 and rfm_fm >= 4"),
+    ("Need Attention", "rfm_r = 3 and rfm_fm between 2 and 3"),
+    ("Loyal", "rfm_r >= 3 and rfm_fm >= 3"),
+    ("Potential Loyalist", "rfm_r >= 4 and rfm_fm = 2"),
+    ("New", "rfm_r = 5 and rfm_fm = 1"),
+    ("Promising", "rfm_r = 4 and rfm_fm = 1"),
+    ("About to Sleep", "(rfm_r = 3 and rfm_fm = 1) or (rfm_r = 2 and rfm_fm = 2)"),
+    ("Can't Lose Them", "(rfm_r = 1 and rfm_fm >= 4) or (rfm_r = 2 and rfm_fm = 5)"),
+    ("At Risk", "rfm_r <= 2 and rfm_fm >= 3"),
+    ("Hibernating", "(rfm_r = 2 and rfm_fm = 1) or (rfm_r = 1 and rfm_fm = 2)"),
+    ("Lost", "rfm_r = 1 and rfm_fm = 1"),
+]
+"""The standard map for 5 bins, first match wins; ``rfm_fm = (rfm_f + rfm_m + 1) // 2`` (F and M averaged,
+halves rounded up)."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A compiled condition: its name (tier, tag, segment), source text, SQL and the metrics it reads."""
+
+    name: str
+    text: str
+    sql: str
+    reads: tuple[str, ...] = ()
+
+
+def values_sql(reads: Sequence[str]) -> str:
+    """SQL text listing ``name=value`` for the columns a rule reads."""
+    if not reads:
+        return "''"
+    parts = ", ".join(f"'{n}=' || coalesce(CAST(\"{n}\" AS VARCHAR), 'null')" for n in reads)
+    return f"concat_ws(', ', {parts})"
+
+
+def rfm_sql(bins: int) -> str:
+    score = "CAST(1 + ({b} * (rank() OVER (ORDER BY {col} {dir}) - 1)) // c.n AS INTEGER)"
+    return f"""
+CREATE OR REPLACE TEMP TABLE _pol_rfm AS
+WITH base AS (
+  SELECT member_id, days_since_last_order AS rec, orders_lifetime AS freq, spend_lifetime AS mon
+  FROM _pol_metrics WHERE orders_lifetime > 0
+), c AS (SELECT count(*) AS n FROM base)
+SELECT member_id,
+  {score.format(b=bins, col="rec", dir="DESC")} AS rfm_r,
+  {score.format(b=bins, col="freq", dir="ASC")} AS rfm_f,
+  {score.format(b=bins, col="mon", dir="ASC")} AS rfm_m
+FROM base, c
+"""
+
+
+def lifecycle_case(policy: Policy) -> str:
+    lc = policy.lifecycle
+    return f"""CASE
+  WHEN orders_lifetime = 0 THEN 'potential'
+  WHEN days_since_last_order >= {lc.churned_days} THEN 'churned'
+  WHEN days_since_last_order >= {lc.dormant_days} THEN 'dormant'
+  WHEN orders_lifetime >= {lc.loyal_orders} AND days_since_first_order >= {lc.loyal_min_days} THEN 'loyal'
+  WHEN orders_lifetime >= {lc.mature_orders} THEN 'mature'
+  WHEN orders_lifetime >= {lc.returning_orders} THEN 'returning'
+  ELSE 'new' END"""
+
+
+def stage_sql(policy: Policy, segments: Sequence[Rule]) -> list[str]:
+    seg = " ".join(f"WHEN {r.sql} THEN {sql_string(r.name)}" for r in segments)
+    seg_case = f"CASE WHEN rfm_r IS NULL THEN NULL {seg} END" if segments else "NULL"
+    return [
+        "CREATE OR REPLACE TEMP TABLE _pol_stage0 AS SELECT m.*, r.rfm_r, r.rfm_f, r.rfm_m, "
+        f"(r.rfm_f + r.rfm_m + 1) // 2 AS rfm_fm, {lifecycle_case(policy)} AS lifecycle "
+        "FROM _pol_metrics m LEFT JOIN _pol_rfm r USING (member_id)",
+        f"CREATE OR REPLACE TEMP TABLE _pol_stage AS SELECT *, CAST({seg_case} AS VARCHAR) AS rfm_segment "
+        "FROM _pol_stage0",
+    ]
+
+
+def rank_case(names: Sequence[str], column: str) -> str:
+    n = len(names)
+    whens = " ".join(f"WHEN {sql_string(t)} THEN {n - i}" for i, t in enumerate(names))
+    return f"CAST(CASE {column} {whens} END AS INTEGER)"
+
+
+def name_case(names: Sequence[str], column: str) -> str:
+    n = len(names)
+    whens = " ".join(f"WHEN {n - i} THEN {sql_string(t)}" for i, t in enumerate(names))
+    return f"CASE {column} {whens} END"
+
+
+def tiers_sql(policy: Policy, rules: Sequence[Rule], day: date) -> str:
+    """Statement building ``_pol_tiers``; needs ``_pol_stage``, ``_pol_prev`` and ``_pol_overrides``."""
+    names = [t.name for t in policy.tiers]
+    n = len(names)
+    d = f"DATE '{day.isoformat()}'"
+    grace, drop = policy.downgrade.grace_days, policy.downgrade.max_levels
+    q_whens = " ".join(f"WHEN {r.sql} THEN {n - i}" for i, r in enumerate(rules))
+    q_case = f"CASE {q_whens} ELSE 1 END" if rules else "1"
+    rule_whens = " ".join(
+        f"WHEN {n - i} THEN {sql_string(f'qualifies for {r.name}: {r.text}')} || ' (' || {values_sql(r.reads)} || ')'"
+        for i, r in enumerate(rules)
+    )
+    default = sql_string(f"default tier {names[-1]}: no higher tier's condition holds")
+    rule_case = f"CASE q_rank {rule_whens} ELSE {default} END" if rules else default
+    return f"""
+CREATE OR REPLACE TEMP TABLE _pol_tiers AS
+WITH q AS (
+  SELECT member_id, CAST({q_case} AS INTEGER) AS q_rank FROM _pol_stage
+), q2 AS (
+  SELECT q.*, {rule_case} AS q_rule FROM q JOIN _pol_stage USING (member_id)
+), j AS (
+  SELECT q2.member_id, q2.q_rank, q2.q_rule, pv.tier AS held_tier, {rank_case(names, "pv.tier")} AS held_rank,
+    pv.tier_since AS held_since, pv.previous_tier AS held_previous, pv.below_since,
+    o.tier AS o_tier, {rank_case(names, "o.tier")} AS o_rank, o.until AS o_until, o.reason AS o_reason,
+    o.actor AS o_actor
+  FROM q2 JOIN _pol_prev pv USING (member_id) LEFT JOIN _pol_overrides o USING (member_id)
+), e AS (
+  SELECT *, CASE WHEN held_rank IS NOT NULL AND q_rank < held_rank THEN coalesce(below_since, {d}) END AS eff_below
+  FROM j
+), f AS (
+  SELECT *, CASE
+      WHEN o_rank IS NOT NULL THEN 'override'
+      WHEN held_rank IS NULL THEN 'new'
+      WHEN q_rank > held_rank THEN 'up'
+      WHEN q_rank = held_rank THEN 'stay'
+      WHEN date_diff('day', eff_below, {d}) >= {grace} THEN 'down'
+      ELSE 'grace' END AS move
+  FROM e
+), g AS (
+  SELECT *, CAST(CASE move WHEN 'override' THEN o_rank WHEN 'down' THEN greatest(q_rank, held_rank - {drop})
+      WHEN 'grace' THEN held_rank ELSE q_rank END AS INTEGER) AS tier_rank
+  FROM f
+)
+SELECT member_id, tier_rank, {name_case(names, "tier_rank")} AS tier,
+  CASE WHEN held_rank = tier_rank THEN coalesce(held_since, {d}) ELSE {d} END AS tier_since,
+  CASE WHEN held_tier IS NOT NULL AND (held_rank IS NULL OR held_rank <> tier_rank) THEN held_tier
+       ELSE held_previous END AS previous_tier,
+  CASE WHEN move <> 'override' AND tier_rank > q_rank THEN eff_below END AS below_since,
+  move, q_rank, {name_case(names, "q_rank")} AS q_tier,
+  CASE move
+    WHEN 'override' THEN 'locked by ' || coalesce(o_actor, 'unknown') || coalesce(' until ' || o_until, '')
+      || ': ' || coalesce(o_reason, '')
+    WHEN 'grace' THEN 'kept ' || held_tier || ' in the grace period until ' || CAST(eff_below + {grace} AS VARCHAR)
+      || '; ' || q_rule
+    WHEN 'down' THEN 'dropped from ' || held_tier || ' after the grace period (at most {drop} level(s) per '
+      || 'evaluation); ' || q_rule
+    ELSE q_rule END AS tier_reason
+FROM g
+"""
+
+
+def final_sql(policy: Policy, tags: Sequence[Rule], version: str, out: str) -> str:
+    empty = "CAST([] AS VARCHAR[])"
+    tag_list = empty
+    for r in tags:  # no lambdas: their syntax differs between DuckDB releases
+        tag_list = f"list_concat({tag_list}, CASE WHEN {r.sql} THEN [{sql_string(r.name)}] ELSE {empty} END)"
+    if policy.benefit_tags:
+        whens = " ".join(
+            f"WHEN {sql_string(t.name)} THEN "
+            f"CAST([{', '.join(sql_string(policy.benefit_tag_prefix + b) for b in t.benefits)}] AS VARCHAR[])"
+            for t in policy.tiers
+        )
+        tag_list = f"list_concat({tag_list}, CASE t.tier {whens} END)"
+    tag_reasons = (
+        " || ".join(
+            f"CASE WHEN {r.sql} THEN {sql_string(r.name + ': ' + r.text + ' (')} || {values_sql(r.reads)} || '); ' "
+            "ELSE '' END"
+            for r in tags
+        )
+        or "''"
+    )
+    rfm_reason = (
+        "CASE WHEN rfm_r IS NULL THEN 'no successful order' ELSE 'R=' || rfm_r || ' (' || days_since_last_order || "
+        "' days since the last order), F=' || rfm_f || ' (' || orders_lifetime || ' orders), M=' || rfm_m || "
+        "' (spend ' || spend_lifetime || ')' || coalesce('; segment ' || rfm_segment, '') END"
+    )
+    life_reason = (
+        "lifecycle || ': ' || orders_lifetime || ' orders' || coalesce(', last ' || days_since_last_order || "
+        "' days ago', '') || coalesce(', first ' || days_since_first_order || ' days ago', '')"
+    )
+    points_reason = (
+        "'balance ' || points || ': earned ' || points_earned_lifetime || ', redeemed ' || points_redeemed_lifetime "
+        "|| ', expired ' || points_expired_lifetime"
+    )
+    return f"""
+CREATE OR REPLACE TEMP TABLE {out} AS
+WITH t AS (
+  SELECT s.*, t.tier, t.tier_rank, t.tier_since, t.previous_tier, t.tier_reason
+  FROM _pol_stage s JOIN _pol_tiers t USING (member_id)
+)
+SELECT member_id, CAST(tier AS VARCHAR) AS tier, CAST(tier_rank AS INTEGER) AS tier_rank,
+  CAST(tier_since AS DATE) AS tier_since, CAST(previous_tier AS VARCHAR) AS previous_tier,
+  CAST(points AS BIGINT) AS points, rfm_r, rfm_f, rfm_m, rfm_segment, CAST(lifecycle AS VARCHAR) AS lifecycle,
+  CAST(list_sort(list_distinct({tag_list})) AS VARCHAR[]) AS tags,
+  json_object('tier', tier_reason, 'points', {points_reason}, 'rfm', {rfm_reason}, 'lifecycle', {life_reason},
+    'tags', rtrim({tag_reasons}, '; ')) AS reasons,
+  {sql_string(version)} AS policy_version, CAST(now() AS TIMESTAMPTZ) AS computed_at
+FROM t
+"""
