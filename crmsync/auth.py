@@ -234,6 +234,17 @@ class OAuthRefreshAuth(httpx.Auth):
         """The current usable token without any I/O (``None`` if a refresh is due)."""
         return self.cached_token()
 
+    def ensure(self, client: httpx.Client) -> Token:
+        """Return a usable token, refreshing through ``client`` first if needed (e.g. to learn the API host)."""
+        with self._lock:
+            token = self.cached_token()
+            if token is not None:
+                return token
+            token = self._accept(client.send(self.build_refresh_request(), auth=None))
+        if self.on_token:
+            self.on_token(token)
+        return token
+
     # -- httpx.Auth -------------------------------------------------------------------------------------
 
     def _authorize(self, request: httpx.Request, token: Token) -> None:

@@ -1,0 +1,265 @@
+"""Zoho CRM REST protocol: hosts and token, paging, ``fields`` chunking, error envelopes, call kinds.
+
+:class:`ZohoClient` wraps the shared client (:func:`crmsync.http.make_client`) with Zoho's OAuth flavour
+(``Zoho-oauthtoken`` scheme, ``INVALID_TOKEN`` answers, ``api_domain`` from the token answer) and reads
+JSON with :class:`~decimal.Decimal` numbers so money never passes through float.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import httpx
+
+from crmsync.auth import OAuthRefreshAuth, Token
+from crmsync.connector import ConnectorContext
+from crmsync.errors import AuthError, FatalAPIError
+from crmsync.redact import describe_request
+from crmsync_zoho.settings import ZohoSettings
+
+PER_PAGE = 200
+PAGE_LIMIT = 2000
+"""Records reachable with ``page``; beyond it Zoho wants ``page_token``."""
+MAX_FIELDS = 50
+INVALID_TOKEN_CODES = frozenset({"INVALID_TOKEN", "AUTHENTICATION_FAILURE"})
+_ZOHO_API_HOST = re.compile(r"^(www|sandbox|developer)\.zohoapis\.[a-z.]+$")
+
+
+def loads(content: bytes) -> Any:
+    """Parse a Zoho JSON body; numbers with a fraction become :class:`Decimal`."""
+    return json.loads(content, parse_float=Decimal)
+
+
+def error_code(response: httpx.Response) -> str | None:
+    """The ``code`` of a Zoho error envelope (top level or first ``data`` element), if any."""
+    try:
+        body = loads(response.content) if response.content else None
+    except ValueError:
+        return None
+    if isinstance(body, dict):
+        if "code" in body:
+            return str(body["code"])
+        data = body.get("data")
+        if isinstance(data, list) and data and isinstance(data[0], dict):
+            return data[0].get("code")
+    return None
+
+
+def is_invalid_token(response: httpx.Response) -> bool:
+    return response.status_code == 401 and error_code(response) in INVALID_TOKEN_CODES
+
+
+def classify(request: httpx.Request) -> str:
+    """Endpoint kind of a Zoho call, for ``context.api_calls``."""
+    path = request.url.path
+    parts = [p for p in path.split("/") if p]
+    if path.endswith("/oauth/v2/token"):
+        return "oauth token"
+    if "bulk" in parts[:2]:
+        after = parts[parts.index("bulk") + 1 :]
+        if after and re.fullmatch(r"v\d+(\.\d+)?", after[0]):
+            after = after[1:]
+        op = after[0] if after else "?"
+        step = "create" if len(after) == 1 else ("download" if after[-1] == "result" else "status")
+        return f"bulk_{op} {step}"
+    if "upload" in parts:
+        return "bulk_write upload"
+    if len(parts) >= 3 and parts[2] == "settings":
+        module = request.url.params.get("module", "?")
+        return f"{'create_fields' if request.method == 'POST' else 'fields'} {module}"
+    if len(parts) >= 3 and parts[2] == "org":
+        return "org"
+    if len(parts) >= 3:
+        module = parts[2]
+        if len(parts) >= 4 and parts[3] == "deleted":
+            return f"deleted {module}"
+        if len(parts) >= 5 and parts[3] == "actions":
+            return f"{parts[4]} {module}"
+        verb = {"GET": "read", "PUT": "update", "POST": "insert", "DELETE": "delete"}.get(request.method, "call")
+        return f"{verb} {module}"
+    return f"{request.method} {path}"
+
+
+@dataclass
+class Page:
+    records: list[dict[str, Any]]
+    info: dict[str, Any]
+
+
+class ZohoClient:
+    """Authenticated calls to one Zoho org."""
+
+    def __init__(self, settings: ZohoSettings, context: ConnectorContext, **http_options: Any) -> None:
+        self.settings = settings
+        self.context = context
+        accounts, api, upload = settings.urls
+        self.accounts_url = accounts
+        self._api = api
+        self.upload_url = upload
+        self.label = f"Zoho data centre {settings.data_centre.value} ({httpx.URL(accounts).host})"
+        self.auth = OAuthRefreshAuth(
+            token_url=f"{accounts}/oauth/v2/token",
+            client_id=settings.client_id,
+            client_secret=settings.client_secret,
+            refresh_token=settings.refresh_token,
+            state=context.state,
+            api_hosts=[httpx.URL(api).host, httpx.URL(upload).host],
+            scheme="Zoho-oauthtoken",
+            is_invalid_token=is_invalid_token,
+            label=self.label,
+            state_key=f"zoho:{context.name}:token",
+            on_token=self._learn_api_domain,
+        )
+        options: dict[str, Any] = {
+            "auth": self.auth,
+            "classify": classify,
+            "rate_per_minute": settings.rate_per_minute,
+            "concurrency": settings.concurrency,
+            "max_retries": settings.max_retries,
+            "max_retry_wait": settings.retry_budget_seconds,
+            "timeout": settings.timeout_seconds,
+        }
+        options.update(http_options)
+        self.http = context.http(**options)
+
+    # -- hosts ------------------------------------------------------------------------------------------
+
+    def _learn_api_domain(self, token: Token) -> None:
+        if self.settings.api_url or not token.api_domain:
+            return
+        url = httpx.URL(token.api_domain)
+        if url.scheme == "https" and _ZOHO_API_HOST.match(url.host or ""):
+            self._api = f"https://{url.host}"
+            self.auth.allow_host(url.host)
+
+    @property
+    def api_url(self) -> str:
+        """The API domain: the configured override, else the token answer's ``api_domain``."""
+        return self._api
+
+    def connect(self) -> Token:
+        """Make sure a token is at hand (one refresh at most), which also settles the API host."""
+        token = self.auth.ensure(self.http)
+        self._learn_api_domain(token)
+        return token
+
+    def url(self, path: str) -> str:
+        return f"{self._api}/crm/{self.settings.api_version}/{path.lstrip('/')}"
+
+    def bulk_url(self, path: str) -> str:
+        return f"{self._api}/crm/bulk/{self.settings.api_version}/{path.lstrip('/')}"
+
+    # -- calls ------------------------------------------------------------------------------------------
+
+    def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        self.connect()
+        return self.http.request(method, url, **kwargs)
+
+    def fail(self, response: httpx.Response) -> None:
+        """Raise the error an unusable answer stands for (auth problems are :class:`AuthError`)."""
+        code = error_code(response) or f"HTTP {response.status_code}"
+        where = describe_request(response.request)
+        try:
+            message = loads(response.content).get("message", "") if response.content else ""
+        except (ValueError, AttributeError):
+            message = ""
+        text = f"{where}: {code}" + (f" ({message})" if message else "")
+        if response.status_code == 401 and code == "OAUTH_SCOPE_MISMATCH":
+            raise AuthError(f"{text}: the token lacks a scope this call needs", hint="see the scopes in the README")
+        if response.status_code in (401, 403):
+            raise AuthError(f"{text} at {self.label}")
+        raise FatalAPIError(text)
+
+    def json(self, method: str, url: str, *, ok: Sequence[int] = (200, 201), **kwargs: Any) -> Any:
+        """Call and parse; ``None`` for 204/304 (bodies never parsed); anything else not in ``ok`` raises."""
+        response = self.request(method, url, **kwargs)
+        if response.status_code in (204, 304):
+            return None
+        if response.status_code not in ok:
+            self.fail(response)
+        return loads(response.content)
+
+    # -- records ----------------------------------------------------------------------------------------
+
+    def records(
+        self, module: str, fields: Sequence[str] | None, *, since: datetime | None = None, path: str = ""
+    ) -> Iterator[Page]:
+        """Pages of ``module`` oldest change first with every field in ``fields`` (or of ``module/deleted``).
+
+        ``page`` is used for the first 2,000 records and ``page_token`` after; more than 50 fields are
+        fetched in extra calls by ``ids`` and merged, never dropped.
+        """
+        headers = {"If-Modified-Since": since.isoformat(timespec="seconds")} if since else {}
+        params: dict[str, Any] = {"per_page": PER_PAGE}
+        rest: list[list[str]] = []
+        if fields is not None:
+            names = list(dict.fromkeys(fields))
+            if "Modified_Time" in names:  # the first call carries what the cursor needs
+                names.insert(0, names.pop(names.index("Modified_Time")))
+            rest = [names[i : i + MAX_FIELDS] for i in range(MAX_FIELDS, len(names), MAX_FIELDS)]
+            params |= {"fields": ",".join(names[:MAX_FIELDS]), "sort_by": "Modified_Time", "sort_order": "asc"}
+        else:
+            params |= {"type": "all"}
+        page, seen_tokens = 1, set()
+        target = self.url(f"{module}/{path}" if path else module)
+        while True:
+            body = self.json("GET", target, params=params | {"page": page} if page else params, headers=headers)
+            if body is None:
+                return
+            records = list(body.get("data") or [])
+            info = dict(body.get("info") or {})
+            for chunk in rest:
+                self._merge_fields(module, records, chunk)
+            yield Page(records, info)
+            if not info.get("more_records"):
+                return
+            if page and page * PER_PAGE < PAGE_LIMIT:
+                page += 1
+                continue
+            token = info.get("next_page_token")
+            if not token or token in seen_tokens:
+                raise FatalAPIError(f"{module}: more records announced but no new next_page_token to reach them")
+            seen_tokens.add(token)
+            page = 0
+            params = {k: v for k, v in params.items() if k != "page"} | {"page_token": token}
+
+    def _merge_fields(self, module: str, records: list[dict[str, Any]], fields: list[str]) -> None:
+        by_id = {str(r["id"]): r for r in records}
+        if not by_id:
+            return
+        body = self.json("GET", self.url(module), params={"ids": ",".join(by_id), "fields": ",".join(fields)})
+        for extra in (body or {}).get("data") or []:
+            target = by_id.get(str(extra.get("id")))
+            if target is not None:
+                target.update({k: v for k, v in extra.items() if k != "id"})
+
+    def count(self, module: str) -> int:
+        body = self.json("GET", self.url(f"{module}/actions/count"))
+        return int((body or {}).get("count", 0))
+
+    def fields_metadata(self, module: str) -> list[dict[str, Any]]:
+        body = self.json("GET", self.url("settings/fields"), params={"module": module})
+        return list((body or {}).get("fields") or [])
+
+    def update(self, module: str, data: list[dict[str, Any]], trigger: Sequence[str]) -> list[dict[str, Any]]:
+        """PUT up to 100 records; the per-record answers in input order (200, 207 and 400 all carry them)."""
+        response = self.request("PUT", self.url(module), json={"data": data, "trigger": list(trigger)})
+        if response.status_code in (200, 201, 202, 207, 400):
+            try:
+                body = loads(response.content)
+            except ValueError:
+                body = None
+            results = body.get("data") if isinstance(body, dict) else None
+            if isinstance(results, list) and (response.status_code != 400 or len(results) == len(data)):
+                return results
+        self.fail(response)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def close(self) -> None:
+        self.http.close()
