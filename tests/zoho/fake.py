@@ -185,6 +185,8 @@ class FakeZoho:
         url = str(request.url)
         if url.startswith(self.accounts) and request.url.path == "/oauth/v2/token":
             return self._token(request)
+        if not (url.startswith((self.api, self.upload)) or request.url.host == "download.zohocrm.com"):
+            return err(400, "INVALID_HOST", "the host given seems to be invalid")
         if not self._authorised(request):
             return err(401, "INVALID_TOKEN", "invalid oauth token")
         path = request.url.path

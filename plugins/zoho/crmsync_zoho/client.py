@@ -150,9 +150,12 @@ class ZohoClient:
         return token
 
     def url(self, path: str) -> str:
+        """Absolute URL of a REST path on the API host (settling the host through the token first)."""
+        self.connect()
         return f"{self._api}/crm/{self.settings.api_version}/{path.lstrip('/')}"
 
     def bulk_url(self, path: str) -> str:
+        self.connect()
         return f"{self._api}/crm/bulk/{self.settings.api_version}/{path.lstrip('/')}"
 
     # -- calls ------------------------------------------------------------------------------------------
