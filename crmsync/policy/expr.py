@@ -10,7 +10,7 @@ Grammar, loosest binding first::
     x = y   x != y   x <> y   x < y   x <= y   x > y   x >= y
     x in (1, 2)   x not in ('a', 'b')   x between 1 and 5   x is null   x is not null
     x + y   x - y   x * y   x / y   x % y   -x   (x)
-    numbers 12, 12.5; strings 'Gold' or "Gold"; true, false, null
+    numbers 12, 12.5; strings 'Gold' or "Gold" (a quote inside doubled or after a backslash); true, false, null
     functions: days_since(d) days_until(d) date('2024-12-31') today() year(d) month(d) day(d)
                attr('key') attr_num('key') attr_date('key') coalesce(a, b) min(a, b) max(a, b) abs(x) round(x)
 """
@@ -64,7 +64,7 @@ _FALSE.2: /false\b/i
 _BETWEEN.2: /between\b/i
 NAME: /[A-Za-z_][A-Za-z0-9_]*/
 NUMBER: /\d+(\.\d+)?/
-STRING: /'([^'\\]|\\.)*'/ | /"([^"\\]|\\.)*"/
+STRING: /'([^'\\]|\\.|'')*'/ | /"([^"\\]|\\.|"")*"/
 %import common.WS
 %ignore WS
 """
@@ -105,7 +105,7 @@ def parse(text: str) -> Tree:
     if not text or not text.strip():
         raise ExprError("empty condition")
     try:
-        return _PARSER.parse(text)
+        tree = _PARSER.parse(text)
     except UnexpectedEOF:
         raise ExprError("condition ends too early", len(text) + 1) from None
     except UnexpectedCharacters as exc:
@@ -117,6 +117,16 @@ def parse(text: str) -> Tree:
         raise ExprError(f"unexpected {str(tok)!r}", tok.column) from None
     except UnexpectedInput as exc:  # pragma: no cover - other lark input errors
         raise ExprError("cannot parse condition", getattr(exc, "column", None)) from None
+    for tok in _name_tokens(tree):
+        if tok.lower() in _KEYWORDS:
+            raise ExprError(f"misplaced keyword '{tok}'", tok.column)
+    return tree
+
+
+def _name_tokens(tree: Tree) -> Iterator[Token]:
+    for sub in tree.iter_subtrees_topdown():
+        if sub.data in ("var", "call"):
+            yield sub.children[0]
 
 
 def names(tree: Tree) -> Iterator[Token]:
@@ -131,8 +141,8 @@ def sql_string(value: str) -> str:
 
 
 def _unquote(token: str) -> str:
-    body = token[1:-1]
-    return re.sub(r"\\(.)", r"\1", body)
+    quote, body = token[0], token[1:-1]
+    return re.sub(r"\\(.)", r"\1", body.replace(quote * 2, quote))
 
 
 def _col(tree: Tree | Token) -> int | None:
