@@ -47,7 +47,7 @@ def _field_check(canonical: str, api: str, meta: dict[str, Any] | None, settings
     name = f"field {api} ({canonical})"
     if meta is None:
         return CheckResult(
-            name, False, "missing in Contacts: create it (crmsync check --create-fields) or fix the name"
+            name, False, "missing in Contacts: create it (`crmsync check --create-fields`) or fix the name"
         )
     kind = meta.get("data_type")
     if kind not in COMPATIBLE[canonical]:
