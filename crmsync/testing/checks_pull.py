@@ -13,9 +13,10 @@ from crmsync.testing.driver import ContractError, PullRun, drive_pull, record_pr
 Make = Callable[[], Connector]
 
 
-def _fail(problems: list[str]) -> None:
+def _fail(problems: list[str], limit: int = 12) -> None:
     if problems:
-        raise ContractError("\n".join(problems))
+        more = [f"... and {len(problems) - limit} more"] if len(problems) > limit else []
+        raise ContractError("\n".join(problems[:limit] + more))
 
 
 def _twice(run: PullRun) -> list[str]:

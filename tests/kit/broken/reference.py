@@ -132,7 +132,8 @@ class ReferenceConnector(Connector):
     def to_record(self, stream: Stream, row: dict[str, Any]) -> Record:
         common = {"source": self.name, "external_id": str(row["id"])}
         if stream is Stream.MEMBERS:
-            return Member(
+            return self.build(
+                Member,
                 **common,
                 email=row.get("email"),
                 first_name=row.get("first_name"),
@@ -141,7 +142,8 @@ class ReferenceConnector(Connector):
                 updated_at=self.parse_time(row["updated_at"]),
             )
         if stream is Stream.ORDERS:
-            return Order(
+            return self.build(
+                Order,
                 **common,
                 member_external_id=row["contact_id"],
                 placed_at=self.parse_time(row["placed_at"]),
@@ -150,12 +152,16 @@ class ReferenceConnector(Connector):
                 status=row["status"],
                 updated_at=self.parse_time(row["updated_at"]),
             )
-        return Activity(
+        return self.build(
+            Activity,
             **common,
             member_external_id=row["contact_id"],
             kind=row["type"],
             occurred_at=self.parse_time(row["occurred_at"]),
         )
+
+    def build(self, model: type[Record], **values: Any) -> Record:
+        return model(**values)
 
     def money(self, text: str) -> Any:
         return Decimal(text)
