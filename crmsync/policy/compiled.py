@@ -56,7 +56,7 @@ class CompiledPolicy:
 
     def grade(self, con: Any, as_of: datetime) -> None:
         """Grade every non-deleted member into ``TEMP TABLE graded`` and update the policy's state tables."""
-        self.run(con, as_of, out="graded", stateful=True, persist=True)
+        self.run(con, as_of, out="graded", stateful=True, write_state=True, write_ledger=True, expire_locks=True)
 
     def run(
         self,
@@ -65,18 +65,24 @@ class CompiledPolicy:
         *,
         out: str,
         stateful: bool,
-        persist: bool,
+        write_state: bool = False,
+        write_ledger: bool = False,
+        expire_locks: bool = False,
         state_table: str = STATE_TABLE,
         use_profiles: bool = True,
-        use_overrides: bool = True,
+        use_locks: bool = True,
     ) -> None:
-        """Grade into ``out``.
+        """Grade into the temporary table ``out``.
 
         Args:
-            stateful: read the held tiers (state table, else ``profiles``) and locks; otherwise every member
+            stateful: read the held tiers (``state_table``, else ``profiles``) and locks; otherwise every member
                 simply gets the tier it qualifies for.
-            persist: write the ledger, tier state and expired locks (only with ``stateful``).
-            state_table: where held tiers are read from and written to (a temporary table in backtests).
+            write_state: store the tiers just decided in ``state_table`` (only with ``stateful``).
+            write_ledger: replace the stored points ledger with the one just derived.
+            expire_locks: remove and audit locks that have ended.
+            state_table: where held tiers are read and written (a temporary table in backtests).
+            use_profiles: fall back to ``profiles`` for members without state.
+            use_locks: apply manual tier locks.
         """
         if as_of.tzinfo is None:
             raise ValueError("as_of must be timezone-aware")
@@ -84,22 +90,23 @@ class CompiledPolicy:
         sql: list[str] = []
         M.source_views(sql, as_of, self.policy.metrics.order_statuses)
         sql.append(_prev_sql(stateful, state_table, use_profiles))
-        sql.append(_overrides_sql(stateful and use_overrides, day))
+        sql.append(_overrides_sql(stateful and use_locks, day))
         sql += points.points_sql(self.policy, as_of, LEDGER_TABLE)
         sql.append(M.metrics_sql(self.used_metrics.values(), as_of))
         sql.append(stages.rfm_sql(self.policy.rfm.bins))
         sql += stages.stage_sql(self.policy, self.segment_rules)
         sql.append(stages.tiers_sql(self.policy, self.tier_rules, day))
         sql.append(stages.final_sql(self.policy, self.tag_rules, self.version, out))
-        if stateful and persist:
+        if write_ledger:
             sql += points.persist_sql(LEDGER_TABLE)
+        if stateful and write_state:
             sql += [
                 f"DELETE FROM {state_table}",
                 f"INSERT INTO {state_table} (member_id, tier, tier_since, previous_tier, below_since, updated_at) "
                 "SELECT member_id, tier, tier_since, previous_tier, below_since, now() FROM _pol_tiers",
             ]
-            if use_overrides:
-                sql += overrides.expire_sql(day)
+        if expire_locks:
+            sql += overrides.expire_sql(day)
         for stmt in sql:
             con.execute(stmt)
 

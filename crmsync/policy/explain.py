@@ -80,7 +80,7 @@ def explain(compiled: CompiledPolicy, con: Any, member_id: str, as_of: datetime)
     Raises:
         CrmsyncError: the member is unknown or deleted.
     """
-    compiled.run(con, as_of, out="_pol_explain", stateful=True, persist=False)
+    compiled.run(con, as_of, out="_pol_explain", stateful=True)
     graded = _row(
         con, f"SELECT * EXCLUDE (computed_at), {utc('computed_at')} FROM _pol_explain WHERE member_id = ?", [member_id]
     )

@@ -1,0 +1,131 @@
+"""Explain, preview, backtest and the chart."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from conftest import NOW, Store, compiled, day
+
+from crmsync.errors import CrmsyncError
+from crmsync.policy.preview import backtest, chart_html, period_ends, preview, write_chart
+
+POLICY = {
+    "tiers": [
+        {"name": "Gold", "condition": "spend_365d >= 1000", "cost": "25", "benefits": ["free_shipping", "lounge"]},
+        {"name": "Silver", "condition": "spend_365d >= 300", "cost": "5", "benefits": ["free_shipping"]},
+        {"name": "Bronze"},
+    ],
+    "benefit_tags": True,
+    "benefit_tag_prefix": "b_",
+    "tags": {"big_spender": "tier = 'Gold' and orders_lifetime >= 2"},
+}
+
+
+def _seed(store: Store) -> None:
+    for m in ("a", "b", "c"):
+        store.member(m)
+    store.order("a", "800", day(200))
+    store.order("a", "400", day(20))
+    store.order("b", "350", day(100))
+
+
+def test_benefits_become_tags(store: Store) -> None:
+    _seed(store)
+    compiled(POLICY).grade(store.con, NOW)
+    assert store.graded("tags") == {
+        "a": ["b_free_shipping", "b_lounge", "big_spender"],
+        "b": ["b_free_shipping"],
+        "c": [],
+    }
+
+
+def test_explain_gives_metric_values_and_the_deciding_rule(store: Store) -> None:
+    _seed(store)
+    p = compiled(POLICY)
+    ex = p.explain(store.con, "a", NOW)
+    assert ex.metrics["spend_365d"] == Decimal("1200")
+    assert ex.grades["tier"].value == "Gold"
+    assert ex.grades["tier"].reason == "qualifies for Gold: spend_365d >= 1000 (spend_365d=1200.0000)"
+    assert ex.grades["tags"].value == ["b_free_shipping", "b_lounge", "big_spender"]
+    assert (
+        "big_spender: tier = 'Gold' and orders_lifetime >= 2 (tier=Gold, orders_lifetime=2)" in ex.grades["tags"].reason
+    )
+    assert ex.grades["lifecycle"].value == "returning"
+    assert ex.as_dict()["grades"]["rfm"]["value"]["segment"] == ex.grades["rfm"].value["segment"]
+    # explain writes nothing
+    assert store.con.execute("SELECT count(*) FROM policy_tier_state").fetchone() == (0,)
+    with pytest.raises(CrmsyncError, match="not found"):
+        p.explain(store.con, "nobody", NOW)
+
+
+def test_explain_names_the_grace_period(store: Store) -> None:
+    _seed(store)
+    p = compiled({**POLICY, "downgrade": {"grace_days": 30}})
+    p.grade(store.con, day(19))
+    store.save_profiles()
+    ex = p.explain(store.con, "a", NOW + timedelta(days=180))  # the 400 order is still in the window, 800 is not
+    assert ex.grades["tier"].value == "Gold"
+    assert ex.grades["tier"].reason.startswith("kept Gold in the grace period until ")
+    assert "qualifies for Silver" in ex.grades["tier"].reason
+
+
+def test_preview_compares_with_current_profiles(store: Store) -> None:
+    _seed(store)
+    p = compiled(POLICY)
+    p.grade(store.con, NOW)
+    store.save_profiles()  # a Gold, b Silver, c Bronze
+    store.member("d")
+    result = preview(store.con, p, day(150))  # a: only the 800 order; b: none yet; d: new member
+    assert result.distribution == {"Gold": 0, "Silver": 1, "Bronze": 3}
+    assert (result.up, result.down, result.same, result.new) == (0, 2, 1, 1)
+    assert result.cost == Decimal("5")
+    assert result.members == 4
+
+
+def test_backtest_replays_history_with_grace(store: Store) -> None:
+    store.member("a")
+    start = datetime(2024, 1, 15, tzinfo=UTC)
+    store.order("a", "1000", start - timedelta(days=1))
+    p = compiled(
+        {
+            **POLICY,
+            "tiers": [
+                {**t, "condition": t.get("condition", "").replace("365d", "30d")} if "condition" in t else t
+                for t in POLICY["tiers"]
+            ],
+            "downgrade": {"grace_days": 20, "max_levels": 1},
+        }
+    )
+    periods = backtest(store.con, p, start, datetime(2024, 4, 15, tzinfo=UTC), every="month")
+    assert [x.as_of.date().isoformat() for x in periods] == ["2024-01-15", "2024-02-15", "2024-03-15", "2024-04-15"]
+    tiers = [next(t for t, n in x.distribution.items() if n) for x in periods]
+    # Jan: Gold. Feb 15: out of the window since Feb 14 -> grace starts. Mar 15: grace over, one level down.
+    assert tiers == ["Gold", "Gold", "Silver", "Bronze"]
+    assert [(x.up, x.down) for x in periods] == [(0, 0), (0, 0), (0, 1), (0, 1)]
+    assert periods[0].cost == Decimal("25")
+    assert store.con.execute("SELECT count(*) FROM policy_tier_state").fetchone() == (0,)
+
+
+def test_period_ends() -> None:
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    assert len(period_ends(start, start + timedelta(days=14), "week")) == 3
+    assert len(period_ends(start, start + timedelta(days=9), 3)) == 4
+    with pytest.raises(ValueError, match="positive number of days"):
+        period_ends(start, start + timedelta(days=9), 0)
+
+
+def test_chart_is_self_contained_svg(tmp_path) -> None:
+    from crmsync.policy.preview import BacktestPeriod
+
+    periods = [
+        BacktestPeriod(datetime(2024, m, 1, tzinfo=UTC), {"Gold": m, "<Base>": 10 - m}, Decimal(m), 0, 0)
+        for m in (1, 2, 3)
+    ]
+    page = chart_html(periods, ["Gold", "<Base>"])
+    assert page.count("<rect") == 6 + 2  # bars plus legend
+    assert "&lt;Base&gt;" in page and "<Base>" not in page
+    assert "http" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    out = write_chart(tmp_path / "c.html", periods, ["Gold", "<Base>"])
+    assert out.read_text(encoding="utf-8") == page
