@@ -18,7 +18,7 @@ The engine only ever talks to a connector through this module:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -209,6 +209,18 @@ class Connector:
     def push(self, changes: Sequence[ProfileChange]) -> list[RecordResult]:
         """Write ``changes`` to the system; return one result per change, in any order."""
         raise NotImplementedError(f"{type(self).__name__} cannot push profiles")
+
+    def push_batches(
+        self, batches: Iterable[Sequence[ProfileChange]]
+    ) -> Iterator[tuple[Sequence[ProfileChange], list[RecordResult]]]:
+        """Push several batches (each at most ``push_batch_size``); yield ``(batch, results)`` as each completes.
+
+        The engine records every yielded pair at once, so a crash loses at most the batches in flight (which are
+        pushed again by the next run). The default pushes one batch after the other; override it to run
+        independent batches concurrently or to hand a large set to a bulk API.
+        """
+        for batch in batches:
+            yield batch, self.push(batch)
 
     def check(self) -> list[CheckResult]:
         """Verify credentials, permissions and the fields pushes need; never write anything."""

@@ -303,6 +303,7 @@ class Engine:
             data = dict(zip(cols, row, strict=True))
             data["tags"] = tuple(data.get("tags") or ())
             data["reasons"] = json.loads(data["reasons"]) if isinstance(data.get("reasons"), str) else {}
+            data["member_source"] = self.settings.sync.members
             profiles.append(Profile.model_validate({k: v for k, v in data.items() if k in Profile.model_fields}))
         tags = {p.member_id: set(p.tags) for p in profiles}
         changed: dict[str, set[str]] = {}
@@ -362,15 +363,19 @@ class Engine:
             report.pushed[target] = 0
             task = f"push {target}"
             self.progress.start(task, len(rows))
-            for chunk in batched(rows, max(1, conn.push_batch_size)):
-                changes = []
+
+            def changes(chunk: Sequence[tuple[str, str, str | None]]) -> list[ProfileChange]:
+                out = []
                 for member_id, fields, previous in chunk:
                     new, old = json.loads(fields), json.loads(previous) if previous else {}
                     changed = frozenset(k for k, v in new.items() if old.get(k) != v)
-                    changes.append(ProfileChange(member_id=member_id, values=new, previous=old, changed=changed))
-                results = conn.push(changes)
-                self._record_push(target, changes, results, report, max_attempts)
-                self.progress.advance(task, len(chunk))
+                    out.append(ProfileChange(member_id=member_id, values=new, previous=old, changed=changed))
+                return out
+
+            batches = (changes(chunk) for chunk in batched(rows, max(1, conn.push_batch_size)))
+            for sent, results in conn.push_batches(batches):
+                self._record_push(target, sent, results, report, max_attempts)
+                self.progress.advance(task, len(sent))
             self.progress.finish(task)
             report.pending[target] = self.store.count("outbox", "target = ? AND status = 'pending'", [target])
             report.dead[target] = self.store.count("outbox", "target = ? AND status = 'dead'", [target])

@@ -35,6 +35,7 @@ def _run(app: AppContext, *, dry_run: bool, as_json: bool, as_of: str | None, co
 def _exit(result: RunResult) -> int:
     report = result.report
     if report.status == "failed":
+        click.echo(f"error: {report.error}", err=True)
         return int(report.extra.get("exit_code", ExitCode.FAILED))
     return int(report.exit_code)
 

@@ -7,8 +7,8 @@ Pushes send only changed fields, 100 contacts per update call, automations off u
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import timedelta
 from typing import Any
 
@@ -160,14 +160,28 @@ class ZohoConnector(Connector):
             results += [mapping.record_result(b["id"], a) for b, a in zip(chunk, answers, strict=True)]
         return results
 
-    def push_many(self, changes: Sequence[ProfileChange]) -> list[RecordResult]:
-        """Push any number of changes: Bulk Write above ``bulk_write_threshold``, else concurrent 100-batches."""
+    def push_batches(
+        self, batches: Iterable[Sequence[ProfileChange]]
+    ) -> Iterator[tuple[Sequence[ProfileChange], list[RecordResult]]]:
+        """Bulk Write when the changes reach ``bulk_write_threshold``, else 100-record updates run concurrently
+        (up to ``concurrency``); each batch's results are yielded as soon as that batch is done."""
+        pending = list(batches)
         threshold = self.settings.bulk_write_threshold
-        if threshold is not None and len(changes) >= threshold:
-            return BulkWriter(self.client, sleep=self.sleep).push(changes)
-        batches = [changes[i : i + UPDATE_LIMIT] for i in range(0, len(changes), UPDATE_LIMIT)]
+        if threshold is not None and sum(len(b) for b in pending) >= threshold:
+            results = BulkWriter(self.client, sleep=self.sleep).push([c for b in pending for c in b])
+            by_id = {r.member_id: r for r in results}
+            for batch in pending:
+                yield batch, [by_id[c.member_id] for c in batch if c.member_id in by_id]
+            return
         with ThreadPoolExecutor(max_workers=self.settings.concurrency) as pool:
-            return [r for batch in pool.map(self.push, batches) for r in batch]
+            futures = {pool.submit(self.push, batch): batch for batch in pending}
+            for future in as_completed(futures):
+                yield futures[future], future.result()
+
+    def push_many(self, changes: Sequence[ProfileChange]) -> list[RecordResult]:
+        """Push any number of changes (see :meth:`push_batches`) and return every result."""
+        batches = [changes[i : i + UPDATE_LIMIT] for i in range(0, len(changes), UPDATE_LIMIT)]
+        return [r for _, results in self.push_batches(batches) for r in results]
 
     # -- check ------------------------------------------------------------------------------------------
 

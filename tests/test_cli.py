@@ -1,0 +1,139 @@
+"""The command line: exit codes, --json documents, error messages without tracebacks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import crmsync.plugins
+from crmsync.cli import cli, main
+from crmsync.connector import Stream
+from crmsync.plugins import PluginHost
+from crmsync.store import Store
+from tests.support import WORLDS, World, member, order
+
+
+@pytest.fixture(autouse=True)
+def use_host(host: PluginHost, monkeypatch: pytest.MonkeyPatch) -> PluginHost:
+    monkeypatch.setattr(crmsync.plugins, "_HOST", host)
+    return host
+
+
+@pytest.fixture
+def world() -> World:
+    w = World()
+    WORLDS["crm"] = w
+    for i in range(1, 4):
+        w.put(Stream.MEMBERS, member(i))
+    w.put(Stream.ORDERS, order("o1", "m1", "1500", 3))
+    return w
+
+
+def run_main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    out, err = capsys.readouterr()
+    return int(info.value.code or 0), out, err
+
+
+def test_sync_json_report_and_rerun(memory_config: Path, world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_main(["--config", str(memory_config), "sync", "--json", "--as-of", "2026-01-01"], capsys)
+    assert code == 0
+    report = json.loads(out)
+    for key in ("run_id", "status", "pulled", "profiles_changed", "pushed", "rejected", "api_calls", "duration_s"):
+        assert key in report
+    assert report["status"] == "ok"
+    assert report["pulled"]["crm"]["members"]["pulled"] == 3
+    assert report["tier_distribution"] == {"Gold": 1, "Bronze": 2}
+    assert report["pushed"] == {"crm": 3}
+
+    code, out, _ = run_main(["--config", str(memory_config), "sync", "--as-of", "2026-01-01"], capsys)
+    assert code == 0
+    assert "nothing changed" in out
+
+    code, out, _ = run_main(["--config", str(memory_config), "runs", "--json"], capsys)
+    assert [r["status"] for r in json.loads(out)] == ["ok", "ok"]
+
+
+def test_rejected_records_exit_1(memory_config: Path, world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    world.reject["m2"] = "INVALID_DATA"
+    code, out, _ = run_main(["--config", str(memory_config), "sync", "--json"], capsys)
+    assert code == 1
+    assert json.loads(out)["push_rejected"] == {"crm": 1}
+
+
+def test_config_error_exit_2_without_traceback(
+    write_config,
+    capsys: pytest.CaptureFixture[str],  # type: ignore[no-untyped-def]
+) -> None:
+    path = write_config('[sync]\nmembers = "crm"\n[connectors.crm]\nplugin = "memory"\nbatch_size = -x\n')
+    code, _, err = run_main(["--config", str(path), "sync"], capsys)
+    assert code == 2
+    assert "not valid TOML" in err and "Traceback" not in err
+
+    code, _, err = run_main(["--config", str(path.parent / "missing.toml"), "check"], capsys)
+    assert code == 2 and "configuration file not found" in err
+
+
+def test_policy_error_exit_2(write_config, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    path = write_config(
+        '[sync]\nmembers = "crm"\n[connectors.crm]\nplugin = "memory"\n'
+        '[[policy.tiers]]\nname = "Gold"\ncondition = "spendd_365d >= 10"\n[[policy.tiers]]\nname = "Basic"\n'
+    )
+    code, _, err = run_main(["--config", str(path), "sync"], capsys)
+    assert code == 2
+    assert "policy.tiers" in err and "spendd_365d" in err
+
+
+def test_locked_store_exit_3(memory_config: Path, world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    with Store.open(memory_config.parent / "store.duckdb"):
+        code, _, err = run_main(["--config", str(memory_config), "sync"], capsys)
+    assert code == 3
+    assert "in use by another crmsync run" in err
+
+
+def test_plan_lists_changes_and_pushes_nothing(
+    memory_config: Path, world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run_main(["--config", str(memory_config), "plan", "--json"], capsys)
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["dry_run"] is True
+    assert {c["member_id"] for c in doc["changes"]} == {"m1", "m2", "m3"}
+    assert world.push_calls == []
+
+
+def test_check_reports_and_explain(memory_config: Path, world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_main(["--config", str(memory_config), "check", "--json"], capsys)
+    assert code == 0 and json.loads(out)["ok"] is True
+    run_main(["--config", str(memory_config), "sync"], capsys)
+    code, out, _ = run_main(["--config", str(memory_config), "explain", "m1", "--json"], capsys)
+    assert code == 0
+    assert json.loads(out)["profile"]["tier"] == "Gold"
+    code, _, err = run_main(["--config", str(memory_config), "explain", "nobody"], capsys)
+    assert code == 2 and "no graded member" in err
+
+
+def test_plugins_lists_registered(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_main(["plugins", "--json"], capsys)
+    assert code == 0
+    info = {p["name"]: p for p in json.loads(out)}
+    assert info["memory"]["connectors"] == ["memory"]
+    assert info["memory"]["status"] == "ok"
+
+
+def test_init_writes_a_config_that_loads(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "new.toml"
+    code, out, _ = run_main(["init", str(target)], capsys)
+    assert code == 0 and target.exists()
+    assert "[[policy.tiers]]" in target.read_text()
+    code, _, err = run_main(["init", str(target)], capsys)
+    assert code == 2 and "already exists" in err
+
+
+def test_usage_error_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, _ = run_main(["sync", "--no-such-flag"], capsys)
+    assert code == 2
+    assert cli.get_command(None, "sync") is not None  # type: ignore[arg-type]

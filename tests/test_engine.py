@@ -1,0 +1,235 @@
+"""The engine end to end with the in-memory connector: pull, grade, diff, push, resume, reject, report."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import crmsync
+from crmsync.connector import Stream
+from crmsync.engine import Engine, RunResult
+from crmsync.plugins import PluginHost
+from crmsync.settings import load_settings
+from crmsync.store import Store
+from tests.support import T0, WORLDS, World, activity, member, order
+
+
+@pytest.fixture
+def world() -> World:
+    w = World()
+    WORLDS["crm"] = w
+    for i in range(1, 6):
+        w.put(Stream.MEMBERS, member(i))
+    w.put(Stream.ORDERS, order("o1", "m1", "800", 10))
+    w.put(Stream.ORDERS, order("o2", "m1", "300", 20))  # m1: 1100 in 365d -> Gold
+    w.put(Stream.ORDERS, order("o3", "m2", "250", 30))  # m2: Silver
+    w.put(Stream.ORDERS, order("o4", "m3", "50", 400))  # m3: 3 old orders -> Silver by lifetime count
+    w.put(Stream.ORDERS, order("o5", "m3", "50", 500))
+    w.put(Stream.ORDERS, order("o6", "m3", "50", 600))
+    w.put(Stream.ORDERS, order("o7", "nobody", "99", 5))  # matches no member: counted, not dropped
+    w.put(Stream.ACTIVITIES, activity("a1", "m4", "login", 3))
+    return w
+
+
+Runner = Callable[..., RunResult]
+
+
+@pytest.fixture
+def run(memory_config: Path, host: PluginHost) -> Runner:
+    def _run(*, dry_run: bool = False, as_of=T0) -> RunResult:  # type: ignore[no-untyped-def]
+        settings = load_settings(memory_config, host=host)
+        with Store.open(settings.store.path) as store:
+            engine = Engine(settings, host, store, clock=lambda: T0)
+            try:
+                return engine.run(dry_run=dry_run, as_of=as_of)
+            finally:
+                engine.close()
+
+    return _run
+
+
+def profiles(memory_config: Path) -> dict[str, str]:
+    with Store.open(memory_config.parent / "store.duckdb") as store:
+        return dict(store.con.execute("SELECT member_id, tier FROM profiles").fetchall())
+
+
+def test_first_run_grades_pushes_and_reports(run: Runner, world: World, memory_config: Path) -> None:
+    report = run().report
+    assert report.status == "ok", report.error
+    assert profiles(memory_config) == {"m1": "Gold", "m2": "Silver", "m3": "Silver", "m4": "Bronze", "m5": "Bronze"}
+    assert report.pulled["crm"]["members"].pulled == 5
+    assert report.pulled["crm"]["orders"].pulled == 7
+    assert report.unmatched_orders == 1
+    assert report.extra["unmatched_orders_sample"] == ["crm:o7"]
+    assert report.tier_distribution == {"Gold": 1, "Silver": 2, "Bronze": 2}
+    assert report.pushed == {"crm": 5}
+    assert {k: v["tier"] for k, v in world.pushed.items()} == profiles(memory_config)
+    # pushes go in the connector's batch size (3)
+    assert [len(c) for c in world.push_calls] == [3, 2]
+
+
+def test_rerun_without_changes_pulls_and_pushes_nothing(run: Runner, world: World) -> None:
+    run()
+    calls = len(world.push_calls)
+    report = run().report
+    assert report.status == "ok"
+    assert sum(c.pulled for s in report.pulled.values() for c in s.values()) == 0
+    assert report.profiles_changed == 0
+    assert report.pushed == {"crm": 0}
+    assert len(world.push_calls) == calls
+
+
+def test_only_changed_members_are_pushed(run: Runner, world: World, memory_config: Path) -> None:
+    run()
+    world.push_calls.clear()
+    world.put(Stream.ORDERS, order("o8", "m2", "900", 1))  # m2 -> Gold
+    world.put(Stream.ORDERS, order("o1", "m1", "800", 10, status="refunded"))  # m1 refund -> 300 -> Silver
+    report = run().report
+    assert report.pulled["crm"]["orders"].pulled == 2
+    assert world.push_calls == [["m1", "m2"]]
+    assert profiles(memory_config)["m1"] == "Silver"
+    assert profiles(memory_config)["m2"] == "Gold"
+    with Store.open(memory_config.parent / "store.duckdb") as store:
+        # the refunded order replaced its earlier version: one row, not two
+        assert store.count("orders", "external_id = 'o1'") == 1
+        audit = store.con.execute(
+            "SELECT previous, new FROM push_audit WHERE member_id = 'm1' AND field = 'tier' ORDER BY pushed_at"
+        ).fetchall()
+        assert audit[-1] == ('"Gold"', '"Silver"')
+
+
+def test_deleted_member_leaves_grading(run: Runner, world: World, memory_config: Path) -> None:
+    run()
+    world.delete(Stream.MEMBERS, "m5")
+    report = run().report
+    assert report.pulled["crm"]["members"].deleted == 1
+    assert "m5" not in profiles(memory_config)
+
+
+def test_crash_mid_pull_then_resume_counts_nothing_twice(run: Runner, world: World, memory_config: Path) -> None:
+    uninterrupted_dir = memory_config.parent
+    world.fail_after_batches = 4  # batches of 2: members (2, 2, 1), then orders: crash after o1, o2 are stored
+    report = run().report
+    assert report.status == "failed"
+    assert "simulated crash" in report.error
+    assert report.extra["exit_code"] == int(crmsync.ExitCode.FAILED)
+    assert world.pushed == {}
+    with Store.open(uninterrupted_dir / "store.duckdb") as store:
+        assert (store.count("members"), store.count("orders")) == (5, 2)
+        assert store.get_cursor("crm", Stream.ORDERS) is not None
+    world.fail_after_batches = None
+    report = run().report
+    assert report.status == "ok"
+    with Store.open(uninterrupted_dir / "store.duckdb") as store:
+        assert store.count("orders") == 7
+        assert store.scalar("SELECT count(*) - count(DISTINCT external_id) FROM orders") == 0
+        assert store.scalar("SELECT sum(amount_base) FROM orders WHERE NOT deleted") == 1599
+    assert profiles(memory_config)["m1"] == "Gold"
+
+
+def test_crash_after_push_returned_before_results_stored(
+    run: Runner, world: World, memory_config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = Engine._record_push
+
+    def crash(self, *a, **k):  # type: ignore[no-untyped-def]
+        raise RuntimeError("killed after the push call returned")
+
+    monkeypatch.setattr(Engine, "_record_push", crash)
+    assert run().report.status == "failed"
+    assert len(world.pushed) == 3  # the first push call reached the CRM
+    monkeypatch.setattr(Engine, "_record_push", original)
+    report = run().report
+    assert report.status == "ok"
+    assert report.pushed == {"crm": 5}  # the whole outbox is pushed again; same values, harmless
+    assert {k: v["tier"] for k, v in world.pushed.items()} == profiles(memory_config)
+    assert run().report.pushed == {"crm": 0}
+
+
+def test_rejected_push_is_retried_then_reported_dead(run: Runner, world: World, memory_config: Path) -> None:
+    world.reject["m2"] = "INVALID_DATA: picklist value not allowed"
+    report = run().report
+    assert report.status == "rejected"
+    assert report.exit_code == crmsync.ExitCode.REJECTED
+    assert report.push_rejected == {"crm": 1}
+    assert report.rejected[0].locator == "member m2" and "picklist" in report.rejected[0].reason
+    assert report.pending["crm"] == 1
+    for _ in range(4):  # max_attempts = 5 in total
+        report = run().report
+    assert report.dead == {"crm": 1}
+    assert report.pending["crm"] == 0
+    calls = len(world.push_calls)
+    run()
+    assert len(world.push_calls) == calls  # a dead change is not pushed again...
+    world.reject.clear()
+    world.put(Stream.ORDERS, order("o9", "m2", "2000", 1))  # ...until its values change
+    report = run().report
+    assert "m2" in world.push_calls[-1] and world.pushed["m2"]["tier"] == "Gold"
+    assert report.dead == {"crm": 0}
+
+
+def test_plan_writes_nothing_to_the_crm_and_lists_changes(run: Runner, world: World, memory_config: Path) -> None:
+    result = run(dry_run=True)
+    assert result.report.status == "ok"
+    assert world.push_calls == []
+    assert {e.member_id: e.changed["tier"] for e in result.plan}["m1"] == (None, "Gold")
+    assert profiles(memory_config) == {}  # grading was rolled back
+    assert run().report.pushed == {"crm": 5}
+
+
+def test_profile_hook_adds_and_removes_tags_and_run_finished_hook(
+    run: Runner, world: World, host: PluginHost, memory_config: Path
+) -> None:
+    seen = []
+
+    class TagPlugin:
+        @crmsync.hookimpl
+        def crmsync_adjust_profiles(self, profiles):  # type: ignore[no-untyped-def]
+            for p in profiles:
+                if p.tier == "Gold":
+                    yield crmsync.TagAdjustment(p.member_id, add=frozenset({"vip_call"}))
+
+        @crmsync.hookimpl
+        def crmsync_run_finished(self, report):  # type: ignore[no-untyped-def]
+            seen.append((report.run_id, report.status))
+
+    host.register(TagPlugin(), "tags")
+    report = run().report
+    assert world.pushed["m1"]["tags"] == ["vip_call"]
+    assert world.pushed["m2"]["tags"] == []
+    assert seen == [(report.run_id, "ok")]
+
+
+def test_run_history_is_recorded_and_pruned(run: Runner, world: World, memory_config: Path) -> None:
+    for _ in range(3):
+        run()
+    with Store.open(memory_config.parent / "store.duckdb") as store:
+        assert store.count("runs") == 3
+        assert store.count("runs", "status = 'ok'") == 3
+
+
+def test_forget_erases_member_and_keeps_them_out(run: Runner, world: World, memory_config: Path) -> None:
+    from crmsync.store import forget_member
+
+    run()
+    with Store.open(memory_config.parent / "store.duckdb") as store:
+        counts = forget_member(store, "crm", "m1", actor="dpo", reason="GDPR art. 17")
+        assert counts["members"] == 1 and counts["orders"] == 2 and counts["profiles"] == 1
+        for table in ("members", "profiles", "pushed", "push_audit"):
+            col = "external_id" if table == "members" else "member_id"
+            assert store.count(table, f"{col} = 'm1'") == 0
+        assert store.count("orders", "member_external_id = 'm1'") == 0
+        audit = store.con.execute("SELECT member_hash, actor, reason FROM erasures").fetchall()
+        assert len(audit) == 1 and "m1" not in audit[0][0] and audit[0][1:] == ("dpo", "GDPR art. 17")
+    # the CRM sends the member and a new order again: they are not stored, graded or pushed
+    world.put(Stream.MEMBERS, member(1, first_name="Again"))
+    world.put(Stream.ORDERS, order("o10", "m1", "5", 1))
+    calls = len(world.push_calls)
+    run()
+    assert "m1" not in profiles(memory_config)
+    assert all("m1" not in call for call in world.push_calls[calls:])
+    with Store.open(memory_config.parent / "store.duckdb") as store:
+        assert store.count("members", "external_id = 'm1'") == 0
+        assert store.count("orders", "external_id = 'o10'") == 0
