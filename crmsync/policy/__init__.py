@@ -10,18 +10,24 @@ from crmsync.policy.ddl import POLICY_DDL
 from crmsync.policy.explain import Explanation, Grade
 from crmsync.policy.model import Policy, TierRule
 from crmsync.policy.overrides import Override, audit_log, clear_override, list_overrides, set_override
+from crmsync.policy.preview import BacktestPeriod, PreviewResult, backtest, preview, write_chart
 
 __all__ = [
     "POLICY_DDL",
+    "BacktestPeriod",
     "CompiledPolicy",
     "Explanation",
     "Grade",
     "Override",
     "Policy",
+    "PreviewResult",
     "TierRule",
     "audit_log",
+    "backtest",
     "clear_override",
     "compile_policy",
     "list_overrides",
+    "preview",
     "set_override",
+    "write_chart",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -129,3 +130,24 @@ def test_chart_is_self_contained_svg(tmp_path) -> None:
     assert "http" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
     out = write_chart(tmp_path / "c.html", periods, ["Gold", "<Base>"])
     assert out.read_text(encoding="utf-8") == page
+
+
+def test_rendered_tables_show_the_figures(store: Store) -> None:
+    from rich.console import Console
+
+    from crmsync.policy import list_overrides, set_override
+    from crmsync.policy.render import backtest_table, explanation_table, overrides_table, preview_table
+
+    _seed(store)
+    p = compiled(POLICY)
+    set_override(store.con, "c", "Silver", None, "partner", "ops")
+    console = Console(width=200, record=True, color_system=None)
+    console.print(explanation_table(p.explain(store.con, "a", NOW)))
+    console.print(preview_table(preview(store.con, p, NOW)))
+    console.print(backtest_table(backtest(store.con, p, day(10), NOW, every=5), p.tier_names))
+    console.print(overrides_table(list_overrides(store.con)))
+    text = console.export_text()
+    assert "qualifies for Gold: spend_365d >= 1000" in text
+    assert "spend_365d" in text and "1200.0000" in text
+    assert re.search(r"not graded before\W+3", text)
+    assert "partner" in text and "ops" in text
