@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import Store, compiled, day, grade
+from policy_support import Store, compiled, day, grade
 
 from crmsync import MetricSpec
 from crmsync.errors import PolicyError

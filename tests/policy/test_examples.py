@@ -6,7 +6,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from conftest import NOW, Store, day
+from policy_support import NOW, Store, day
 
 from crmsync.policy import Policy, compile_policy
 

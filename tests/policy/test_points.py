@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from conftest import NOW, Store, compiled, day, grade
+from policy_support import NOW, Store, compiled, day, grade
 
 
 def _balance(store: Store) -> dict[str, int]:

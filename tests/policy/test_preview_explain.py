@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from conftest import NOW, Store, compiled, day
+from policy_support import NOW, Store, compiled, day
 
 from crmsync.errors import CrmsyncError
 from crmsync.policy.preview import backtest, chart_html, period_ends, preview, write_chart

@@ -7,7 +7,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from conftest import NOW, Store, day, grade
+from policy_support import NOW, Store, day, grade
 
 # The standard map written as a grid (rows R = 5..1, columns FM = 1..5), independent of the SQL rules.
 GRID = {
@@ -83,7 +83,7 @@ def test_rfm_with_other_bins_and_a_custom_map(store: Store) -> None:
 
 
 def test_standard_map_needs_five_bins() -> None:
-    from conftest import compiled
+    from policy_support import compiled
 
     from crmsync.errors import PolicyError
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from conftest import NOW, Store, compiled, day, grade
+from policy_support import NOW, Store, compiled, day, grade
 
 from crmsync.policy import audit_log, clear_override, list_overrides, set_override
 

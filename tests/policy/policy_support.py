@@ -1,0 +1,117 @@
+"""An in-memory store with the tables the store provides, its fixtures, and small helpers to fill them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import duckdb
+import pytest
+
+from crmsync.policy import POLICY_DDL, Policy, compile_policy
+
+STORE_DDL = [
+    """CREATE TABLE members (source VARCHAR, external_id VARCHAR, email VARCHAR, phone VARCHAR, first_name VARCHAR,
+        last_name VARCHAR, created_at TIMESTAMPTZ, updated_at TIMESTAMPTZ, attributes JSON, opt_in BOOLEAN,
+        deleted BOOLEAN)""",
+    """CREATE TABLE orders (source VARCHAR, external_id VARCHAR, member_id VARCHAR, placed_at TIMESTAMPTZ,
+        amount DECIMAL(18,4), currency VARCHAR, amount_base DECIMAL(18,4), status VARCHAR, updated_at TIMESTAMPTZ,
+        deleted BOOLEAN)""",
+    """CREATE TABLE activities (source VARCHAR, external_id VARCHAR, member_id VARCHAR, kind VARCHAR,
+        occurred_at TIMESTAMPTZ, points DECIMAL(18,4), attributes JSON, deleted BOOLEAN)""",
+    """CREATE TABLE profiles (member_id VARCHAR PRIMARY KEY, tier VARCHAR, tier_rank INTEGER, tier_since DATE,
+        previous_tier VARCHAR, points BIGINT, rfm_r INTEGER, rfm_f INTEGER, rfm_m INTEGER, rfm_segment VARCHAR,
+        lifecycle VARCHAR, tags VARCHAR[], reasons JSON, policy_version VARCHAR, computed_at TIMESTAMPTZ)""",
+]
+
+NOW = datetime(2024, 6, 30, 12, 0, tzinfo=UTC)
+
+
+def day(n: int, base: datetime = NOW) -> datetime:
+    """``n`` days (* 24 h) before ``base``."""
+    return base - timedelta(days=n)
+
+
+class Store:
+    """Thin helpers over the connection; every value is explicit in the tests."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.con = con
+        self._n = 0
+
+    def _id(self, prefix: str) -> str:
+        self._n += 1
+        return f"{prefix}{self._n}"
+
+    def member(
+        self, member_id: str, *, created_at: datetime | None = None, deleted: bool = False, attributes: str = "{}"
+    ) -> None:
+        self.con.execute(
+            "INSERT INTO members VALUES ('crm', ?, NULL, NULL, NULL, NULL, ?, ?, ?, true, ?)",
+            [member_id, created_at or day(1000), created_at or day(1000), attributes, deleted],
+        )
+
+    def order(
+        self,
+        member_id: str | None,
+        amount: str | Decimal,
+        placed_at: datetime,
+        *,
+        status: str = "paid",
+        external_id: str | None = None,
+        deleted: bool = False,
+    ) -> str:
+        ext = external_id or self._id("o")
+        self.con.execute(
+            "INSERT INTO orders VALUES ('shop', ?, ?, ?, ?, 'EUR', ?, ?, ?, ?)",
+            [ext, member_id, placed_at, Decimal(amount), Decimal(amount), status, placed_at, deleted],
+        )
+        return ext
+
+    def set_order(self, external_id: str, **values: Any) -> None:
+        sets = ", ".join(f"{k} = ?" for k in values)
+        self.con.execute(f"UPDATE orders SET {sets} WHERE external_id = ?", [*values.values(), external_id])
+
+    def activity(self, member_id: str, kind: str, occurred_at: datetime, *, points: str | None = None) -> str:
+        ext = self._id("a")
+        self.con.execute(
+            "INSERT INTO activities VALUES ('crm', ?, ?, ?, ?, ?, '{}', false)",
+            [ext, member_id, kind, occurred_at, None if points is None else Decimal(points)],
+        )
+        return ext
+
+    def save_profiles(self) -> None:
+        """Do what the engine does after grading: keep ``graded`` as the previous result."""
+        self.con.execute("DELETE FROM profiles")
+        self.con.execute("INSERT INTO profiles SELECT * FROM graded")
+
+    def graded(self, columns: str = "tier") -> dict[str, Any]:
+        rows = self.con.execute(f"SELECT member_id, {columns} FROM graded ORDER BY member_id").fetchall()
+        return {r[0]: (r[1] if len(r) == 2 else tuple(r[1:])) for r in rows}
+
+
+@pytest.fixture
+def con() -> Iterator[duckdb.DuckDBPyConnection]:
+    c = duckdb.connect(":memory:")
+    c.execute("SET TimeZone = 'UTC'")
+    for stmt in STORE_DDL + POLICY_DDL:
+        c.execute(stmt)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def store(con: duckdb.DuckDBPyConnection) -> Store:
+    return Store(con)
+
+
+def compiled(data: dict[str, Any], metrics: tuple = ()):
+    return compile_policy(Policy.model_validate(data), metrics)
+
+
+def grade(store: Store, data: dict[str, Any], as_of: datetime = NOW, columns: str = "tier") -> dict[str, Any]:
+    policy = compiled(data)
+    policy.grade(store.con, as_of)
+    return store.graded(columns)
