@@ -86,7 +86,11 @@ class PluginHost:
     def register(self, plugin: Any, name: str | None = None) -> None:
         """Register a plugin object or module (tests use this for in-process plugins)."""
         name = self.pm.register(plugin, name=name)
-        self.pm.check_pending()
+        try:
+            self.pm.check_pending()
+        except Exception:
+            self.pm.unregister(name=name)  # else its unknown hook fails every later registration too
+            raise
         info = self.plugins.setdefault(
             name, PluginInfo(name=name, module=getattr(plugin, "__name__", name), version=None)
         )
