@@ -84,6 +84,10 @@ class ContractBase:
     kit_spec: ClassVar[ConnectorSpec]
     http: ClassVar[bool] = True
     """The connector talks HTTP (the double can fail calls); ``False`` for file-based connectors."""
+    refuses_records: ClassVar[bool] = True
+    """The target can refuse single records of a push (``False`` for a file target: no rejection check)."""
+    custom_fields: ClassVar[bool] = True
+    """The target has custom fields that ``check()`` verifies (``False`` for a file target)."""
     seed_count: ClassVar[int] = 7
     """Records seeded per check; keep it above two pages of the double's page size."""
 

@@ -28,5 +28,7 @@ class ConnectorContract(BasicChecks, PullChecks, PushChecks):
     Class attributes:
         spec: the connector's :class:`~crmsync.ConnectorSpec`, or its name among installed plugins.
         http: ``False`` for connectors that read files (no HTTP error checks then).
+        refuses_records: ``False`` when the push target cannot refuse single records (a file).
+        custom_fields: ``False`` when the push target has no custom fields for ``check()`` to verify.
         seed_count: records seeded per check (default 7: three pages of a page size of 3).
     """
