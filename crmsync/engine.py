@@ -20,6 +20,8 @@ from itertools import islice
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pyarrow as pa
+
 from crmsync.connector import (
     PULL_CAPABILITY,
     Capability,
@@ -221,7 +223,7 @@ class Engine:
 
     # ------------------------------------------------------------------ grade + diff
     def resolve_members(self) -> None:
-        """Point every order and activity at its member: by id, by email, or (auto) id if same source else email."""
+        """Point every order and activity at its member: by id, by email, or (auto) by id, else by email."""
         sync = self.settings.sync
         members_src = sync.members
         for table in ("orders", "activities"):
@@ -233,7 +235,7 @@ class Engine:
             elif by == "email":
                 pick = email_expr
             else:
-                pick = f"CASE WHEN t.source = $src THEN {id_expr} ELSE {email_expr} END"
+                pick = f"coalesce({id_expr}, {email_expr})"
             self.store.con.execute(
                 f"""
                 UPDATE {table} SET member_id = r.mid FROM (
@@ -279,6 +281,7 @@ class Engine:
             con.execute("DELETE FROM profiles")
             con.execute("INSERT INTO profiles BY NAME SELECT * FROM graded")
             report.members_graded = store.count("profiles")
+            report.quarantined = store.count("quarantine", "NOT resolved")
             report.tier_distribution = {
                 t: n
                 for t, n in con.execute(
@@ -390,53 +393,88 @@ class Engine:
     ) -> None:
         by_id = {r.member_id: r for r in results}
         at = self.clock()
-        with self.store.transaction() as con:
-            for change in changes:
-                res = by_id.get(change.member_id) or RecordResult(
-                    change.member_id, ok=False, reason="the connector returned no result for this record"
+        rows = []
+        for change in changes:
+            res = by_id.get(change.member_id) or RecordResult(
+                change.member_id, ok=False, reason="the connector returned no result for this record"
+            )
+            rows.append((change.member_id, res.ok, res.reason, res.field, res.retryable))
+            if not res.ok:
+                report.push_rejected[target] = report.push_rejected.get(target, 0) + 1
+                report.add_rejected(
+                    RejectedItem(
+                        connector=target,
+                        stream="push",
+                        locator=f"member {change.member_id}",
+                        field=res.field,
+                        reason=res.reason or "rejected",
+                    )
                 )
-                if res.ok:
-                    fields = con.execute(
-                        "SELECT fields FROM outbox WHERE target = ? AND member_id = ?", [target, change.member_id]
-                    ).fetchone()[0]
-                    con.execute("DELETE FROM pushed WHERE target = ? AND member_id = ?", [target, change.member_id])
-                    con.execute(
-                        "INSERT INTO pushed VALUES (?, ?, ?, ?, ?)",
-                        [target, change.member_id, fields, report.run_id, at],
-                    )
-                    con.execute("DELETE FROM outbox WHERE target = ? AND member_id = ?", [target, change.member_id])
-                    for name in sorted(change.changed):
-                        con.execute(
-                            "INSERT INTO push_audit VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                            [
-                                report.run_id,
-                                target,
-                                change.member_id,
-                                name,
-                                json.dumps(change.previous.get(name), default=str),
-                                json.dumps(change.values.get(name), default=str),
-                                "grade changed" if change.previous else "first push",
-                                at,
-                            ],
-                        )
-                    report.pushed[target] = report.pushed.get(target, 0) + 1
-                else:
-                    con.execute(
-                        """UPDATE outbox SET attempts = attempts + 1, last_error = ?, last_field = ?, updated_at = ?,
-                           status = CASE WHEN attempts + 1 >= ? OR ? THEN 'dead' ELSE 'pending' END
-                           WHERE target = ? AND member_id = ?""",
-                        [res.reason, res.field, at, max_attempts, not res.retryable, target, change.member_id],
-                    )
-                    report.push_rejected[target] = report.push_rejected.get(target, 0) + 1
-                    report.add_rejected(
-                        RejectedItem(
-                            connector=target,
-                            stream="push",
-                            locator=f"member {change.member_id}",
-                            field=res.field,
-                            reason=res.reason or "rejected",
-                        )
-                    )
+        ok_count = sum(1 for r in rows if r[1])
+        report.pushed[target] = report.pushed.get(target, 0) + ok_count
+        table = pa.table(
+            list(zip(*rows, strict=True)) if rows else [[], [], [], [], []],
+            schema=pa.schema(
+                [
+                    ("member_id", pa.string()),
+                    ("ok", pa.bool_()),
+                    ("reason", pa.string()),
+                    ("field", pa.string()),
+                    ("retryable", pa.bool_()),
+                ]
+            ),
+        )
+        names = "[" + ", ".join(f"'{f}'" for f in PUSHED_FIELDS) + "]"
+        params = {"target": target, "run": report.run_id, "at": at}
+        with self.store.transaction() as con:
+            con.register("_results", table)
+            try:
+                # Audit: one row per pushed field whose value changed, with the grade's reason when known.
+                con.execute(
+                    f"""INSERT INTO push_audit
+                        SELECT $run, $target, o.member_id, f.name,
+                               json_extract(o.previous, '$.' || f.name)::VARCHAR,
+                               json_extract(o.fields, '$.' || f.name)::VARCHAR,
+                               coalesce(json_extract_string(p.reasons, '$.' || f.name),
+                                        CASE WHEN o.previous IS NULL THEN 'first push' ELSE 'grade changed' END),
+                               $at
+                        FROM outbox o
+                        JOIN _results r ON r.ok AND r.member_id = o.member_id
+                        CROSS JOIN (SELECT unnest({names}) AS name) f
+                        LEFT JOIN profiles p ON p.member_id = o.member_id
+                        WHERE o.target = $target
+                          AND json_extract(o.fields, '$.' || f.name) IS NOT NULL
+                          AND json_extract(o.previous, '$.' || f.name)::VARCHAR
+                              IS DISTINCT FROM json_extract(o.fields, '$.' || f.name)::VARCHAR""",
+                    params,
+                )
+                con.execute(
+                    "DELETE FROM pushed WHERE target = $target AND member_id IN "
+                    "(SELECT member_id FROM _results WHERE ok)",
+                    {"target": target},
+                )
+                con.execute(
+                    """INSERT INTO pushed SELECT $target, o.member_id, o.fields, $run, $at
+                       FROM outbox o JOIN _results r ON r.ok AND r.member_id = o.member_id
+                       WHERE o.target = $target""",
+                    params,
+                )
+                con.execute(
+                    "DELETE FROM outbox WHERE target = $target AND member_id IN "
+                    "(SELECT member_id FROM _results WHERE ok)",
+                    {"target": target},
+                )
+                con.execute(
+                    """UPDATE outbox SET attempts = outbox.attempts + 1, last_error = r.reason,
+                           last_field = r.field, updated_at = $at,
+                           status = CASE WHEN outbox.attempts + 1 >= $max OR NOT r.retryable
+                                         THEN 'dead' ELSE 'pending' END
+                       FROM _results r
+                       WHERE NOT r.ok AND outbox.target = $target AND outbox.member_id = r.member_id""",
+                    {"target": target, "at": at, "max": max_attempts},
+                )
+            finally:
+                con.unregister("_results")
 
     # ------------------------------------------------------------------ bookkeeping
     def _record_run(self, report: RunReport) -> None:

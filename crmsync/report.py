@@ -57,6 +57,8 @@ class RunReport(BaseModel):
     api_calls: dict[str, dict[str, int]] = Field(default_factory=dict)
     rejected: list[RejectedItem] = Field(default_factory=list)
     rejected_total: int = 0
+    quarantined: int = 0
+    """Source records still in quarantine after this run (from this or earlier runs), waiting for a fix."""
     error: str | None = None
     timings: dict[str, float] = Field(default_factory=dict)
     extra: dict[str, Any] = Field(default_factory=dict)

@@ -80,7 +80,7 @@ class SyncSettings(_Strict):
     activities: list[str] = Field(default_factory=list, description="connectors that provide activities")
     push: list[str] = Field(default_factory=list, description="connectors that receive profiles")
     match_by: Literal["auto", "id", "email"] = Field(
-        "auto", description="how orders from another connector find their member: id, email, or auto"
+        "auto", description="how orders find their member: id (member id column), email, or auto (id, else email)"
     )
     base_currency: str = Field("EUR", pattern=r"^[A-Z]{3}$")
     exchange_rates: dict[str, Decimal] = Field(

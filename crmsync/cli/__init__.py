@@ -10,7 +10,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,10 +103,8 @@ class CrmsyncGroup(click.Group):
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         names = list(self.commands)
-        try:
+        with suppress(CrmsyncError):  # a broken plugin must not break --help
             names += sorted(self._plugin_commands(ctx))
-        except CrmsyncError:
-            pass
         return names
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:

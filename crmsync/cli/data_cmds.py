@@ -84,4 +84,36 @@ def history(app: AppContext, member: str, as_json: bool) -> int:
     return 0
 
 
-COMMANDS = [forget, history]
+@click.command()
+@json_option
+@click.option("--all", "show_all", is_flag=True, help="Include entries already resolved by a later pull.")
+@click.pass_obj
+def rejects(app: AppContext, as_json: bool, show_all: bool) -> int:
+    """List quarantined source records: where they are, which field, why. Fixed records leave on the next pull."""
+    where = "true" if show_all else "NOT resolved"
+    with app.store() as store:
+        cur = store.con.execute(
+            "SELECT connector, stream, locator, field, reason, first_run, last_run, resolved FROM quarantine "
+            f"WHERE {where} ORDER BY connector, stream, locator"
+        )
+        cols = [d[0] for d in cur.description]
+        entries = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+    if as_json:
+        print_json(entries)
+        return 0
+    t = Table("connector", "stream", "where", "field", "reason", "since run", "resolved")
+    for e in entries:
+        t.add_row(
+            e["connector"],
+            e["stream"],
+            e["locator"],
+            e["field"] or "",
+            e["reason"],
+            e["first_run"],
+            "yes" if e["resolved"] else "",
+        )
+    console().print(t if entries else "no record is in quarantine")
+    return 0
+
+
+COMMANDS = [forget, history, rejects]

@@ -17,7 +17,10 @@ from crmsync.report import RunReport
 
 
 def console(err: bool = False) -> Console:
-    return Console(stderr=err, highlight=False, soft_wrap=True)
+    stream = sys.stderr if err else sys.stdout
+    # On a terminal rich follows its width; in files and pipes tables get room instead of wrapping every cell.
+    width = None if stream.isatty() or os.environ.get("COLUMNS") else 200
+    return Console(stderr=err, highlight=False, width=width)
 
 
 def interactive() -> bool:
@@ -94,6 +97,8 @@ def report_table(report: RunReport, plan: list[PlanEntry] | None = None) -> None
         out.print(line)
     if not report.dry_run and report.status in ("ok", "rejected") and not any(report.pushed.values()):
         out.print("nothing changed: no profile needed to be pushed")
+    if report.quarantined:
+        out.print(f"records in quarantine, waiting for a fix in their source: {report.quarantined} (crmsync rejects)")
     for conn, calls in report.api_calls.items():
         out.print(f"API calls {conn}: " + ", ".join(f"{k}={v}" for k, v in sorted(calls.items())))
     if report.rejected:
