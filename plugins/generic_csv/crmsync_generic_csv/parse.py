@@ -16,6 +16,7 @@ _CURRENCY = re.compile(r"[A-Z]{3}")
 _MONEY_NOISE = str.maketrans("", "", " \u00a0\u3000$€£¥￥")
 _MAX_AMOUNT = Decimal(10) ** 14  # Order.amount: 18 digits, 4 of them decimals
 _QUANTUM = Decimal("0.0001")
+_PLAIN = re.compile(r"-?\d{1,14}(\.\d{0,4})?")
 _TRUE = {"1", "true", "yes", "y", "t", "on", "是", "x"}
 _FALSE = {"0", "false", "no", "n", "f", "off", "否"}
 
@@ -62,6 +63,8 @@ class DateParser:
 
 def parse_amount(text: str, decimal_comma: bool = False) -> Decimal:
     """Money as Decimal: thousands separators, spaces and a currency symbol are ignored."""
+    if not decimal_comma and _PLAIN.fullmatch(text):
+        return Decimal(text)  # the common case, already within Order.amount's digits
     cleaned = text.translate(_MONEY_NOISE)
     cleaned = cleaned.replace(".", "").replace(",", ".") if decimal_comma else cleaned.replace(",", "")
     try:

@@ -1,13 +1,11 @@
-"""Reading CSV rows into canonical records: members, orders (grouped from line items) and activities.
+"""Reading CSV rows into canonical records: what all readers share, members and activities.
 
 Each reader yields records and :class:`~crmsync.Rejection` values in one stream; a bad row never stops the
-read. Cells are validated here (see :mod:`.parse`), then records are built with ``model_construct``: every
-field a model would check is checked before, so the engine still only sees valid records.
+read. Cells are validated here (see :mod:`.parse`), then records are built without pydantic's per-row
+validation (:mod:`.build`): every field a model would check is checked before, so the engine still only sees
+valid records.
 
-Orders may come one row per line item, in any row order: rows are grouped on the order id; order-level
-values (date, customer, status, currency...) are taken from the first row of the order that has them, line
-amounts are summed (or an order-total column is used when ``orders_columns.total`` is set). One bad row
-rejects its whole order, so that a partial sum is never stored.
+Orders, grouped from line items, are read in :mod:`.orders`.
 """
 
 from __future__ import annotations
@@ -18,18 +16,15 @@ from typing import Any
 
 from crmsync.connector import ConnectorContext, Rejection, Stream
 from crmsync.errors import ConfigError
-from crmsync.models import Activity, Member, Order, OrderStatus
+from crmsync.models import Activity, Member, Order
+from crmsync_generic_csv.build import builder
 from crmsync_generic_csv.files import CsvFile
 from crmsync_generic_csv.parse import (
     CellError,
     DateParser,
-    check_amount,
-    parse_amount,
     parse_bool,
-    parse_currency,
     parse_email,
     parse_points,
-    parse_rate,
 )
 from crmsync_generic_csv.settings import CsvSettings
 
@@ -131,6 +126,10 @@ class _RowReader:
         return {name: value for name, i in columns if (value := row[i].strip())}
 
 
+_new_member = builder(Member)
+_new_activity = builder(Activity)
+
+
 class MemberReader(_RowReader):
     stream = Stream.MEMBERS
 
@@ -170,139 +169,12 @@ class MemberReader(_RowReader):
             values[field] = self.parse(field, self.dates, text) if text else None
         opt_in = self.cell(row, "opt_in")
         values["opt_in"] = self.parse("opt_in", parse_bool, opt_in) if opt_in else None
-        return Member.model_construct(
+        return _new_member(
             source=self.source,
             external_id=ext,
             deleted=False,
             attributes=self.attributes(row, self.extra),
             **values,
-        )
-
-
-class _Order:
-    """The state of one order while its rows are read."""
-
-    __slots__ = (
-        "amount",
-        "bad",
-        "currency",
-        "email",
-        "line",
-        "member",
-        "placed_at",
-        "rate",
-        "status",
-        "total",
-        "updated",
-    )
-
-    def __init__(self, line: int) -> None:
-        self.line = line
-        self.bad = False
-        self.amount: Any = None
-        self.total: Any = None
-        self.member: str | None = None
-        self.email: str | None = None
-        self.placed_at: Any = None
-        self.currency: str | None = None
-        self.status: OrderStatus | None = None
-        self.rate: Any = None
-        self.updated: Any = None
-
-
-class OrderReader(_RowReader):
-    stream = Stream.ORDERS
-
-    def __iter__(self) -> Iterator[Item]:
-        statuses = self.settings.statuses()
-        comma = self.settings.decimal_comma
-        by_total = "total" in self.idx
-        amount_i = self.idx.get("amount")
-        # order-level field -> (attribute, parser); each is read from the first row of the order that has it
-        level = [
-            (f, attr, func)
-            for f, attr, func in (
-                ("member_external_id", "member", str),
-                ("member_email", "email", parse_email),
-                ("placed_at", "placed_at", self.dates),
-                ("currency", "currency", parse_currency),
-                ("status", "status", lambda t: self._status(t, statuses)),
-                ("exchange_rate", "rate", lambda t: parse_rate(t, comma)),
-                ("updated_at", "updated", self.dates),
-                ("total", "total", lambda t: parse_amount(t, comma)),
-            )
-            if f in self.idx
-        ]
-        level_i = [(self.idx[f], f, attr, func) for f, attr, func in level]
-        id_i = self.idx["external_id"]
-        groups: dict[str, _Order] = {}
-        for line, row in self.f.rows():
-            oid = row[id_i].strip() if len(row) > id_i else ""
-            g = groups.get(oid) if oid else None
-            problem = self.shape_error(row)
-            if problem or not oid:
-                if g is not None:
-                    g.bad = True
-                yield self.reject(line, None if problem else "external_id", problem or "missing order id", row, oid)
-                continue
-            if g is None:
-                g = groups[oid] = _Order(line)
-            elif g.bad:
-                continue
-            try:
-                for i, field, attr, func in level_i:
-                    if getattr(g, attr) is None and (text := row[i].strip()):
-                        setattr(g, attr, self.parse(field, func, text))
-                if not by_total and amount_i is not None:
-                    text = row[amount_i].strip()
-                    if not text:
-                        raise BadCell("amount", "missing amount")
-                    value = self.parse("amount", lambda t: parse_amount(t, comma), text)
-                    g.amount = value if g.amount is None else g.amount + value
-            except BadCell as bad:
-                g.bad = True
-                yield self.reject(line, bad.field, f"{bad.reason} (order {oid} skipped)", row, oid)
-        for oid, g in groups.items():
-            if not g.bad:
-                yield self._finish(oid, g)
-        groups.clear()
-
-    @staticmethod
-    def _status(text: str, statuses: dict[str, OrderStatus]) -> OrderStatus:
-        status = statuses.get(text.lower())
-        if status is None:
-            raise CellError(f"unknown status {text!r} (map it with status_map)")
-        return status
-
-    def _finish(self, oid: str, g: _Order) -> Order | Rejection:
-        locator = f"{self.f.name}:{g.line}"
-        amount = g.total if "total" in self.idx else g.amount
-        problem: tuple[str, str] | None = None
-        if g.placed_at is None:
-            problem = ("placed_at", "missing order date")
-        elif g.member is None and g.email is None:
-            problem = ("member_external_id", "no customer id or email")
-        elif amount is None:
-            problem = ("total" if "total" in self.idx else "amount", "missing amount")
-        else:
-            try:
-                amount = check_amount(amount)
-            except CellError as exc:
-                problem = ("amount", f"order total: {exc}")
-        if problem:
-            return Rejection(self.stream, locator, problem[0], problem[1], record_id=oid)
-        return Order.model_construct(
-            source=self.source,
-            external_id=oid,
-            deleted=False,
-            member_external_id=g.member,
-            member_email=g.email,
-            placed_at=g.placed_at,
-            amount=amount,
-            currency=g.currency or self.currency,
-            exchange_rate=g.rate,
-            status=g.status or OrderStatus.PAID,
-            updated_at=g.updated,
         )
 
 
@@ -340,7 +212,7 @@ class ActivityReader(_RowReader):
             except BadCell as bad:
                 yield self.reject(line, bad.field, bad.reason, row, ext)
                 continue
-            yield Activity.model_construct(
+            yield _new_activity(
                 source=self.source,
                 external_id=ext,
                 deleted=False,
@@ -351,10 +223,3 @@ class ActivityReader(_RowReader):
                 points=points,
                 attributes=self.attributes(row, extra),
             )
-
-
-READERS: dict[Stream, type[_RowReader]] = {
-    Stream.MEMBERS: MemberReader,
-    Stream.ORDERS: OrderReader,
-    Stream.ACTIVITIES: ActivityReader,
-}

@@ -104,6 +104,10 @@ class CsvSettings(BaseModel):
     status_map: dict[str, OrderStatus] = Field(default_factory=dict, description="source status -> canonical")
 
     batch_size: int = Field(50_000, ge=1, description="records per batch")
+    group_partition_bytes: int = Field(
+        32 * 1024 * 1024, ge=1, description="orders files larger than this are grouped in partitions on disk"
+    )
+    spill_dir: ConfigPath | None = Field(None, description="folder for those partitions (default: system temp)")
     push_batch_size: int = Field(10_000, ge=1, description="changes per push call (one atomic rewrite each)")
     tags_separator: Literal["|", ";"] = "|"
     output_encoding: str = Field("utf-8", description="of the output and rejects files (utf-8-sig for Excel)")
