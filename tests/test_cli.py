@@ -111,9 +111,11 @@ def test_check_reports_and_explain(memory_config: Path, world: World, capsys: py
     run_main(["--config", str(memory_config), "sync"], capsys)
     code, out, _ = run_main(["--config", str(memory_config), "explain", "m1", "--json"], capsys)
     assert code == 0
-    assert json.loads(out)["profile"]["tier"] == "Gold"
+    doc = json.loads(out)
+    assert doc["profile"]["tier"] == "Gold" and doc["grades"]["tier"]["value"] == "Gold"
+    assert "spend_365d" in doc["grades"]["tier"]["reason"] and doc["metrics"]["spend_365d"] == "1500.0000"
     code, _, err = run_main(["--config", str(memory_config), "explain", "nobody"], capsys)
-    assert code == 2 and "no graded member" in err
+    assert code == 2 and "no member with id 'nobody'" in err
 
 
 def test_plugins_lists_registered(capsys: pytest.CaptureFixture[str]) -> None:
@@ -126,7 +128,7 @@ def test_plugins_lists_registered(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_init_writes_a_config_that_loads(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     target = tmp_path / "new.toml"
-    code, out, _ = run_main(["init", str(target)], capsys)
+    code, _, _ = run_main(["init", str(target)], capsys)
     assert code == 0 and target.exists()
     assert "[[policy.tiers]]" in target.read_text()
     code, _, err = run_main(["init", str(target)], capsys)
@@ -137,3 +139,61 @@ def test_usage_error_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, _ = run_main(["sync", "--no-such-flag"], capsys)
     assert code == 2
     assert cli.get_command(None, "sync") is not None  # type: ignore[arg-type]
+
+
+def test_override_preview_backtest_history_forget_rejects(
+    memory_config: Path, world: World, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    cfg = ["--config", str(memory_config)]
+    run_main([*cfg, "sync", "--as-of", "2026-01-01"], capsys)
+
+    code, _, err = run_main([*cfg, "override", "m2", "--tier", "Diamond", "--reason", "vip"], capsys)
+    assert code == 2 and "unknown tier 'Diamond'" in err
+    code, out, _ = run_main(
+        [*cfg, "override", "m2", "--tier", "Gold", "--until", "2030-12-31", "--reason", "key"], capsys
+    )
+    assert code == 0 and "locked at Gold" in out
+    code, out, _ = run_main([*cfg, "sync", "--json", "--as-of", "2026-01-02"], capsys)
+    assert json.loads(out)["tier_distribution"]["Gold"] == 2
+    assert world.pushed["m2"]["tier"] == "Gold"
+    code, out, _ = run_main([*cfg, "override", "--list", "--json"], capsys)
+    assert [(o["member_id"], o["tier"], o["until"]) for o in json.loads(out)] == [("m2", "Gold", "2030-12-31")]
+
+    code, out, _ = run_main([*cfg, "history", "m2", "--json"], capsys)
+    tiers = [(e["previous"], e["new"]) for e in json.loads(out) if e["field"] == "tier"]
+    assert tiers == [(None, "Bronze"), ("Bronze", "Gold")]
+
+    code, out, _ = run_main([*cfg, "preview", "--as-of", "2025-06-01", "--json"], capsys)
+    doc = json.loads(out)
+    assert code == 0 and doc["members"] == 3 and sum(doc["distribution"].values()) == 3
+
+    chart = tmp_path / "chart.html"
+    code, out, _ = run_main(
+        [
+            *cfg,
+            "backtest",
+            "--from",
+            "2025-10-31",
+            "--to",
+            "2026-01-31",
+            "--every",
+            "month",
+            "--chart",
+            str(chart),
+            "--json",
+        ],
+        capsys,
+    )
+    periods = json.loads(out)
+    assert code == 0 and [p["as_of"][:10] for p in periods] == ["2025-10-31", "2025-11-30", "2025-12-31", "2026-01-31"]
+    assert "<svg" in chart.read_text()
+
+    code, out, _ = run_main([*cfg, "rejects", "--json"], capsys)
+    assert code == 0 and json.loads(out) == []
+
+    code, out, _ = run_main([*cfg, "forget", "m3", "--yes", "--json"], capsys)
+    assert code == 0 and json.loads(out)["erased"]["members"] == 1
+    code, out, _ = run_main([*cfg, "history", "m3", "--json"], capsys)
+    assert json.loads(out) == []
+    code, _, err = run_main([*cfg, "forget", "m3", "--yes"], capsys)
+    assert code == 2 and "no member with id 'm3'" in err

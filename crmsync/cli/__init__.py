@@ -19,7 +19,7 @@ import click
 
 from crmsync.errors import ConfigError, CrmsyncError, ExitCode, PluginError
 
-BUILTIN_MODULES = ("run_cmds", "info_cmds", "init_cmd", "data_cmds")
+BUILTIN_MODULES = ("run_cmds", "info_cmds", "init_cmd", "policy_cmds", "data_cmds")
 
 
 @dataclass

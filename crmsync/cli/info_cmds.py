@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import click
 from rich.table import Table
@@ -107,23 +106,17 @@ def plugins(app: AppContext, as_json: bool) -> int:
     return 0
 
 
-def _profile(store: Any, member_id: str) -> dict[str, Any] | None:
-    cur = store.con.execute("SELECT * FROM profiles WHERE member_id = ?", [member_id])
-    row = cur.fetchone()
-    if row is None:
-        return None
-    return dict(zip([d[0] for d in cur.description], row, strict=True))
-
-
 @click.command()
 @json_option
 @click.argument("member")
+@click.option("--as-of", metavar="DATE", help="Explain as of this date (default: now).")
 @click.pass_obj
-def explain(app: AppContext, as_json: bool, member: str) -> int:
+def explain(app: AppContext, as_json: bool, member: str, as_of: str | None) -> int:
     """Explain MEMBER's grades (member id in the members source): metric values and the deciding rules."""
     from crmsync.cli.explain_view import explain_member
+    from crmsync.cli.policy_cmds import parse_when
 
-    return explain_member(app, member, as_json)
+    return explain_member(app, member, as_json, parse_when(as_of) if as_of else None)
 
 
 COMMANDS = [check, plugins, runs, explain]

@@ -11,6 +11,7 @@ Nothing here writes to the store's tables: grading happens in temporary tables.
 
 from __future__ import annotations
 
+import calendar
 import html
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -104,7 +105,8 @@ def period_ends(start: datetime, end: datetime, every: Every = "month") -> list[
         if every == "month":
             month = start.month - 1 + i
             year, month = start.year + month // 12, month % 12 + 1
-            day = min(start.day, 28)
+            # the same day of each month, clamped to the month's last day (Jan 31 -> Feb 28 -> Mar 31)
+            day = min(start.day, calendar.monthrange(year, month)[1])
             t = start.replace(year=year, month=month, day=day)
         else:
             step = {"day": 1, "week": 7}.get(every) if isinstance(every, str) else int(every)

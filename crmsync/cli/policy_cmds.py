@@ -1,0 +1,162 @@
+"""``crmsync preview``, ``backtest`` and ``override``: trial a policy on history, and lock members' tiers."""
+
+from __future__ import annotations
+
+import dataclasses
+import getpass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from crmsync.cli import AppContext, json_option
+from crmsync.cli.render import console, print_json
+from crmsync.errors import ConfigError
+
+
+def parse_when(value: str | None, *, end_of_day: bool = True) -> datetime:
+    """An ISO date or datetime (naive: UTC); a bare date means the end of that day."""
+    if not value:
+        return datetime.now(UTC)
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(f"not a date: {value!r} (use YYYY-MM-DD or an ISO datetime)") from None
+    if len(value) == 10 and end_of_day:
+        dt = dt.replace(hour=23, minute=59, second=59)
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def _jsonable(obj: Any) -> Any:
+    return dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else obj
+
+
+def _compiled(app: AppContext) -> Any:
+    from crmsync.policy import compile_policy
+
+    s = app.settings
+    return compile_policy(s.policy, app.host.metrics(), base_currency=s.sync.base_currency)
+
+
+@click.command()
+@json_option
+@click.option("--as-of", metavar="DATE", help="Grade with the orders up to this date (default: now).")
+@click.pass_obj
+def preview(app: AppContext, as_json: bool, as_of: str | None) -> int:
+    """Grade as of a past date with the stored data: distribution, benefit cost, moves against current grades.
+
+    Nothing is pulled or pushed; run 'crmsync sync' or 'crmsync plan' first to fill the store.
+    """
+    from crmsync.policy.preview import preview as run_preview
+    from crmsync.policy.render import preview_table
+
+    compiled = _compiled(app)
+    with app.store() as store, store.transaction(rollback=True) as con:
+        result = run_preview(con, compiled, parse_when(as_of))
+    if as_json:
+        data = _jsonable(result)
+        data["cost"] = result.cost
+        print_json(data)
+    else:
+        console().print(preview_table(result))
+    return 0
+
+
+@click.command()
+@json_option
+@click.option("--from", "start", required=True, metavar="DATE", help="First period end.")
+@click.option("--to", "end", required=True, metavar="DATE", help="Last period end.")
+@click.option("--every", default="month", show_default=True, help="day, week, month, or a number of days.")
+@click.option("--chart", type=click.Path(dir_okay=False, path_type=Path), help="Write an HTML chart here.")
+@click.pass_obj
+def backtest(app: AppContext, as_json: bool, start: str, end: str, every: str, chart: Path | None) -> int:
+    """Replay the policy over history: tier distribution and moves per period, before going live."""
+    from crmsync.policy.preview import backtest as run_backtest
+    from crmsync.policy.preview import write_chart
+    from crmsync.policy.render import backtest_table
+
+    period: Any = int(every) if every.isdigit() else every
+    if period not in ("day", "week", "month") and not isinstance(period, int):
+        raise ConfigError(f"--every: {every!r} is not day, week, month or a number of days")
+    compiled = _compiled(app)
+    t0, t1 = parse_when(start), parse_when(end)
+    if t1 < t0:
+        raise ConfigError("--to is before --from")
+    with app.store() as store, store.transaction(rollback=True) as con:
+        periods = run_backtest(con, compiled, t0, t1, period)
+    if chart:
+        write_chart(chart, periods, compiled.tier_names, title="Tier distribution per period")
+    if as_json:
+        print_json([_jsonable(p) for p in periods])
+    else:
+        console().print(backtest_table(periods, compiled.tier_names))
+        if chart:
+            console().print(f"chart written to {chart}")
+    return 0
+
+
+@click.command()
+@click.argument("member", required=False)
+@click.option("--tier", help="Lock MEMBER at this tier.")
+@click.option("--until", "until", metavar="DATE", help="Last day of the lock (default: until cleared).")
+@click.option("--reason", help="Why (kept in the audit trail).")
+@click.option("--clear", is_flag=True, help="Remove MEMBER's lock.")
+@click.option("--list", "list_", is_flag=True, help="List locks.")
+@json_option
+@click.pass_obj
+def override(
+    app: AppContext,
+    member: str | None,
+    tier: str | None,
+    until: str | None,
+    reason: str | None,
+    clear: bool,
+    list_: bool,
+    as_json: bool,
+) -> int:
+    """Lock a member's tier (it wins over the policy until it expires), clear a lock, or list locks.
+
+    \b
+    crmsync override 4711 --tier Gold --until 2027-03-31 --reason "key account"
+    crmsync override 4711 --clear --reason "contract ended"
+    crmsync override --list
+    """
+    from crmsync.policy import clear_override, list_overrides, set_override
+    from crmsync.policy.render import overrides_table
+
+    actor = getpass.getuser()
+    with app.store() as store:
+        if list_ or member is None:
+            rows = list_overrides(store.con)
+            if as_json:
+                print_json([_jsonable(r) for r in rows])
+            else:
+                console().print(overrides_table(rows) if rows else "no tier locks")
+            return 0
+        if clear:
+            with store.transaction() as con:
+                found = clear_override(con, member, actor, reason)
+            if not found:
+                raise ConfigError(f"member {member!r} has no tier lock")
+            console().print(f"lock of member {member} cleared; the policy decides again from the next run")
+            return 0
+        if not tier:
+            raise ConfigError("override: give --tier (and --reason), or --clear, or --list")
+        if not store.count("members", "external_id = ? AND NOT deleted", [member]):
+            raise ConfigError(f"no member with id {member!r} in the store (run 'crmsync sync' first?)")
+        day: date | None = parse_when(until, end_of_day=False).date() if until else None
+        compiled = _compiled(app)
+        with store.transaction() as con:
+            lock = set_override(con, member, tier, day, reason or "", actor, tier_names=compiled.tier_names)
+    if as_json:
+        print_json(_jsonable(lock))
+    else:
+        console().print(
+            f"member {member} locked at {lock.tier}" + (f" until {lock.until}" if lock.until else "") + "; "
+            "the next sync pushes it"
+        )
+    return 0
+
+
+COMMANDS = [preview, backtest, override]
