@@ -102,7 +102,7 @@ class PushChecks(ContractBase):
         push_all(connector, make_changes(connector, members))  # first run: everybody is new
         calls = len(double.push_log())
         # second run: the engine's diff finds one member whose grade changed
-        change = make_changes(connector, members[1:2], grade=1)
+        change = make_changes(connector, members[1:2], grade=2)  # Bronze, was Silver
         push_all(connector, change)
         written = [m for ids in double.push_log()[calls:] for m in ids]
         if sorted(set(written)) != [members[1]] or len(written) != 1:

@@ -1,0 +1,111 @@
+"""The conformance kit run against the built-in ``generic_csv`` connector, with a double that writes the
+exports as CSV files and reads the profiles CSV that pushes produce."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import pytest
+from crmsync_generic_csv import CsvConnector, CsvSettings
+
+from crmsync.connector import Stream
+from crmsync.testing import ConnectorContract, InMemoryCrm
+from crmsync.testing.paged import iso
+
+FILES = {Stream.MEMBERS: "customers.csv", Stream.ORDERS: "orders.csv", Stream.ACTIVITIES: "activities.csv"}
+COLUMNS = {
+    Stream.MEMBERS: ("external_id", "email", "first_name", "last_name", "created_at", "updated_at"),
+    Stream.ORDERS: ("external_id", "member_external_id", "placed_at", "amount", "currency", "status", "updated_at"),
+    Stream.ACTIVITIES: ("external_id", "member_external_id", "kind", "occurred_at"),
+}
+
+
+class CsvExports(InMemoryCrm):
+    """A folder of CSV exports rewritten after every change, and the profiles CSV pushes write."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__()
+        self.folder = folder
+        self.output = folder / "out" / "profiles.csv"
+        self._seen_rows: dict[str, list[str]] = {}
+        self._seen_content: bytes | None = None
+        self._writes = 0
+        for stream in Stream:
+            self._export(stream)
+
+    def settings(self) -> dict[str, Any]:
+        table: dict[str, Any] = {f"{s.value}_path": str(self.folder / name) for s, name in FILES.items()}
+        return {**table, "output_path": str(self.output), "batch_size": 3}
+
+    def _export(self, stream: Stream) -> None:
+        rows = sorted(self.records[stream].values(), key=lambda r: r["external_id"])
+        with (self.folder / FILES[stream]).open("w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(COLUMNS[stream])
+            for row in rows:
+                writer.writerow([iso(row[c]) if hasattr(row[c], "tzinfo") else row[c] for c in COLUMNS[stream]])
+
+    def seed(self, stream: Stream, count: int) -> list[str]:
+        ids = super().seed(stream, count)
+        for s in Stream:
+            self._export(s)
+        return ids
+
+    def change(self, stream: Stream, ids: Any) -> None:
+        super().change(stream, ids)
+        self._export(stream)
+
+    def delete(self, stream: Stream, ids: Any) -> None:
+        super().delete(stream, ids)
+        self._export(stream)
+
+    # ------------------------------------------------------------------ what pushes wrote
+    def _observe(self) -> None:
+        if not self.output.exists():
+            return
+        content = self.output.read_bytes()  # file times are too coarse to tell two quick writes apart
+        if content == self._seen_content:
+            return
+        self._seen_content = content
+        self._writes += 1
+        with self.output.open(newline="", encoding="utf-8") as f:
+            rows = {r["member_id"]: r for r in csv.DictReader(f)}
+        log = self.begin_write()
+        for member_id, row in rows.items():
+            values = list(row.values())
+            if self._seen_rows.get(member_id) != values:
+                log.append(member_id)
+            self._seen_rows[member_id] = values
+        self.written = {m: {k: v for k, v in r.items() if k != "member_id"} for m, r in rows.items()}
+
+    def pushed(self) -> dict[str, dict[str, Any]]:
+        self._observe()
+        return super().pushed()
+
+    def push_log(self) -> list[list[str]]:
+        self._observe()
+        return super().push_log()
+
+    @property
+    def calls(self) -> int:
+        self._observe()
+        return self._writes
+
+
+class TestGenericCsvConnector(ConnectorContract):
+    spec = "generic_csv"
+    http = False
+    refuses_records = False
+    custom_fields = False
+
+    @pytest.fixture
+    def crm(self, tmp_path: Path) -> CsvExports:
+        return CsvExports(tmp_path)
+
+
+def test_the_spec_is_the_installed_one():
+    spec = TestGenericCsvConnector.kit_spec
+    assert spec.factory is CsvConnector
+    assert spec.settings_model is CsvSettings
