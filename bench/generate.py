@@ -43,7 +43,7 @@ ORDER_COLUMNS = ["order_id", "customer_id", "customer_email", "order_date", "sta
 ACTIVITY_COLUMNS = ["activity_id", "customer_id", "kind", "occurred_at", "points"]
 
 
-@dataclass
+@dataclass(slots=True)
 class Customer:
     cid: str
     email: str

@@ -61,6 +61,7 @@ def quickstart_connector(make_connector, base: Path):
         members_columns={"external_id": "customer_id"},
         orders_columns=ORDER_COLUMNS,
         activities_columns={"external_id": "activity_id", "member_external_id": "customer_id"},
+        rejects_path="rejects.csv",  # in the test's folder, never next to the committed sample
         timezone="Europe/Berlin",
     )
 
