@@ -1,0 +1,131 @@
+"""``check()``: credentials, the operator's data permissions, and every field and select option pushes need.
+
+Custom fields cannot be created through the OpenAPI, so a missing field or option is reported with what an
+administrator must create in the admin console (object management of the customer object) and which
+setting then takes its api name.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from crmsync.connector import CheckResult
+from crmsync.errors import ConnectorError
+from crmsync_fxiaoke import mapping
+
+if TYPE_CHECKING:
+    from crmsync_fxiaoke.connector import FxiaokeConnector
+
+COMPATIBLE = {
+    "tier": ("select_one", "text"),
+    "points": ("number", "currency", "text"),
+    "tags": ("select_many", "text", "long_text"),
+    "rfm_segment": ("select_one", "text"),
+    "lifecycle": ("select_one", "text"),
+}
+KIND_NAMES = {
+    "select_one": "单选 (select_one)",
+    "select_many": "多选 (select_many)",
+    "number": "数字 (number)",
+    "text": "单行文本 (text)",
+    "long_text": "多行文本 (long_text)",
+    "currency": "金额 (currency)",
+}
+RFM_SEGMENTS = ["Champions", "Loyal", "Potential Loyalist", "New", "Promising", "Need Attention", "About to Sleep",
+                "At Risk", "Can't Lose Them", "Hibernating", "Lost"]  # fmt: skip
+LIFECYCLE_STAGES = ["potential", "new", "returning", "mature", "loyal", "dormant", "churned"]
+
+
+def expected_options(conn: FxiaokeConnector, canonical: str) -> list[str]:
+    """Grades that must exist as options of a select field (label or value, after ``option_map``)."""
+    grades = {"tier": conn.settings.tier_names, "rfm_segment": RFM_SEGMENTS, "lifecycle": LIFECYCLE_STAGES}
+    mapped = conn.settings.option_map.get(canonical, {})
+    return [mapped.get(g, g) for g in grades.get(canonical, [])]
+
+
+def create_hint(conn: FxiaokeConnector, canonical: str) -> str:
+    kind = COMPATIBLE[canonical][0]
+    wanted = expected_options(conn, canonical)
+    with_options = f" with options {', '.join(wanted)}" if wanted else ""
+    return (
+        f"an administrator must create it in the admin console (object management → {conn.settings.members.object} "
+        f"→ fields; the OpenAPI cannot create fields): a custom field of type {KIND_NAMES[kind]}{with_options}; "
+        f"then set push_fields.{canonical} to its api name (ends with __c)"
+    )
+
+
+def field_check(conn: FxiaokeConnector, canonical: str, api: str, meta: dict[str, Any] | None) -> CheckResult:
+    obj = conn.settings.members.object
+    name = f"field {api} ({canonical})"
+    if meta is None:
+        return CheckResult(name, False, f"missing on {obj}: {create_hint(conn, canonical)}")
+    kind = meta.get("type")
+    if kind not in COMPATIBLE[canonical]:
+        allowed = " or ".join(COMPATIBLE[canonical])
+        return CheckResult(name, False, f"is {kind}, needs {allowed}: {create_hint(conn, canonical)}")
+    if meta.get("is_active") is False:
+        return CheckResult(name, False, "is disabled: enable it in the admin console")
+    if kind in ("select_one", "select_many"):
+        missing = [g for g in expected_options(conn, canonical) if mapping.option_value(meta, g) is None]
+        if missing:
+            return CheckResult(
+                name,
+                False,
+                f"select options missing: {', '.join(missing)}: an administrator must add them to {api} in the admin "
+                "console (labels or values equal to these names, or map them with option_map)",
+            )
+        have = ", ".join(f"{o.get('label')}={o.get('value')}" for o in mapping.options(meta))
+        return CheckResult(name, True, f"{kind}; options {have}")
+    return CheckResult(name, True, str(kind))
+
+
+def _read(conn: FxiaokeConnector, obj: str, operator: str) -> CheckResult:
+    try:
+        conn.client.query(obj, fields=["_id"], filters=[], limit=1)
+        return CheckResult(f"read {obj}", True, f"as employee {operator}")
+    except ConnectorError as exc:
+        return CheckResult(
+            f"read {obj}",
+            False,
+            f"{exc.message}: the operator (user_id {operator}) needs list and data permission on {obj}; "
+            "use a CRM administrator",
+        )
+
+
+def _source_fields(conn: FxiaokeConnector, obj: str, names: list[str | None], setting: str) -> list[CheckResult]:
+    try:
+        describe = conn.describe(obj)
+    except ConnectorError as exc:
+        return [CheckResult(f"describe {obj}", False, exc.message)]
+    missing = [n for n in names if n and n not in describe]
+    detail = f"no field(s) {', '.join(missing)} on {obj}: fix {setting} (api names are in the object's describe)"
+    return [CheckResult(f"{obj} fields", not missing, detail if missing else f"{len(describe)} fields")]
+
+
+def check(conn: FxiaokeConnector) -> list[CheckResult]:
+    s = conn.settings
+    try:
+        token = conn.client.tokens.get()
+        operator = conn.client.tokens.operator(token)
+    except ConnectorError as exc:
+        return [CheckResult("credentials", False, exc.message)]
+    results = [CheckResult("credentials", True, f"{s.auth_style} token for {token.org} at {s.base_url}")]
+    results += [_read(conn, s.members.object, operator), _read(conn, s.orders.object, operator)]
+    m, o = s.members, s.orders
+    results += _source_fields(conn, m.object, [m.name_field, m.first_name_field, m.email_field, m.phone_field,
+                                               *m.attributes], "[connectors.NAME.members]")  # fmt: skip
+    results += _source_fields(conn, o.object, [o.customer_field, o.amount_field, o.time_field, o.status_field,
+                                               o.currency_field], "[connectors.NAME.orders]")  # fmt: skip
+    try:
+        describe = conn.describe(m.object)
+    except ConnectorError:
+        return results
+    pushed = s.push_fields.mapping()
+    if not pushed:
+        results.append(CheckResult("push fields", True, "none configured: grades are not written back"))
+    for canonical, api in pushed.items():
+        results.append(field_check(conn, canonical, api, describe.get(api)))
+    left = conn.client.budget.left()
+    if left is not None:
+        results.append(CheckResult("daily budget", left > 0, f"{left} of {s.daily_budget} calls left today"))
+    return results
