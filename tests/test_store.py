@@ -109,3 +109,15 @@ def test_connector_state_round_trip(tmp_path: Path) -> None:
         assert state.get("token") == "def"
         state.set("token", None)
         assert state.get("token") is None
+
+
+def test_snapshot_keeps_a_record_rejected_by_the_same_pull(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "s.duckdb") as store:
+        write(store, Batch(Stream.ORDERS, [order("o1", "m1", "10", 1), order("o2", "m1", "20", 2)]))
+        bad = Rejection(Stream.ORDERS, "orders.csv:3", "amount", "not an amount: 'x'", record_id="o2")
+        write(store, Batch(Stream.ORDERS, rejects=[bad]), "r2")
+        write(store, Batch(Stream.ORDERS, [order("o1", "m1", "10", 1)], snapshot_complete=True), "r2")
+        rows = dict(store.con.execute("SELECT external_id, deleted FROM orders").fetchall())
+        assert rows == {"o1": False, "o2": False}  # o2 keeps its last good version until fixed
+        write(store, Batch(Stream.ORDERS, [order("o1", "m1", "10", 1)], snapshot_complete=True), "r3")
+        assert store.count("orders", "deleted AND external_id = 'o2'") == 1  # gone from the file: deleted

@@ -101,7 +101,8 @@ def plugins(app: AppContext, as_json: bool) -> int:
     t = Table("plugin", "version", "status", "connectors", "hooks", "error")
     for p in infos:
         status = {"ok": "[green]ok[/green]", "error": "[red]error[/red]"}.get(p.status, p.status)
-        t.add_row(p.name, p.version or "-", status, ", ".join(p.connectors), ", ".join(p.hooks), p.error or "")
+        hooks = ", ".join(h.removeprefix("crmsync_") for h in p.hooks)
+        t.add_row(p.name, p.version or "-", status, ", ".join(p.connectors), hooks, p.error or "")
     console().print(t)
     return 0
 

@@ -215,10 +215,14 @@ class Store:
             for rej in rejects:
                 self._quarantine(connector, rej, run_id)
             if batch.snapshot_complete:
+                # Rows absent from the snapshot are gone; rows rejected by this pull are kept as they were
+                # (a fixed record replaces them later), never deleted because one field went bad.
                 con.execute(
                     f"UPDATE {table_name} SET deleted = true WHERE source = ? AND NOT deleted "
-                    f"AND seen_run IS DISTINCT FROM ?",
-                    [connector, run_id],
+                    f"AND seen_run IS DISTINCT FROM ? AND external_id NOT IN ("
+                    "SELECT record_key FROM quarantine WHERE connector = ? AND stream = ? AND last_run = ? "
+                    "AND NOT resolved)",
+                    [connector, run_id, connector, str(stream), run_id],
                 )
             if batch.cursor is not None:
                 self.set_cursor(connector, stream, batch.cursor)
