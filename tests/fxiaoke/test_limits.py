@@ -1,0 +1,70 @@
+"""Call budgets: per-endpoint window, daily budget in the state, rate-limit answers, calls in the report."""
+
+from __future__ import annotations
+
+import pytest
+from crmsync_fxiaoke.limits import BUDGET_LEFT
+
+from crmsync.connector import ConnectorContext, ProfileChange, Stream
+from crmsync.errors import RetryableError
+
+from .fake import FakeFxiaoke
+
+
+def grade(member_id: str) -> ProfileChange:
+    return ProfileChange(member_id, {"points": 7}, {}, frozenset({"points"}))
+
+
+@pytest.fixture
+def accounts(fake: FakeFxiaoke) -> list[str]:
+    ids = [f"a{i}" for i in range(6)]
+    for i in ids:
+        fake.put("AccountObj", {"_id": i, "name": i})
+    return ids
+
+
+def test_client_window_paces_each_endpoint(fake: FakeFxiaoke, connect, accounts) -> None:
+    fake.per_window = 3  # the tenant would refuse a fourth call within 20 s
+    conn = connect(calls_per_window=3)
+    start = fake.now
+    assert all(r.ok for r in conn.push([grade(i) for i in accounts]))
+    update_times = [c for c in fake.calls if c["path"].endswith("update")]
+    assert len(update_times) == 6
+    assert fake.now - start == 20  # waited once for the window to free a slot
+    assert conn.context.api_calls.get("retries") is None  # never refused
+
+
+def test_rate_limit_answers_back_off_until_the_window_frees(fake: FakeFxiaoke, connect, accounts) -> None:
+    fake.per_window = 3
+    fake.rate_code = 14001
+    conn = connect(calls_per_window=None)
+    assert all(r.ok for r in conn.push([grade(i) for i in accounts[:4]]))
+    # the 4th update was refused at 2, 4, 8 s and accepted after waiting 16 s more (30 s > the 20 s window)
+    assert conn.context.api_calls["retries"] == 4
+    assert conn.context.api_calls["update AccountObj"] == 8
+
+
+def test_calls_are_counted_by_endpoint_and_object(fake: FakeFxiaoke, connect, accounts) -> None:
+    conn = connect(page_size=4)
+    list(conn.pull(Stream.MEMBERS, None))
+    conn.push([grade("a1")])
+    assert conn.context.api_calls == {"token": 1, "query AccountObj": 2, "describe AccountObj": 1,
+                                      "update AccountObj": 1}  # fmt: skip
+
+
+def test_daily_budget_stops_the_run_and_is_shared_through_the_state(fake: FakeFxiaoke, connect, accounts) -> None:
+    context = ConnectorContext(name="fx")
+    conn = connect(context, daily_budget=4)
+    results = conn.push([grade(i) for i in accounts[:2]])  # token + describe + 2 updates
+    assert all(r.ok for r in results)
+    assert context.api_calls[BUDGET_LEFT] == 0
+    again = connect(ConnectorContext(name="fx", state=context.state), daily_budget=4)
+    with pytest.raises(RetryableError) as err:
+        again.push([grade("a3")])
+    assert err.value.retry_after == 35200 and "daily budget of 4" in str(err.value)
+    assert len(fake.calls) == 4
+    fake.now += 35200  # midnight in Beijing: a new day's budget
+    assert again.push([grade("a3")])[0].ok
+    # hours later: a renewed token, the describe the refused push never made, the update
+    assert [c["path"].rsplit("/", 1)[-1] for c in fake.calls[4:]] == ["token", "describe", "update"]
+    assert again.context.api_calls[BUDGET_LEFT] == 1

@@ -1,0 +1,160 @@
+"""Pulls: customers and sales orders in canonical form, _id-cursor paging, incremental windows, echoes."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from crmsync.connector import Rejection, Stream
+from crmsync.models import Member, Order, OrderStatus
+
+from .fake import USER_ID, FakeFxiaoke
+
+
+def pull(conn, stream, cursor=None):
+    batches = list(conn.pull(stream, cursor))
+    return batches, [r for b in batches for r in b.records], batches[-1].cursor
+
+
+def queries(fake: FakeFxiaoke) -> list[dict]:
+    return [c["body"]["data"] for c in fake.calls if c["path"].endswith("/data/query")]
+
+
+def seed_accounts(fake: FakeFxiaoke, n: int) -> list[str]:
+    ids = [f"65a0c1e2f3a4b5c6d7e8{i:04x}" for i in range(n)]
+    for i, rid in enumerate(ids):
+        fake.put("AccountObj", {"_id": rid, "name": f"客户{i}", "email": f"c{i}@example.cn", "tel": f"021-{i:04d}"})
+    return ids
+
+
+def test_customers_become_members(fake: FakeFxiaoke, connect) -> None:
+    fake.put("AccountObj", {"_id": "65a0c1e2f3a4b5c6d7e8f901", "name": "上海示例贸易有限公司", "email": " Ops@Example.CN ",
+                            "tel": "021-5555", "create_time": 1704067200000, "last_modified_time": 1718000000123,
+                            "owner": ["1000"], "field_Tier1__c": "opt_silver"})  # fmt: skip
+    _, records, _ = pull(connect(), Stream.MEMBERS)
+    assert records == [
+        Member(source="fx", external_id="65a0c1e2f3a4b5c6d7e8f901", email="ops@example.cn", phone="021-5555",
+               last_name="上海示例贸易有限公司", created_at=datetime(2024, 1, 1, tzinfo=UTC),
+               updated_at=datetime(2024, 6, 10, 6, 13, 20, 123000, tzinfo=UTC))
+    ]  # fmt: skip
+
+
+def test_query_body_follows_the_documented_shape(fake: FakeFxiaoke, connect) -> None:
+    seed_accounts(fake, 1)
+    pull(connect(members={"attributes": ["account_level"]}), Stream.MEMBERS)
+    (body,) = queries(fake)
+    assert body == {
+        "dataObjectApiName": "AccountObj",
+        "find_explicit_total_num": False,
+        "search_query_info": {
+            "limit": 100,
+            "offset": 0,
+            "filters": [],
+            "orders": [{"fieldName": "_id", "isAsc": True}],
+            "fieldProjection": ["_id", "create_time", "last_modified_time", "last_modified_by", "life_status", "name",
+                                "email", "tel", "account_level"],
+        },
+    }  # fmt: skip
+
+
+def test_paging_uses_the_id_cursor_at_the_maximum_page_size(fake: FakeFxiaoke, connect) -> None:
+    ids = seed_accounts(fake, 230)
+    batches, records, _ = pull(connect(), Stream.MEMBERS)
+    assert [r.external_id for r in records] == ids
+    assert [len(b.records) for b in batches] == [100, 100, 30]
+    sent = queries(fake)
+    assert [q["search_query_info"]["offset"] for q in sent] == [0, 0, 0]  # never an offset: no 10,000 ceiling
+    assert [q["search_query_info"]["filters"] for q in sent] == [
+        [],
+        [{"field_name": "_id", "operator": "GT", "field_values": [ids[99]]}],
+        [{"field_name": "_id", "operator": "GT", "field_values": [ids[199]]}],
+    ]
+
+
+def test_exact_page_multiple_ends_with_an_empty_page(fake: FakeFxiaoke, connect) -> None:
+    seed_accounts(fake, 6)
+    batches, records, cursor = pull(connect(page_size=3), Stream.MEMBERS)
+    assert len(records) == 6 and len(queries(fake)) == 3
+    assert batches[-1].records == [] and json.loads(cursor)["wm"] == fake.now_ms
+
+
+def test_resuming_from_a_mid_pull_cursor_continues_after_its_id(fake: FakeFxiaoke, connect, context) -> None:
+    ids = seed_accounts(fake, 7)
+    batches, _, _ = pull(connect(page_size=3), Stream.MEMBERS)
+    _, resumed, _ = pull(connect(page_size=3), Stream.MEMBERS, batches[0].cursor)
+    assert [r.external_id for r in resumed] == ids[3:]
+
+
+def test_sales_orders_become_orders(fake: FakeFxiaoke, connect) -> None:
+    fake.put("SalesOrderObj", {"_id": "o1", "name": "20240610-000001", "account_id": "a1", "order_amount": "1280.10",
+                               "order_time": 1717948800000, "order_status": "7"})  # fmt: skip
+    fake.put("SalesOrderObj", {"_id": "o2", "account_id": "a1", "order_amount": "99", "order_time": 1717948800000,
+                               "order_status": "6"})  # fmt: skip
+    fake.put("SalesOrderObj", {"_id": "o3", "account_id": "a2", "order_amount": "50.5", "order_time": 1717948800000,
+                               "order_status": "7", "life_status": "invalid"})  # fmt: skip
+    _, records, _ = pull(connect(), Stream.ORDERS)
+    first = records[0]
+    assert isinstance(first, Order)
+    assert (first.amount, first.currency, first.member_external_id) == (Decimal("1280.10"), "CNY", "a1")
+    assert first.placed_at == datetime(2024, 6, 9, 16, 0, tzinfo=UTC)  # 2024-06-10 00:00 in Beijing
+    assert [r.status for r in records] == [OrderStatus.PAID, OrderStatus.PENDING, OrderStatus.CANCELLED]
+
+
+def test_bad_orders_are_rejected_naming_record_and_field(fake: FakeFxiaoke, connect) -> None:
+    fake.put("SalesOrderObj", {"_id": "o1", "account_id": "a1", "order_amount": "12,80x", "order_time": 1717948800000})
+    fake.put("SalesOrderObj", {"_id": "o2", "account_id": "a1", "order_amount": "10"})
+    fake.put("SalesOrderObj", {"_id": "o3", "account_id": "a1", "order_amount": "10", "order_time": 1717948800000})
+    batches, records, _ = pull(connect(), Stream.ORDERS)
+    rejects = [r for b in batches for r in b.rejects]
+    assert [r.external_id for r in records] == ["o3"]
+    assert [(r.locator, r.field) for r in rejects] == [("SalesOrderObj o1", "order_amount"),
+                                                       ("SalesOrderObj o2", "order_time")]  # fmt: skip
+    assert all(isinstance(r, Rejection) and r.raw and r.record_id for r in rejects)
+
+
+def test_bad_email_is_rejected_and_invalid_customers_are_deleted(fake: FakeFxiaoke, connect) -> None:
+    fake.put("AccountObj", {"_id": "a1", "name": "甲", "email": "not-an-email"})
+    fake.put("AccountObj", {"_id": "a2", "name": "乙", "life_status": "invalid"})
+    batches, records, _ = pull(connect(), Stream.MEMBERS)
+    (reject,) = [r for b in batches for r in b.rejects]
+    assert (reject.locator, reject.field) == ("AccountObj a1", "email")
+    assert [(r.external_id, r.deleted) for r in records] == [("a2", True)]
+
+
+def test_incremental_pull_reads_from_the_watermark_and_skips_what_it_delivered(fake: FakeFxiaoke, connect) -> None:
+    ids = seed_accounts(fake, 3)
+    _, _, cursor = pull(connect(), Stream.MEMBERS)
+    watermark = json.loads(cursor)["wm"]
+    _, again, cursor2 = pull(connect(), Stream.MEMBERS, cursor)
+    assert again == [] and json.loads(cursor2)["wm"] == watermark
+    fake.now += 60
+    fake.objects["AccountObj"][ids[1]].update(email="new@example.cn", last_modified_time=fake.now_ms)
+    _, changed, cursor3 = pull(connect(), Stream.MEMBERS, cursor2)
+    assert [(r.external_id, r.email) for r in changed] == [(ids[1], "new@example.cn")]
+    assert queries(fake)[-1]["search_query_info"]["filters"] == [
+        {"field_name": "last_modified_time", "operator": "GTE", "field_values": [str(watermark - 120_000)]}
+    ]
+    assert json.loads(cursor3)["wm"] == fake.now_ms
+
+
+def test_our_write_backs_do_not_come_back_as_customer_changes(fake: FakeFxiaoke, connect, context) -> None:
+    from crmsync.connector import ProfileChange
+
+    ids = seed_accounts(fake, 3)
+    conn = connect()
+    _, _, cursor = pull(conn, Stream.MEMBERS)
+    fake.now += 60
+    grades = [ProfileChange(i, {"tier": "Gold", "points": 5}, {}, frozenset({"tier", "points"})) for i in ids[:2]]
+    assert all(r.ok for r in conn.push(grades))
+    assert fake.objects["AccountObj"][ids[0]]["last_modified_by"] == [USER_ID]
+    fake.now += 60  # a person edits the third customer's phone
+    fake.objects["AccountObj"][ids[2]].update(tel="021-9999", last_modified_time=fake.now_ms)
+    _, changed, cursor2 = pull(connect(), Stream.MEMBERS, cursor)
+    assert [(r.external_id, r.phone) for r in changed] == [(ids[2], "021-9999")]
+    # the operator itself changing a field crmsync reads is a real change
+    fake.now += 60
+    fake.objects["AccountObj"][ids[0]].update(email="x@example.cn", last_modified_time=fake.now_ms,
+                                              last_modified_by=[USER_ID])  # fmt: skip
+    _, changed, _ = pull(connect(), Stream.MEMBERS, cursor2)
+    assert [r.external_id for r in changed] == [ids[0]]
