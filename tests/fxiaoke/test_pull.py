@@ -29,9 +29,10 @@ def seed_accounts(fake: FakeFxiaoke, n: int) -> list[str]:
 
 
 def test_customers_become_members(fake: FakeFxiaoke, connect) -> None:
-    fake.put("AccountObj", {"_id": "65a0c1e2f3a4b5c6d7e8f901", "name": "上海示例贸易有限公司", "email": " Ops@Example.CN ",
-                            "tel": "021-5555", "create_time": 1704067200000, "last_modified_time": 1718000000123,
-                            "owner": ["1000"], "field_Tier1__c": "opt_silver"})  # fmt: skip
+    record = {"_id": "65a0c1e2f3a4b5c6d7e8f901", "name": "上海示例贸易有限公司", "email": " Ops@Example.CN ",
+              "tel": "021-5555", "create_time": 1704067200000, "last_modified_time": 1718000000123,
+              "owner": ["1000"], "field_Tier1__c": "opt_silver"}  # fmt: skip
+    fake.put("AccountObj", record)
     _, records, _ = pull(connect(), Stream.MEMBERS)
     assert records == [
         Member(source="fx", external_id="65a0c1e2f3a4b5c6d7e8f901", email="ops@example.cn", phone="021-5555",
