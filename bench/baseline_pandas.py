@@ -1,0 +1,184 @@
+"""The pandas script a competent analyst would write to grade customers from the same CSV exports as crmsync.
+
+It implements the benchmark policy (``bench/policy.toml``) by hand: tiers over a 365-day window (an order placed
+exactly 365 days before the evaluation time is outside), the points balance (one point per whole euro of each
+paid order, rounded down per order, plus 20 per review and 50 per referral), RFM quintiles with crmsync's tie
+rule (``1 + floor(5 * strictly_worse / n)`` among members with a paid order), the standard segment map, the
+default lifecycle thresholds and two tags. Bad rows are dropped the way crmsync quarantines them: a row with a
+bad date, amount, status, email, id, column count or undecodable bytes drops its whole order. Money is summed
+in integer cents, so no float rounding decides a tier.
+
+    python bench/baseline_pandas.py --data DIR --as-of 2026-11-01T00:00:00+00:00 --out profiles.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+PAID = "paid"
+STATUSES = {
+    "paid": "paid", "completed": "paid", "complete": "paid", "fulfilled": "paid", "shipped": "paid",
+    "delivered": "paid", "refunded": "refunded", "cancelled": "cancelled", "canceled": "cancelled",
+    "voided": "cancelled", "pending": "pending", "processing": "pending", "on-hold": "pending", "unpaid": "pending",
+}  # fmt: skip
+EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+BAD = "\ufffd"
+TIERS = [  # highest first: (name, spend_365d >=, orders_365d >=) ; Silver is "spend >= 150 or lifetime >= 4"
+    ("Platinum", 150_000, 6),
+    ("Gold", 60_000, 3),
+]
+ACTIVITY_POINTS = {"review": 20, "referral": 50}
+SEGMENTS = {  # (R, FM) -> segment; the standard map
+    5: ["New", "Potential Loyalist", "Loyal", "Champions", "Champions"],
+    4: ["Promising", "Potential Loyalist", "Loyal", "Champions", "Champions"],
+    3: ["About to Sleep", "Need Attention", "Need Attention", "Loyal", "Loyal"],
+    2: ["Hibernating", "About to Sleep", "At Risk", "At Risk", "Can't Lose Them"],
+    1: ["Lost", "Hibernating", "At Risk", "Can't Lose Them", "Can't Lose Them"],
+}
+
+
+def read(path: Path, usecols: list[str]) -> pd.DataFrame:
+    df = pd.read_csv(path, dtype=str, usecols=usecols, keep_default_na=False, encoding_errors="replace")
+    return df.fillna("")  # short rows leave the missing cells empty
+
+
+def load_members(path: Path) -> pd.DataFrame:
+    m = read(path, ["customer_id", "email"])
+    m["customer_id"] = m["customer_id"].str.strip()
+    m["email"] = m["email"].str.strip().str.lower()
+    ok = (m["customer_id"] != "") & ~m["customer_id"].str.contains(BAD, regex=False)
+    ok &= (m["email"] == "") | m["email"].str.match(EMAIL)
+    m = m[ok]
+    return m[~m["customer_id"].duplicated(keep="first")].reset_index(drop=True)
+
+
+def load_orders(path: Path, members: pd.DataFrame) -> pd.DataFrame:
+    cols = ["order_id", "customer_id", "customer_email", "order_date", "status", "currency", "line_amount", "sku"]
+    o = read(path, cols)
+    o = o[o["order_id"] != ""]
+    bad = o["sku"].str.contains(BAD, regex=False) | o["order_id"].str.contains(BAD, regex=False)
+    cents = pd.to_numeric(o["line_amount"].str.replace(",", "", regex=False), errors="coerce")
+    bad |= cents.isna() | ~o["line_amount"].str.fullmatch(r"-?\d+(\.\d{1,2})?")
+    o["cents"] = (cents.fillna(0) * 100).round().astype("int64")
+    # order-level values: the first non-empty one of the order's rows
+    for col in ("customer_id", "customer_email", "order_date", "status", "currency"):
+        o[col] = o[col].replace("", np.nan)
+    g = o.groupby("order_id", sort=False)
+    orders = g[["customer_id", "customer_email", "order_date", "status", "currency"]].first()
+    orders["cents"] = g["cents"].sum()
+    orders["bad"] = bad.groupby(o["order_id"], sort=False).any()
+    orders["placed_at"] = pd.to_datetime(orders["order_date"], format="ISO8601", errors="coerce", utc=True)
+    orders["status"] = orders["status"].fillna("paid").str.lower().map(STATUSES)
+    email = orders["customer_email"].str.lower()
+    orders["bad"] |= orders["placed_at"].isna() | orders["status"].isna()
+    orders["bad"] |= email.notna() & ~email.fillna("").str.match(EMAIL)
+    orders["bad"] |= orders["customer_id"].isna() & email.isna()
+    orders["bad"] |= orders["currency"].fillna("EUR").str.upper() != "EUR"
+    orders = orders[~orders["bad"]]
+    # find the member: by id, else by email
+    ids = pd.Index(members["customer_id"])
+    by_email = members[members["email"] != ""].groupby("email")["customer_id"].min()
+    member = orders["customer_id"].where(orders["customer_id"].isin(ids))
+    member = member.fillna(email.reindex(orders.index).map(by_email))
+    orders = orders.assign(member_id=member)
+    return orders.loc[orders["member_id"].notna(), ["member_id", "placed_at", "status", "cents"]]
+
+
+def load_activities(path: Path, members: pd.DataFrame) -> pd.DataFrame:
+    if not path.exists():
+        return pd.DataFrame({"member_id": [], "kind": [], "occurred_at": []})
+    a = read(path, ["customer_id", "kind", "occurred_at"])
+    a["occurred_at"] = pd.to_datetime(a["occurred_at"], format="ISO8601", errors="coerce", utc=True)
+    a = a[a["occurred_at"].notna() & a["customer_id"].isin(members["customer_id"])]
+    return a.rename(columns={"customer_id": "member_id"})
+
+
+def grade(members: pd.DataFrame, orders: pd.DataFrame, acts: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
+    orders = orders[orders["placed_at"] <= as_of]
+    acts = acts[acts["occurred_at"] <= as_of]
+    paid = orders[orders["status"] == PAID]
+    recent = paid[paid["placed_at"] > as_of - pd.Timedelta(days=365)]
+    g = paid.groupby("member_id")
+    out = pd.DataFrame(index=pd.Index(members["customer_id"], name="member_id"))
+    out["spend"] = g["cents"].sum()
+    out["orders"] = g.size()
+    out["first"] = g["placed_at"].min()
+    out["last"] = g["placed_at"].max()
+    out["spend_365"] = recent.groupby("member_id")["cents"].sum()
+    out["orders_365"] = recent.groupby("member_id").size()
+    out = out.fillna({"spend": 0, "orders": 0, "spend_365": 0, "orders_365": 0})
+    secs = 86_400
+    out["since_last"] = np.floor((as_of - out["last"]).dt.total_seconds() / secs)
+    out["since_first"] = np.floor((as_of - out["first"]).dt.total_seconds() / secs)
+
+    # points: floor per paid order, plus activity points
+    order_points = (np.sign(paid["cents"]) * (paid["cents"].abs() // 100)).groupby(paid["member_id"]).sum()
+    act_points = acts["kind"].map(ACTIVITY_POINTS).dropna().groupby(acts["member_id"]).sum()
+    out["points"] = order_points.reindex(out.index, fill_value=0) + act_points.reindex(out.index, fill_value=0)
+
+    # RFM among buyers: 1 + floor(5 * strictly_worse / n)
+    buyers = out[out["orders"] > 0]
+    n = len(buyers)
+    for name, col, ascending in (("r", "since_last", False), ("f", "orders", True), ("m", "spend", True)):
+        worse = buyers[col].rank(method="min", ascending=ascending) - 1
+        out["rfm_" + name] = (1 + (5 * worse) // n).astype("Int64")
+    fm = (out["rfm_f"] + out["rfm_m"] + 1) // 2
+    seg = pd.Series([None] * len(out), index=out.index, dtype=object)
+    has = out["rfm_r"].notna()
+    seg[has] = [SEGMENTS[r][f - 1] for r, f in zip(out.loc[has, "rfm_r"], fm[has], strict=True)]
+    out["rfm_segment"] = seg
+
+    # lifecycle: first stage that applies
+    life = np.select(
+        [
+            out["orders"] == 0,
+            out["since_last"] >= 365,
+            out["since_last"] >= 180,
+            (out["orders"] >= 20) & (out["since_first"] >= 365),
+            out["orders"] >= 10,
+            out["orders"] >= 2,
+        ],
+        ["potential", "churned", "dormant", "loyal", "mature", "returning"],
+        "new",
+    )
+    out["lifecycle"] = life
+
+    tier = np.where((out["spend_365"] >= 15_000) | (out["orders"] >= 4), "Silver", "Bronze")
+    for name, spend, count in reversed(TIERS):
+        tier = np.where((out["spend_365"] >= spend) & (out["orders_365"] >= count), name, tier)
+    out["tier"] = tier
+
+    vip = out["tier"].isin(["Platinum", "Gold"]) & (out["since_last"] > 90)
+    big = out["spend"] >= 200_000
+    out["tags"] = np.where(vip & big, "at_risk_vip|big_spender", np.where(vip, "at_risk_vip", ""))
+    out.loc[big & ~vip, "tags"] = "big_spender"
+    result = out[["tier", "points", "tags", "rfm_segment", "lifecycle"]].reset_index()
+    result["points"] = result["points"].astype("int64")
+    return result.sort_values("member_id")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, required=True, help="folder with customers.csv, orders.csv...")
+    parser.add_argument("--as-of", required=True, help="evaluation time, ISO 8601 with offset")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    as_of = pd.Timestamp(args.as_of).tz_convert("UTC")
+    members = load_members(args.data / "customers.csv")
+    orders = pd.concat([load_orders(p, members) for p in sorted(args.data.glob("orders*.csv"))])
+    orders = orders[~orders.index.duplicated(keep="last")]  # a later export replaces an order
+    acts = load_activities(args.data / "activities.csv", members)
+    profiles = grade(members, orders, acts, as_of)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    profiles.to_csv(args.out, index=False)
+    print(f"{args.out}: {len(profiles)} profiles", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
