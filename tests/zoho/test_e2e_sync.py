@@ -1,0 +1,151 @@
+"""A whole sync through the engine: Zoho contacts and sales orders in, grades back into Contacts.
+
+The connector is built by the engine from the configuration, exactly as in production; the fake Zoho org answers
+through respx's global mock. Every update call and its body is asserted, and a rerun makes no write at all.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from crmsync.engine import Engine
+from crmsync.plugins import PluginHost
+from crmsync.settings import load_settings
+from crmsync.store import Store
+
+from .fake import CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN, FakeZoho
+
+CONFIG = f"""
+[store]
+path = "store.duckdb"
+
+[sync]
+members = "crm"
+orders = ["crm"]
+push = ["crm"]
+base_currency = "USD"
+
+[connectors.crm]
+plugin = "zoho"
+data_centre = "eu"
+client_id = "{CLIENT_ID}"
+tier_names = ["Bronze", "Silver", "Gold"]
+bulk_threshold = 100000
+rate_per_minute = 60000
+
+[[policy.tiers]]
+name = "Gold"
+condition = "spend_365d >= 1000"
+
+[[policy.tiers]]
+name = "Silver"
+condition = "spend_365d >= 200"
+
+[[policy.tiers]]
+name = "Bronze"
+
+[policy.tags]
+big_spender = "spend_lifetime >= 1000"
+"""
+
+
+@pytest.fixture
+def zoho(monkeypatch: pytest.MonkeyPatch) -> FakeZoho:
+    from crmsync_zoho.settings import DataCentre
+
+    fake = FakeZoho(DataCentre.EU)
+    monkeypatch.setenv("CRMSYNC_CONNECTORS__CRM__CLIENT_SECRET", CLIENT_SECRET)
+    monkeypatch.setenv("CRMSYNC_CONNECTORS__CRM__REFRESH_TOKEN", REFRESH_TOKEN)
+    return fake
+
+
+def sync(tmp_path: Path, fake: FakeZoho) -> dict:
+    path = tmp_path / "crmsync.toml"
+    path.write_text(textwrap.dedent(CONFIG))
+    host = PluginHost()
+    host.load_entrypoints()
+    settings = load_settings(path, host=host)
+    as_of = fake.now + timedelta(days=1)
+    with fake.router, Store.open(settings.store.path) as store:
+        engine = Engine(settings, host, store, clock=lambda: as_of)
+        try:
+            report = engine.run(as_of=as_of).report
+        finally:
+            engine.close()
+    assert report.status == "ok", report.error
+    return report.model_dump(mode="json")
+
+
+def updates(fake: FakeZoho, since: int = 0) -> list[dict]:
+    return [
+        json.loads(r.content) for r in fake.requests[since:] if r.method == "PUT" and r.url.path.endswith("/Contacts")
+    ]
+
+
+def test_zoho_to_grades_to_zoho_with_minimal_calls(tmp_path: Path, zoho: FakeZoho) -> None:
+    contacts = zoho.seed_contacts(250)
+    gold, silver = contacts[0], contacts[1]
+    zoho.add_order(gold, "700.00")
+    zoho.add_order(gold, "400.00")
+    zoho.add_order(silver, "250.50")
+    zoho.add_order(silver, "99.00", Status="Cancelled")
+
+    report = sync(tmp_path, zoho)
+    assert report["pulled"]["crm"]["members"]["pulled"] == 250
+    assert report["pulled"]["crm"]["orders"]["pulled"] == 4
+    assert report["tier_distribution"] == {"Gold": 1, "Silver": 1, "Bronze": 248}
+    assert report["pushed"] == {"crm": 250}
+    # every host is the EU data centre's; nothing went anywhere else
+    assert {r.url.host for r in zoho.requests} <= {"accounts.zoho.eu", "www.zohoapis.eu"}
+    # the minimum: 1 token, 2 contact pages of 200 + 1 order page, deleted-record checks, 3 updates of <= 100
+    calls = report["api_calls"]["crm"]
+    assert calls["oauth token"] == 1
+    assert calls["read Contacts"] == 2 and calls["read Sales_Orders"] == 1
+    assert calls["update Contacts"] == 3
+    bodies = updates(zoho)
+    assert [len(b["data"]) for b in bodies] == [100, 100, 50]
+    assert all(b["trigger"] == [] for b in bodies)
+    by_id = {rec["id"]: rec for b in bodies for rec in b["data"]}
+    assert by_id[gold]["Loyalty_Tier"] == "Gold" and by_id[gold]["Loyalty_Tags"] == ["big_spender"]
+    assert by_id[silver]["Loyalty_Tier"] == "Silver"
+    assert set(by_id[contacts[5]]) == {"id", "Loyalty_Tier", "Loyalty_Points", "Loyalty_Tags", "Lifecycle_Stage"}
+    assert zoho.contact(gold)["Loyalty_Tier"] == "Gold"
+
+    # a rerun with no change in Zoho: incremental reads only, no write at all
+    seen = len(zoho.requests)
+    report = sync(tmp_path, zoho)
+    assert report["pushed"] == {"crm": 0}
+    assert updates(zoho, seen) == []
+    assert all(
+        r.headers.get("If-Modified-Since")
+        for r in zoho.requests[seen:]
+        if r.method == "GET" and "deleted" not in r.url.path
+    )
+    assert "oauth token" not in report["api_calls"]["crm"]  # the cached token was reused
+
+    # a new big order for the Silver contact: one update call, only the fields that changed
+    zoho.add_order(silver, "900.00")
+    before = {cid: dict(zoho.contact(cid)) for cid in contacts}
+    seen = len(zoho.requests)
+    report = sync(tmp_path, zoho)
+    assert report["pulled"]["crm"]["orders"]["pulled"] == 1
+    body = updates(zoho, seen)
+    assert len(body) == 1
+    changed = {rec["id"]: rec for rec in body[0]["data"]}
+    assert changed[silver]["Loyalty_Tier"] == "Gold" and changed[silver]["Loyalty_Tags"] == ["big_spender"]
+    for cid, rec in changed.items():  # only fields whose value differs from what Zoho holds are sent
+        assert all(before[cid].get(k) != v for k, v in rec.items() if k != "id"), rec
+    assert zoho.contact(silver)["Loyalty_Tier"] == "Gold"
+    # the order was refunded in Zoho (status Cancelled): the grade goes back down
+    order_id = next(rid for rid, o in zoho.records["Sales_Orders"].items() if o["Grand_Total"] == Decimal("900.00"))
+    zoho.modify("Sales_Orders", order_id, Status="Cancelled")
+    seen = len(zoho.requests)
+    report = sync(tmp_path, zoho)
+    changed = {rec["id"]: rec for b in updates(zoho, seen) for rec in b["data"]}
+    assert changed[silver]["Loyalty_Tier"] == "Silver" and changed[silver]["Loyalty_Tags"] == []
