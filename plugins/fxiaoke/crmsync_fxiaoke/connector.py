@@ -33,6 +33,8 @@ from crmsync_fxiaoke.cursor import FxCursor
 from crmsync_fxiaoke.errors import ApiError
 from crmsync_fxiaoke.settings import FxiaokeSettings
 
+SAVE_FINGERPRINTS_EVERY = 20
+"""Batches between saves of the member fingerprints (a large map: not rewritten after every page)."""
 PUSH_BATCH = 20
 """Changes per push() call: each is its own API call, so a crash repeats at most this many."""
 
@@ -85,7 +87,7 @@ class FxiaokeConnector(Connector):
             filters.append({"field_name": "last_modified_time", "operator": "GTE", "field_values": [str(state.since)]})
         prints = self._fingerprints() if stream is Stream.MEMBERS else None
         operator = self.client.tokens.operator(self.client.tokens.get())
-        echoes = 0
+        echoes = batches = 0
         while True:
             page = self.client.query(obj, fields=fields, filters=filters, limit=self.settings.page_size,
                                      after_id=state.after_id)  # fmt: skip
@@ -112,7 +114,10 @@ class FxiaokeConnector(Connector):
                 state.finish()
             if records or rejects or last:
                 yield Batch(stream, records=records, rejects=rejects, cursor=state.dumps())
-                if prints is not None:  # the batch is stored once the engine asks for the next one
+                batches += 1
+                # Batches are stored once the engine asks for the next one; saving less often only means an
+                # echo may be delivered once more after a crash.
+                if prints is not None and (last or batches % SAVE_FINGERPRINTS_EVERY == 0):
                     self.context.state.set(self._fp_key, json.dumps(prints, separators=(",", ":")))
             if last:
                 break
