@@ -151,6 +151,7 @@ class Engine:
         report = RunReport(run_id=new_run_id(started), command=command, started_at=started, dry_run=dry_run)
         result = RunResult(report)
         t0 = time.perf_counter()
+        self._close_interrupted_runs()
         self._record_run(report)
         try:
             _ = self.policy  # a bad policy fails before anything is pulled
@@ -490,6 +491,16 @@ class Engine:
                     report.status,
                     report.model_dump_json(),
                 ],
+            )
+
+    def _close_interrupted_runs(self) -> None:
+        """Runs still marked running were killed: this run holds the store's lock, so none is in progress."""
+        with self.store.transaction() as con:
+            con.execute(
+                """UPDATE runs SET status = 'interrupted',
+                       report = json_merge_patch(report, '{"status": "interrupted",
+                           "error": "the run was interrupted; a later run resumed its work"}')
+                   WHERE status = 'running'"""
             )
 
     def _prune(self) -> None:
