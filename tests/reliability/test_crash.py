@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 
 from .rel_support import AS_OF, CsvWorld, crmsync_env, digest, plugin_path, report_state, run_cli
@@ -27,6 +28,7 @@ class Outcome:
     output: bytes
     report: dict[str, Any]
     rejects: set[tuple[str, ...]]
+    run_statuses: list[str]
 
 
 def _rejects(folder: Path) -> set[tuple[str, ...]]:
@@ -35,9 +37,13 @@ def _rejects(folder: Path) -> set[tuple[str, ...]]:
 
 
 def _outcome(folder: Path, report: dict[str, Any]) -> Outcome:
-    return Outcome(
-        digest(folder / "store.duckdb"), (folder / "out" / "profiles.csv").read_bytes(), report, _rejects(folder)
-    )
+    con = duckdb.connect(str(folder / "store.duckdb"), read_only=True)
+    try:
+        statuses = sorted(r[0] for r in con.execute("SELECT status FROM runs").fetchall())
+    finally:
+        con.close()
+    output = (folder / "out" / "profiles.csv").read_bytes()
+    return Outcome(digest(folder / "store.duckdb"), output, report, _rejects(folder), statuses)
 
 
 @dataclass
@@ -96,6 +102,9 @@ def _check(campaign: Campaign, points: list[str]) -> None:
         assert count == distinct, f"{point}: an order is stored twice"
         assert got.rejects >= ref.rejects, f"{point}: a rejected row is missing from rejects.csv"
         assert {r[:2] for r in got.rejects} == {r[:2] for r in ref.rejects}, point
+        # the killed run is not left "running" in the history: the rerun marks it interrupted
+        assert "running" not in got.run_statuses, point
+        assert len(got.run_statuses) == 2 and ("interrupted" in got.run_statuses or point == "report"), point
 
 
 def test_reference_run_has_several_batches_and_pushes(campaign: Campaign) -> None:
