@@ -245,6 +245,9 @@ class FakeFxiaoke:
             return envelope(PARAM_ERROR, "limit must be 1..100 and offset a multiple of limit")
         rows = list(table.values())
         for f in info.get("filters") or []:
+            if f["field_name"] == "_id" and f["operator"] == "GT":  # ids compare as strings
+                rows = [r for r in rows if r["_id"] > f["field_values"][0]]
+                continue
             rows = [r for r in rows if _cmp(r.get(f["field_name"]), f["operator"], list(f["field_values"]))]
         for order in reversed(info.get("orders") or []):
             rows.sort(key=lambda r, o=order: (r.get(o["fieldName"]) is None, r.get(o["fieldName"])),

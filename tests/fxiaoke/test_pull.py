@@ -73,6 +73,18 @@ def test_paging_uses_the_id_cursor_at_the_maximum_page_size(fake: FakeFxiaoke, c
     ]
 
 
+def test_more_than_ten_thousand_customers_are_read_past_the_offset_ceiling(fake: FakeFxiaoke, connect) -> None:
+    ids = seed_accounts(fake, 10_050)
+    conn = connect()
+    _, records, _ = pull(conn, Stream.MEMBERS)
+    assert [r.external_id for r in records] == ids
+    sent = queries(fake)
+    assert len(sent) == 101 and {q["search_query_info"]["offset"] for q in sent} == {0}
+    assert sent[-1]["search_query_info"]["filters"][-1]["field_values"] == [ids[9_999]]
+    # 101 queries on one path: the client waited for the 20 s window instead of being refused
+    assert fake.now > 1_718_000_000 and "retries" not in conn.context.api_calls
+
+
 def test_exact_page_multiple_ends_with_an_empty_page(fake: FakeFxiaoke, connect) -> None:
     seed_accounts(fake, 6)
     batches, records, cursor = pull(connect(page_size=3), Stream.MEMBERS)

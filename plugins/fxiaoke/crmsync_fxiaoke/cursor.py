@@ -44,12 +44,13 @@ class FxCursor:
     def note(self, record_id: str, modified: int | None, overlap_ms: int) -> None:
         if modified is None:
             return
+        floor = None if self.watermark is None else self.watermark - overlap_ms
         if self.watermark is None or modified > self.watermark:
             self.watermark = modified
-        self.seen[record_id] = modified
-        floor = self.watermark - overlap_ms
-        if len(self.seen) > 64 or modified < floor:
-            self.seen = {k: v for k, v in self.seen.items() if v >= floor}
+            floor = modified - overlap_ms
+            self.seen = {k: v for k, v in self.seen.items() if v >= floor}  # only a rising mark frees entries
+        if floor is None or modified >= floor:
+            self.seen[record_id] = modified
 
     def dumps(self) -> str:
         data: dict[str, Any] = {"v": 1, "wm": self.watermark, "seen": self.seen}
