@@ -28,6 +28,7 @@ from crmsync.models import Activity, Member, Order, Profile
 
 if TYPE_CHECKING:
     import httpx
+    import pyarrow as pa
     from pydantic import BaseModel
 
 
@@ -100,6 +101,14 @@ class Batch:
     """Set on the last batch of a pull that returned the *whole* current set of the stream (a full CSV
     export): records of this stream and connector that none of this pull's batches contained are then
     marked deleted. Leave ``False`` for incremental pulls, which report deletions in ``deleted``."""
+    table: pa.Table | None = None
+    """Records in columnar form, for large pulls (optional; may be combined with ``records``): an Arrow table with
+    columns named as in :data:`crmsync.store.records.SCHEMAS` for the stream. ``source`` and ``amount_base`` are
+    filled in by the store; other missing columns are null; ``deleted`` defaults to false. An optional string
+    column ``_locator`` says where each row came from (``orders.csv:17``). The connector validates the values as
+    it would for records; the store rejects rows without ``external_id`` and orders in a currency without an
+    exchange rate (as :class:`Rejection` values naming the locator), and a later row wins over an earlier one
+    with the same id."""
 
 
 @dataclass(frozen=True)
@@ -175,6 +184,11 @@ class ConnectorContext:
     """Calls made, by endpoint kind; the shared HTTP client fills it, the report shows it."""
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("crmsync.connector"))
     verbose: bool = False
+    """Personal data (emails, names) may appear in logs and messages only when this is set."""
+    tier_names: tuple[str, ...] = ()
+    """Every tier the policy can assign, highest first: what a picklist must allow (for ``check``)."""
+    tag_names: tuple[str, ...] = ()
+    """Every tag the policy can assign (plugins may add more at run time)."""
 
     def http(self, **kwargs: Any) -> httpx.Client:
         """Return a client from the shared factory (built on first use if the host gave none)."""

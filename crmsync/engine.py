@@ -117,9 +117,18 @@ class Engine:
                 state=self.store.state(name),
                 logger=logging.getLogger(f"crmsync.connector.{name}"),
                 verbose=self.settings.logging.verbose_personal_data,
+                tier_names=tuple(t.name for t in self.settings.policy.tiers),
+                tag_names=self._policy_tags(),
             )
             self.connectors[name] = spec.factory(self.settings.connector_settings[name], context)
         return self.connectors[name]
+
+    def _policy_tags(self) -> tuple[str, ...]:
+        policy = self.settings.policy
+        tags = list(policy.tags)
+        if policy.benefit_tags:
+            tags += [f"{policy.benefit_tag_prefix}{b}" for t in policy.tiers for b in t.benefits]
+        return tuple(dict.fromkeys(tags))
 
     def _require(self, name: str, capability: Capability, key: str) -> Connector:
         conn = self.connector(name)
@@ -210,7 +219,8 @@ class Engine:
                     name, batch, run_id=report.run_id, base_currency=sync.base_currency, rates=sync.exchange_rates
                 )
                 counts.batches += 1
-                counts.pulled += len(batch.records) - (len(rejects) - len(batch.rejects))
+                rows = len(batch.records) + (batch.table.num_rows if batch.table is not None else 0)
+                counts.pulled += rows - (len(rejects) - len(batch.rejects))
                 counts.deleted += len(batch.deleted)
                 counts.rejected += len(rejects)
                 for rej in rejects:
@@ -219,7 +229,7 @@ class Engine:
                             connector=name, stream=stream.value, locator=rej.locator, field=rej.field, reason=rej.reason
                         )
                     )
-                self.progress.advance(task, len(batch.records))
+                self.progress.advance(task, rows)
             self.progress.finish(task)
 
     # ------------------------------------------------------------------ grade + diff

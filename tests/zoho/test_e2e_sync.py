@@ -109,7 +109,7 @@ def test_zoho_to_grades_to_zoho_with_minimal_calls(tmp_path: Path, zoho: FakeZoh
     assert calls["read Contacts"] == 2 and calls["read Sales_Orders"] == 1
     assert calls["update Contacts"] == 3
     bodies = updates(zoho)
-    assert [len(b["data"]) for b in bodies] == [100, 100, 50]
+    assert sorted(len(b["data"]) for b in bodies) == [50, 100, 100]  # batches run concurrently
     assert all(b["trigger"] == [] for b in bodies)
     by_id = {rec["id"]: rec for b in bodies for rec in b["data"]}
     assert by_id[gold]["Loyalty_Tier"] == "Gold" and by_id[gold]["Loyalty_Tags"] == ["big_spender"]

@@ -50,6 +50,10 @@ class ZohoConnector(Connector):
     settings: ZohoSettings
 
     def __init__(self, settings: ZohoSettings, context: ConnectorContext, **http_options: Any) -> None:
+        # The policy's tiers and tags are what check() and create_fields() expect in the picklists, unless
+        # the connector settings name them explicitly.
+        defaults = {"tier_names": list(context.tier_names), "tag_names": list(context.tag_names)}
+        settings = settings.model_copy(update={k: v for k, v in defaults.items() if v and not getattr(settings, k)})
         super().__init__(settings, context)
         self.client = ZohoClient(settings, context, **http_options)
         self.overlap = timedelta(seconds=settings.overlap_seconds)
