@@ -149,3 +149,21 @@ def test_zoho_to_grades_to_zoho_with_minimal_calls(tmp_path: Path, zoho: FakeZoh
     report = sync(tmp_path, zoho)
     changed = {rec["id"]: rec for b in updates(zoho, seen) for rec in b["data"]}
     assert changed[silver]["Loyalty_Tier"] == "Silver" and changed[silver]["Loyalty_Tags"] == []
+
+
+def test_check_verifies_the_policy_tiers_against_the_picklist(tmp_path: Path, zoho: FakeZoho) -> None:
+    path = tmp_path / "crmsync.toml"
+    text = textwrap.dedent(CONFIG).replace('tier_names = ["Bronze", "Silver", "Gold"]\n', "")
+    path.write_text(text.replace('name = "Gold"', 'name = "Diamond"'))
+    host = PluginHost()
+    host.load_entrypoints()
+    settings = load_settings(path, host=host)
+    with zoho.router, Store.open(settings.store.path) as store:
+        engine = Engine(settings, host, store)
+        try:
+            results = {r.name: r for r in engine.connector("crm").check()}
+        finally:
+            engine.close()
+    tier = results["field Loyalty_Tier (tier)"]
+    assert not tier.ok and "Diamond" in tier.detail
+    assert results["credentials"].ok
