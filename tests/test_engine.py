@@ -233,3 +233,48 @@ def test_forget_erases_member_and_keeps_them_out(run: Runner, world: World, memo
     with Store.open(memory_config.parent / "store.duckdb") as store:
         assert store.count("members", "external_id = 'm1'") == 0
         assert store.count("orders", "external_id = 'o10'") == 0
+
+
+def test_members_from_crm_orders_from_shop_matched_by_email(write_config, host: PluginHost) -> None:  # type: ignore[no-untyped-def]
+    from crmsync.models import Order
+
+    path = write_config(
+        """
+        [store]
+        path = "two.duckdb"
+        [sync]
+        members = "crm"
+        orders = ["shop"]
+        push = ["crm"]
+        [connectors.crm]
+        plugin = "memory"
+        [connectors.shop]
+        plugin = "memory"
+        [[policy.tiers]]
+        name = "Gold"
+        condition = "spend_lifetime >= 100"
+        [[policy.tiers]]
+        name = "Basic"
+        """
+    )
+    crm, shop = World(), World()
+    WORLDS.update(crm=crm, shop=shop)
+    crm.put(Stream.MEMBERS, member(1))
+    crm.put(Stream.MEMBERS, member(2))
+
+    def shop_order(oid: str, email: str, amount: str) -> Order:
+        return Order(source="shop", external_id=oid, member_email=email, placed_at=T0, amount=amount, currency="EUR")
+
+    shop.put(Stream.ORDERS, shop_order("s1", "USER1@Example.com ", "60"))  # normalised before matching
+    shop.put(Stream.ORDERS, shop_order("s2", "user1@example.com", "50"))
+    shop.put(Stream.ORDERS, shop_order("s3", "stranger@example.com", "500"))
+    settings = load_settings(path, host=host)
+    with Store.open(settings.store.path) as store:
+        engine = Engine(settings, host, store, clock=lambda: T0)
+        report = engine.run(as_of=T0).report
+        engine.close()
+        tiers = dict(store.con.execute("SELECT member_id, tier FROM profiles").fetchall())
+    assert report.status == "ok", report.error
+    assert tiers == {"m1": "Gold", "m2": "Basic"}
+    assert report.unmatched_orders == 1 and report.extra["unmatched_orders_sample"] == ["shop:s3"]
+    assert {k: v["tier"] for k, v in crm.pushed.items()} == tiers
