@@ -171,3 +171,17 @@ def test_our_write_backs_do_not_come_back_as_customer_changes(fake: FakeFxiaoke,
                                               last_modified_by=[USER_ID])  # fmt: skip
     _, changed, _ = pull(connect(), Stream.MEMBERS, cursor2)
     assert [r.external_id for r in changed] == [ids[0]]
+
+
+def test_cursor_keeps_only_the_ids_inside_the_overlap(fake: FakeFxiaoke, connect) -> None:
+    ids = seed_accounts(fake, 300)
+    for i, rid in enumerate(reversed(ids)):  # modified one second apart, newest first in _id order
+        fake.objects["AccountObj"][rid]["last_modified_time"] = fake.now_ms + i * 1000
+    _, records, cursor = pull(connect(), Stream.MEMBERS)
+    state = json.loads(cursor)
+    assert len(records) == 300 and "run" not in state
+    assert state["wm"] == fake.now_ms + 299_000
+    assert sorted(state["seen"]) == sorted(ids[:121])  # the 121 customers changed in the last 120 s
+    fake.now += 1
+    _, again, _ = pull(connect(), Stream.MEMBERS, cursor)
+    assert again == []

@@ -111,7 +111,7 @@ class FxiaokeConnector(Connector):
             if page:
                 state.after_id = str(page[-1].get("_id"))
             if last:
-                state.finish()
+                state.finish(self.overlap_ms)
             if records or rejects or last:
                 yield Batch(stream, records=records, rejects=rejects, cursor=state.dumps())
                 batches += 1

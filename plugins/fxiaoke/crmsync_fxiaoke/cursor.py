@@ -34,21 +34,33 @@ class FxCursor:
             self.since = None if self.watermark is None else self.watermark - overlap_ms
             self.after_id = None
 
-    def finish(self) -> None:
+    def finish(self, overlap_ms: int) -> None:
         self.active, self.since, self.after_id = False, None, None
+        self._prune(overlap_ms)
 
     def delivered(self, record_id: str, modified: int | None) -> bool:
         """True when this version of the record was handed over already."""
         return modified is not None and self.seen.get(record_id) == modified
 
+    def _floor(self, overlap_ms: int) -> int | None:
+        """Entries older than this are no longer needed: outside the next window and the current one."""
+        if self.watermark is None:
+            return None
+        floor = self.watermark - overlap_ms
+        return min(floor, self.since) if self.active and self.since is not None else floor
+
+    def _prune(self, overlap_ms: int) -> None:
+        floor = self._floor(overlap_ms)
+        if floor is not None:
+            self.seen = {k: v for k, v in self.seen.items() if v >= floor}
+
     def note(self, record_id: str, modified: int | None, overlap_ms: int) -> None:
         if modified is None:
             return
-        floor = None if self.watermark is None else self.watermark - overlap_ms
         if self.watermark is None or modified > self.watermark:
             self.watermark = modified
-            floor = modified - overlap_ms
-            self.seen = {k: v for k, v in self.seen.items() if v >= floor}  # only a rising mark frees entries
+            self._prune(overlap_ms)  # only a rising mark frees entries
+        floor = self._floor(overlap_ms)
         if floor is None or modified >= floor:
             self.seen[record_id] = modified
 
