@@ -121,3 +121,15 @@ def test_snapshot_keeps_a_record_rejected_by_the_same_pull(tmp_path: Path) -> No
         assert rows == {"o1": False, "o2": False}  # o2 keeps its last good version until fixed
         write(store, Batch(Stream.ORDERS, [order("o1", "m1", "10", 1)], snapshot_complete=True), "r3")
         assert store.count("orders", "deleted AND external_id = 'o2'") == 1  # gone from the file: deleted
+
+
+def test_store_from_a_newer_crmsync_is_refused(tmp_path: Path) -> None:
+    from crmsync.errors import StoreError
+
+    path = tmp_path / "s.duckdb"
+    with Store.open(path) as store:
+        store.con.execute("UPDATE meta SET value = '999' WHERE key = 'schema_version'")
+    with pytest.raises(StoreError, match="schema version 999, newer than this crmsync understands"):
+        Store.open(path)
+    with pytest.raises(StoreError, match="newer than"):  # not "in use": the refused open released its lock
+        Store.open(path)
