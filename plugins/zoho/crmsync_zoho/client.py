@@ -186,7 +186,17 @@ class ZohoClient:
             return None
         if response.status_code not in ok:
             self.fail(response)
-        return loads(response.content)
+        try:
+            body = loads(response.content)
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):  # a truncated body, or a proxy's HTML page
+            kind = response.headers.get("Content-Type", "no content type").split(";")[0]
+            raise FatalAPIError(
+                f"{describe_request(response.request)}: HTTP {response.status_code} answer is not a JSON object "
+                f"({kind}, {len(response.content)} bytes)"
+            )
+        return body
 
     # -- records ----------------------------------------------------------------------------------------
 
@@ -209,7 +219,7 @@ class ZohoClient:
             params |= {"fields": ",".join(names[:MAX_FIELDS]), "sort_by": "Modified_Time", "sort_order": "asc"}
         else:
             params |= {"type": "all"}
-        page, seen_tokens = 1, set()
+        page, seen_tokens, previous_ids, number = 1, set(), frozenset[str](), 0
         target = self.url(f"{module}/{path}" if path else module)
         while True:
             body = self.json("GET", target, params=params | {"page": page} if page else params, headers=headers)
@@ -217,6 +227,15 @@ class ZohoClient:
                 return
             records = list(body.get("data") or [])
             info = dict(body.get("info") or {})
+            number += 1
+            ids = frozenset(str(r.get("id")) for r in records if isinstance(r, dict))
+            if (ids and ids <= previous_ids) or (page and info.get("page") not in (None, page)):
+                # a cached or replayed page: going on would move the cursor past records never received
+                raise FatalAPIError(
+                    f"{module}{'/' + path if path else ''}: page {number} repeats the records of the page before it "
+                    "(a caching proxy?); stopped so that no record is skipped, the next run resumes"
+                )
+            previous_ids = ids
             for chunk in rest:
                 self._merge_fields(module, records, chunk)
             yield Page(records, info)
