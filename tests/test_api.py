@@ -35,7 +35,7 @@ def test_every_hook_is_prefixed_and_documented_with_an_example() -> None:
 
 def test_core_imports_no_plugin() -> None:
     plugin_modules = {p.name for p in (ROOT / "plugins").glob("*/crmsync_*") if p.is_dir()}
-    assert {"crmsync_zoho", "crmsync_generic_csv"} <= plugin_modules
+    assert {"crmsync_zoho", "crmsync_generic_csv", "crmsync_fxiaoke"} <= plugin_modules
     offenders = []
     for path in (ROOT / "crmsync").rglob("*.py"):
         if "templates" in path.parts:
@@ -58,7 +58,8 @@ def test_builtin_plugins_are_discovered_through_entry_points() -> None:
 
     eps = {ep.name: ep.value for ep in entry_points(group="crmsync")}
     assert eps["zoho"] == "crmsync_zoho" and eps["generic_csv"] == "crmsync_generic_csv"
+    assert eps["fxiaoke"] == "crmsync_fxiaoke"
     host = PluginHost()
     host.load_entrypoints()
-    assert {"zoho", "generic_csv"} <= set(host.connector_names())
-    assert host.plugins["zoho"].status == "ok"
+    assert {"zoho", "generic_csv", "fxiaoke"} <= set(host.connector_names())
+    assert all(host.plugins[n].status == "ok" for n in ("zoho", "generic_csv", "fxiaoke"))
