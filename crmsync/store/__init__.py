@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from crmsync.connector import Batch, Rejection, Stream
 from crmsync.errors import StoreError
 from crmsync.store.lock import StoreLock
-from crmsync.store.records import to_arrow
+from crmsync.store.records import SCHEMAS, to_arrow
 from crmsync.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 _TABLE = {Stream.MEMBERS: "members", Stream.ORDERS: "orders", Stream.ACTIVITIES: "activities"}
@@ -179,11 +180,26 @@ class Store:
         table, store_rejects = to_arrow(stream, connector, batch.records, base_currency=base_currency, rates=rates)
         rejects = [*batch.rejects, *store_rejects]
         with self.transaction() as con:
-            if table.num_rows:
-                con.register("_batch", table)
-                try:
-                    cols = ", ".join(table.schema.names)
+            if batch.table is not None and batch.table.num_rows:
+                rejects += self._load_table(connector, stream, batch.table, base_currency, rates)
+                if table.num_rows:  # records given as well: they come after the table's rows
+                    con.register("_batch", table)
+                    con.execute("INSERT INTO _incoming BY NAME SELECT * FROM _batch")
+                    con.unregister("_batch")
+                    con.execute(
+                        "DELETE FROM _incoming i WHERE rowid < (SELECT max(rowid) FROM _incoming j "
+                        "WHERE j.external_id = i.external_id)"
+                    )
+                has_rows = bool(self.scalar("SELECT count(*) > 0 FROM _incoming"))
+            else:
+                has_rows = table.num_rows > 0
+                if has_rows:
+                    con.register("_batch", table)
                     con.execute("CREATE OR REPLACE TEMP TABLE _incoming AS SELECT * FROM _batch")
+                    con.unregister("_batch")
+            if has_rows:
+                try:
+                    cols = ", ".join(SCHEMAS[stream].names)
                     if self.count("erasures"):  # erased members stay erased when the source sends them again
                         key = "external_id" if stream is Stream.MEMBERS else "member_external_id"
                         con.execute(
@@ -204,7 +220,6 @@ class Store:
                         [run_id, connector, str(stream)],
                     )
                 finally:
-                    con.unregister("_batch")
                     con.execute("DROP TABLE IF EXISTS _incoming")
             if batch.deleted:
                 con.execute(
@@ -226,6 +241,67 @@ class Store:
                 )
             if batch.cursor is not None:
                 self.set_cursor(connector, stream, batch.cursor)
+        return rejects
+
+    def _load_table(
+        self, connector: str, stream: Stream, table: pa.Table, base_currency: str, rates: Mapping[str, Decimal]
+    ) -> list[Rejection]:
+        """Fill ``_incoming`` from a connector's Arrow table (see ``Batch.table``); return the rows it rejects."""
+        con = self.con
+        names = set(table.schema.names)
+        n = table.num_rows
+        table = table.append_column("_n", pa.array(range(n), pa.int64()))
+        if "_locator" not in names:
+            table = table.append_column("_locator", pa.nulls(n, pa.string()))
+        exprs = []
+        for f in SCHEMAS[stream]:
+            if f.name == "source":
+                exprs.append("$source AS source")
+            elif f.name == "amount_base":
+                exprs.append(
+                    f"CAST(round_even(amount * {_rate_sql(base_currency, rates)}, 4) AS {_sql_type(f.type)}) "
+                    "AS amount_base"
+                )
+            elif f.name == "deleted" and f.name not in names:
+                exprs.append("false AS deleted")
+            elif f.name in names:
+                exprs.append(f"CAST({f.name} AS {_sql_type(f.type)}) AS {f.name}")
+            else:
+                exprs.append(f"CAST(NULL AS {_sql_type(f.type)}) AS {f.name}")
+        con.register("_batch", table)
+        try:
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE _rows AS SELECT {', '.join(exprs)}, _locator, _n FROM _batch",
+                {"source": connector},
+            )
+        finally:
+            with contextlib.suppress(duckdb.Error):
+                con.unregister("_batch")
+        bad_sql = "external_id IS NULL" + (" OR amount_base IS NULL" if stream is Stream.ORDERS else "")
+        rejects = []
+        for ext, locator, currency in con.execute(
+            f"SELECT external_id, _locator, {'currency' if stream is Stream.ORDERS else 'NULL'} FROM _rows "
+            f"WHERE {bad_sql} ORDER BY _n"
+        ).fetchall():
+            where = locator or f"{connector} {stream.value[:-1]} {ext}"
+            if ext is None:
+                rejects.append(Rejection(stream, where, "external_id", "missing id"))
+            else:
+                rejects.append(
+                    Rejection(
+                        stream,
+                        where,
+                        "currency",
+                        f"no exchange rate from {currency} to {base_currency} (add sync.exchange_rates.{currency})",
+                        record_id=ext,
+                    )
+                )
+        cols = ", ".join(SCHEMAS[stream].names)
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE _incoming AS SELECT {cols} FROM _rows WHERE NOT ({bad_sql}) "
+            "QUALIFY row_number() OVER (PARTITION BY external_id ORDER BY _n DESC) = 1 ORDER BY _n"
+        )
+        con.execute("DROP TABLE _rows")
         return rejects
 
     def _quarantine(self, connector: str, rej: Rejection, run_id: str) -> None:
@@ -274,6 +350,24 @@ class StoreState:
 
     def __repr__(self) -> str:
         return f"<StoreState {self._connector!r}>"
+
+
+def _sql_type(t: pa.DataType) -> str:
+    if pa.types.is_timestamp(t):
+        return "TIMESTAMPTZ"
+    if pa.types.is_decimal(t):
+        return f"DECIMAL({t.precision}, {t.scale})"
+    return {pa.string(): "VARCHAR", pa.bool_(): "BOOLEAN"}[t]
+
+
+def _rate_sql(base_currency: str, rates: Mapping[str, Decimal]) -> str:
+    """SQL for an order's exchange rate: its own, else 1 in the base currency, else the configured one."""
+    whens = "".join(
+        f" WHEN '{c}' THEN CAST('{r}' AS DECIMAL(18, 8))"
+        for c, r in rates.items()
+        if c.isalpha() and c != base_currency
+    )
+    return f"coalesce(exchange_rate, CASE currency WHEN '{base_currency}' THEN CAST(1 AS DECIMAL(18, 8)){whens} END)"
 
 
 def member_hash(source: str, external_id: str) -> str:

@@ -29,6 +29,7 @@ from crmsync.connector import (
     Stream,
 )
 from crmsync.errors import ConfigError, ConnectorError, CrmsyncError
+from crmsync_generic_csv import columnar
 from crmsync_generic_csv.files import CsvFile, scan
 from crmsync_generic_csv.orders import OrderReader
 from crmsync_generic_csv.reader import ActivityReader, MemberReader, resolve_columns
@@ -102,6 +103,13 @@ class CsvConnector(Connector):
             self.context.logger.debug("%s: %s unchanged, nothing to read", self.name, path.name)
             return
         with CsvFile(path, info, self.settings.delimiter) as f:
+            cursor = self._cursor(stream, info.sha256, info.size)
+            fast = columnar.read_batches(stream, f, self.settings, self.context, READERS[stream], cursor)
+            if fast is not None:  # a large file: read column-wise (same records and rejections)
+                for batch in fast:
+                    self.rejects.write(batch.rejects)
+                    yield batch
+                return
             items = iter(READERS[stream](f, self.settings, self.context))
             while True:
                 with _gc_paused():

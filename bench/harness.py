@@ -1,0 +1,148 @@
+"""What the benchmark scripts share: data generation, configuration, measured subprocesses, comparison, output.
+
+Each measured program runs in its own subprocess; its wall time is taken around it and its peak resident memory
+comes from ``os.wait4`` (the kernel's ``ru_maxrss`` of exactly that child, children of its own included).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+AS_OF = "2026-11-01T00:00:00+00:00"
+"""Every benchmark grades as of the end of the generated data."""
+CRMSYNC = [sys.executable, "-c", "import sys; from crmsync.cli import main; sys.exit(main())"]
+
+
+@dataclass
+class Measured:
+    wall_s: float
+    peak_mb: float
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run(cmd: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None) -> Measured:
+    """Run ``cmd`` to its end; wall time and peak RSS of that process (``os.wait4``)."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=cwd, env={**os.environ, **(env or {})}, stdout=out, stderr=err, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        return Measured(round(wall, 2), round(usage.ru_maxrss / 1024, 1), proc.returncode, out.read(), err.read())
+
+
+def generate(folder: Path, customers: int, orders: int, *, seed: int = 1) -> Path:
+    """Generated CSV exports in ``folder`` (reused when the same size is already there)."""
+    stamp = folder / "generated.json"
+    args = {"customers": customers, "orders": orders, "seed": seed, "activities": customers * 2, "bad_rows": 7}
+    if stamp.exists() and json.loads(stamp.read_text()) == args:
+        return folder
+    if folder.exists():
+        shutil.rmtree(folder)
+    cmd = [sys.executable, str(BENCH / "generate.py"), "--customers", str(customers), "--orders", str(orders)]
+    cmd += ["--out", str(folder), "--line-items", "--activities", str(args["activities"]), "--bad-rows", "7"]
+    cmd += ["--seed", str(seed)]
+    subprocess.run(cmd, check=True, capture_output=True)
+    stamp.write_text(json.dumps(args))
+    return folder
+
+
+def write_config(work: Path, data: Path, *, orders: str = "orders.csv", memory_limit: str = "2GB") -> Path:
+    """A ``crmsync.toml`` in ``work`` reading the exports in ``data`` with the benchmark policy."""
+    work.mkdir(parents=True, exist_ok=True)
+    text = f"""[store]
+path = "crmsync.duckdb"
+memory_limit = "{memory_limit}"
+
+[sync]
+members = "shop"
+orders = ["shop"]
+activities = ["shop"]
+push = ["shop"]
+base_currency = "EUR"
+timezone = "UTC"
+
+[connectors.shop]
+plugin = "generic_csv"
+members_path = "{data / "customers.csv"}"
+orders_path = "{data / orders}"
+activities_path = "{data / "activities.csv"}"
+output_path = "out/profiles.csv"
+rejects_path = "out/rejects.csv"
+push_batch_size = 10000000
+members_columns = {{ external_id = "customer_id" }}
+orders_columns = {{ external_id = "order_id", member_external_id = "customer_id", member_email = "customer_email", \
+placed_at = "order_date", amount = "line_amount" }}
+activities_columns = {{ external_id = "activity_id", member_external_id = "customer_id" }}
+
+"""
+    path = work / "crmsync.toml"
+    path.write_text(text + (BENCH / "policy.toml").read_text(encoding="utf-8"), encoding="utf-8")
+    return path
+
+
+def crmsync_sync(work: Path) -> tuple[Measured, dict[str, Any]]:
+    """``crmsync sync --json`` in ``work``; the measurement and the run report."""
+    m = run([*CRMSYNC, "--config", str(work / "crmsync.toml"), "sync", "--json", "--as-of", AS_OF], cwd=work)
+    if m.returncode not in (0, 1):
+        raise RuntimeError(f"crmsync sync failed ({m.returncode}): {m.stdout[-2000:]} {m.stderr[-2000:]}")
+    return m, json.loads(m.stdout)
+
+
+def baseline(data: Path, out: Path) -> Measured:
+    m = run(
+        [sys.executable, str(BENCH / "baseline_pandas.py"), "--data", str(data), "--as-of", AS_OF, "--out", str(out)]
+    )
+    if m.returncode != 0:
+        raise RuntimeError(f"baseline failed: {m.stderr[-2000:]}")
+    return m
+
+
+def read_profiles(path: Path) -> dict[str, tuple[str, ...]]:
+    fields = ("tier", "points", "tags", "rfm_segment", "lifecycle")
+    with path.open(encoding="utf-8", newline="") as fh:
+        return {row["member_id"]: tuple(row[f] for f in fields) for row in csv.DictReader(fh)}
+
+
+def compare(ours: Path, theirs: Path) -> dict[str, Any]:
+    """Members whose grades differ between two profile files (and the first few of them)."""
+    a, b = read_profiles(ours), read_profiles(theirs)
+    differ = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+    return {"members": len(a), "baseline_members": len(b), "differ": len(differ), "examples": differ[:5]}
+
+
+def machine() -> dict[str, Any]:
+    import psutil
+
+    return {
+        "cpus": os.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(terse=True),
+    }
+
+
+def emit(scenario: str, figures: dict[str, Any], rows: list[tuple[str, Any, Any]]) -> None:
+    """Print one line of JSON and a readable table (``rows``: what, crmsync, baseline/target)."""
+    print(json.dumps({"scenario": scenario, **figures}, sort_keys=True))
+    width = max(len(r[0]) for r in rows) if rows else 10
+    print(f"\n{scenario}")
+    print(f"{'':{width}}  {'crmsync':>14}  {'baseline/target':>16}")
+    for what, ours, theirs in rows:
+        print(f"{what:{width}}  {ours!s:>14}  {theirs!s:>16}")
