@@ -55,8 +55,21 @@ class CompiledPolicy:
     used_metrics: dict[str, M.Metric] = field(default_factory=dict)
 
     def grade(self, con: Any, as_of: datetime) -> None:
-        """Grade every non-deleted member into ``TEMP TABLE graded`` and update the policy's state tables."""
-        self.run(con, as_of, out="graded", stateful=True, write_state=True, write_ledger=True, expire_locks=True)
+        """Grade every non-deleted member into ``TEMP TABLE graded`` and update the policy's state tables.
+
+        Raises:
+            PolicyError: a condition's arithmetic overflowed on the stored data (e.g. ``points * 1e18``).
+        """
+        import duckdb
+
+        try:
+            self.run(con, as_of, out="graded", stateful=True, write_state=True, write_ledger=True, expire_locks=True)
+        except (duckdb.OutOfRangeException, duckdb.ConversionException) as exc:
+            reason = str(exc).split("\n")[0]
+            raise PolicyError(
+                f"policy: grading failed, a value is out of range ({reason})",
+                hint="check the arithmetic in the policy's conditions (very large factors or numbers)",
+            ) from None
 
     def run(
         self,

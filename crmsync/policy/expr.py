@@ -77,6 +77,10 @@ AS_OF_COLUMN = "_as_of"
 ATTRIBUTES_COLUMN = "_attributes"
 
 
+MAX_DIGITS = 18
+"""Most digits a number literal may have before, and after, the decimal point."""
+
+
 class ExprError(ValueError):
     """A problem in one condition; ``column`` is 1-based."""
 
@@ -178,7 +182,12 @@ class Compiler:
 
     # --- atoms -----------------------------------------------------------------------------------------
     def _number(self, n: Tree) -> tuple[str, str]:
-        return str(n.children[0]), NUM
+        text = str(n.children[0])
+        whole, _, fraction = text.partition(".")
+        if len(whole.lstrip("0")) > MAX_DIGITS or len(fraction) > MAX_DIGITS:
+            # the database cannot compare such a literal with a metric; say so here, not in the middle of a run
+            raise ExprError(f"number {text[:12]}... has too many digits (at most {MAX_DIGITS} each side)", _col(n))
+        return text, NUM
 
     def _string(self, n: Tree) -> tuple[str, str]:
         return sql_string(_unquote(str(n.children[0]))), STR
