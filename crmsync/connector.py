@@ -236,6 +236,16 @@ class Connector:
         for batch in batches:
             yield batch, self.push(batch)
 
+    def push_table(self, table: pa.Table) -> pa.Table:
+        """Optional columnar push of *every* pending change at once, for targets that write files or bulk APIs.
+
+        ``table`` has a ``member_id`` column and one column per field of :attr:`push_fields` (``points`` int64,
+        ``tags`` a list of strings, the others strings). Return a table with one row per member: ``member_id``,
+        ``ok`` (bool), ``reason``, ``field`` (strings, null when ok) and ``retryable`` (bool). A connector that
+        overrides this method is pushed through it instead of :meth:`push_batches`.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no columnar push")
+
     def check(self) -> list[CheckResult]:
         """Verify credentials, permissions and the fields pushes need; never write anything."""
         return []

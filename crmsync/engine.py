@@ -21,6 +21,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pyarrow as pa
+import pyarrow.compute
 
 from crmsync.connector import (
     PULL_CAPABILITY,
@@ -369,6 +370,10 @@ class Engine:
         max_attempts = self.settings.sync.max_attempts
         for target in self.settings.sync.push:
             conn = self._require(target, Capability.PUSH_PROFILES, "sync.push")
+            if type(conn).push_table is not Connector.push_table and self._push_table(
+                target, conn, report, max_attempts
+            ):
+                continue
             rows = self.store.con.execute(
                 "SELECT member_id, fields, previous FROM outbox WHERE target = ? AND status = 'pending' "
                 "ORDER BY member_id",
@@ -435,6 +440,56 @@ class Engine:
                 ]
             ),
         )
+        self._record_results(target, table, report, max_attempts, at)
+
+    def _push_table(self, target: str, conn: Connector, report: RunReport, max_attempts: int) -> bool:
+        """Push every pending change of ``target`` as one Arrow table (see :meth:`Connector.push_table`).
+
+        Returns ``False`` when the connector declines (raises ``NotImplementedError``): push in batches then.
+        """
+        fields = conn.push_fields or PUSHED_FIELDS
+        types = {"points": "BIGINT", "tags": "VARCHAR[]"}
+        cols = ", ".join(
+            f"CAST(json_extract(fields, '$.{f}') AS {types[f]}) AS {f}"
+            if f in types
+            else f"json_extract_string(fields, '$.{f}') AS {f}"
+            for f in fields
+        )
+        table = self.store.con.sql(
+            f"SELECT member_id, {cols} FROM outbox WHERE target = ? AND status = 'pending' ORDER BY member_id",
+            params=[target],
+        ).to_arrow_table()
+        report.pushed[target] = 0
+        if table.num_rows:
+            try:
+                results = conn.push_table(table)
+            except NotImplementedError:
+                return False
+            report.pushed[target] = int(pa.compute.sum(results["ok"].cast(pa.int64())).as_py() or 0)
+            for member_id, reason, fld in zip(
+                *(
+                    results.filter(pa.compute.invert(results["ok"])).column(c).to_pylist()
+                    for c in ("member_id", "reason", "field")
+                ),
+                strict=True,
+            ):
+                report.push_rejected[target] = report.push_rejected.get(target, 0) + 1
+                report.add_rejected(
+                    RejectedItem(
+                        connector=target,
+                        stream="push",
+                        locator=f"member {member_id}",
+                        field=fld,
+                        reason=reason or "rejected",
+                    )
+                )
+            self._record_results(target, results, report, max_attempts, self.clock())
+        report.pending[target] = self.store.count("outbox", "target = ? AND status = 'pending'", [target])
+        report.dead[target] = self.store.count("outbox", "target = ? AND status = 'dead'", [target])
+        return True
+
+    def _record_results(self, target: str, table: pa.Table, report: RunReport, max_attempts: int, at: datetime) -> None:
+        """Record push results (member_id, ok, reason, field, retryable): pushed, audit, outbox, in one transaction."""
         names = "[" + ", ".join(f"'{f}'" for f in PUSHED_FIELDS) + "]"
         params = {"target": target, "run": report.run_id, "at": at}
         with self.store.transaction() as con:

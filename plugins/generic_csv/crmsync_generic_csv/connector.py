@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
+import duckdb
+
 from crmsync.connector import (
     Batch,
     Capability,
@@ -34,6 +36,7 @@ from crmsync_generic_csv.files import CsvFile, scan
 from crmsync_generic_csv.orders import OrderReader
 from crmsync_generic_csv.reader import ActivityReader, MemberReader, resolve_columns
 from crmsync_generic_csv.settings import CsvSettings
+from crmsync_generic_csv.table_writer import write_table
 from crmsync_generic_csv.writer import ProfileWriter, RejectsWriter
 
 CAPABILITIES = frozenset(
@@ -138,6 +141,20 @@ class CsvConnector(Connector):
             raise ConnectorError(
                 f"cannot write {self.settings.output_path.name}: {exc.strerror or exc}", connector=self.name
             ) from exc
+
+    def push_table(self, table: Any) -> Any:
+        """All pending changes at once: merged into the output file in one atomic rewrite (UTF-8 output)."""
+        if self.settings.output_path is None:
+            raise ConfigError(f"connectors.{self.name}.output_path: not set, so this connector cannot push")
+        try:
+            return write_table(
+                self.settings.output_path, list(self.push_fields), self.settings.tags_separator,
+                self.settings.output_encoding, table,
+            )  # fmt: skip
+        except NotImplementedError:
+            return super().push_table(table)  # other encodings: the engine falls back to push()
+        except (OSError, duckdb.Error) as exc:
+            raise ConnectorError(f"cannot write {self.settings.output_path.name}: {exc}", connector=self.name) from exc
 
     # ------------------------------------------------------------------ check
     def check(self) -> list[CheckResult]:
