@@ -34,6 +34,8 @@ REQUIRED = {
     "activities": ("kind", "occurred_at"),
 }
 Item = Member | Order | Activity | Rejection
+PERSONAL_FIELDS = frozenset({"email", "member_email", "phone", "first_name", "last_name"})
+"""Fields whose values a rejection reason shows only with ``logging.verbose_personal_data``."""
 
 
 class BadCell(Exception):
@@ -86,6 +88,7 @@ class _RowReader:
         self.width = len(f.header)
         self.dates = DateParser(settings.date_formats, context.timezone)
         self.currency = (settings.default_currency or context.base_currency).upper()
+        self.verbose = context.verbose
 
     def raw(self, row: list[str]) -> dict[str, str]:
         if not self.f.info.clean:
@@ -96,6 +99,11 @@ class _RowReader:
         return out
 
     def reject(self, line: int, field: str | None, reason: str, row: list[str], record_id: str | None) -> Rejection:
+        if field in PERSONAL_FIELDS and not self.verbose and (i := self.idx.get(field)) is not None and i < len(row):
+            # reasons reach reports and logs: a person's email or name is shown only in verbose mode
+            value = row[i].strip()
+            if value:
+                reason = reason.replace(repr(value), "(value hidden)")
         return Rejection(
             stream=self.stream,
             locator=f"{self.f.name}:{line}",

@@ -94,7 +94,8 @@ def to_member(
         )
     except (BadValue, ValueError, KeyError) as exc:
         if not isinstance(exc, BadValue) and "email" in str(exc).lower():
-            exc = BadValue("Email", f"not an email address: {record.get('Email')!r}")
+            shown = f": {record.get('Email')!r}" if context.verbose else " (value hidden)"
+            exc = BadValue("Email", f"not an email address{shown}")
         return _reject(Stream.MEMBERS, module, record, exc)
 
 
