@@ -227,7 +227,7 @@ class Store:
                     f"WHERE source = ? AND external_id IN (SELECT unnest(?::VARCHAR[]))",
                     [run_id, connector, list(batch.deleted)],
                 )
-            for rej in rejects:
+            for rej in self._not_erased(connector, rejects):
                 self._quarantine(connector, rej, run_id)
             if batch.snapshot_complete:
                 # Rows absent from the snapshot are gone; rows rejected by this pull are kept as they were
@@ -304,6 +304,18 @@ class Store:
         con.execute("DROP TABLE _rows")
         return rejects
 
+    def _not_erased(self, connector: str, rejects: Sequence[Rejection]) -> list[Rejection]:
+        """Rejections that name no erased member (a bad row of a forgotten person is not kept either)."""
+        if not rejects or not self.count("erasures"):
+            return list(rejects)
+        erased = {r[0] for r in self.con.execute("SELECT member_hash FROM erasures").fetchall()}
+
+        def names_erased(rej: Rejection) -> bool:
+            values = [rej.record_id, *(str(v) for v in (rej.raw or {}).values())]
+            return any(v and member_hash(connector, v.strip()) in erased for v in values)
+
+        return [rej for rej in rejects if not names_erased(rej)]
+
     def _quarantine(self, connector: str, rej: Rejection, run_id: str) -> None:
         key = rej.record_id or rej.locator
         raw = json.dumps(dict(rej.raw), default=str, ensure_ascii=False) if rej.raw is not None else None
@@ -377,8 +389,18 @@ def member_hash(source: str, external_id: str) -> str:
     return hashlib.sha256(f"{source}\x00{external_id}".encode()).hexdigest()
 
 
+_POLICY_MEMBER_TABLES = (
+    "policy_points_ledger",
+    "policy_tier_overrides",
+    "policy_override_audit",
+    "policy_tier_state",
+)
+_TABLE_EXISTS = "SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND NOT temporary"
+
+
 def forget_member(store: Store, source: str, external_id: str, *, actor: str, reason: str) -> dict[str, int]:
-    """Erase a member's records, profile, pushes and outbox entries; keep an audit entry without personal data.
+    """Erase a member's records, profile, points, tiers, pushes, outbox and quarantine entries; keep an audit entry
+    without personal data.
 
     The member's id is remembered only as a hash, so later pulls of the same member are dropped and the member is
     never graded or pushed again.
@@ -396,9 +418,21 @@ def forget_member(store: Store, source: str, external_id: str, *, actor: str, re
             con.execute(f"DELETE FROM {table} WHERE {where}", params)
         counts["members"] = store.count("members", "source = ? AND external_id = ?", [source, external_id])
         con.execute("DELETE FROM members WHERE source = ? AND external_id = ?", [source, external_id])
-        for table in ("profiles", "pushed", "outbox", "push_audit"):
+        tables = ["profiles", "pushed", "outbox", "push_audit"]
+        # the policy's points ledger, tier locks and their audit, and held tiers (when the policy created them)
+        tables += [t for t in _POLICY_MEMBER_TABLES if store.scalar(_TABLE_EXISTS, [t])]
+        for table in tables:
             counts[table] = store.count(table, "member_id = ?", [external_id])
             con.execute(f"DELETE FROM {table} WHERE member_id = ?", [external_id])
+        # quarantined rows of the member, or naming the member, keep their raw values: they go too
+        values = "list_contains(json_extract_string(raw, '$.*'), ?)"
+        where = f"(stream = 'members' AND connector = ? AND record_key = ?) OR {values}"
+        params = [source, external_id, external_id]
+        if email:
+            where += f" OR {values}"
+            params.append(email)
+        counts["quarantine"] = store.count("quarantine", where, params)
+        con.execute(f"DELETE FROM quarantine WHERE {where}", params)
         con.execute(
             "INSERT INTO erasures VALUES (?, ?, ?, ?)", [member_hash(source, external_id), now(), actor, reason]
         )
