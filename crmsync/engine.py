@@ -501,7 +501,7 @@ class Engine:
                         SELECT $run, $target, o.member_id, f.name,
                                json_extract(o.previous, '$.' || f.name)::VARCHAR,
                                json_extract(o.fields, '$.' || f.name)::VARCHAR,
-                               coalesce(json_extract_string(p.reasons, '$.' || f.name),
+                               coalesce(nullif(json_extract_string(p.reasons, '$.' || f.name), ''),
                                         CASE WHEN o.previous IS NULL THEN 'first push' ELSE 'grade changed' END),
                                $at
                         FROM outbox o
