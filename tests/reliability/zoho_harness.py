@@ -73,13 +73,14 @@ class FaultyZoho:
     faults: dict[str, Fault] = field(default_factory=dict)
     seen: Counter[str] = field(default_factory=Counter)
     answers: dict[str, list[httpx.Response]] = field(default_factory=dict)
-    hosts: list[tuple[str, str, bool]] = field(default_factory=list)
-    """(scheme, host, carried a token) of every request."""
+    hosts: list[tuple[str, str, bool, bool]] = field(default_factory=list)
+    """(scheme, host, carried a token, carried the refresh token) of every request."""
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         kind = classify(request)
         self.seen[kind] += 1
-        self.hosts.append((request.url.scheme, request.url.host, "authorization" in request.headers))
+        refresh = REFRESH_TOKEN.encode() in request.content or REFRESH_TOKEN in str(request.url)
+        self.hosts.append((request.url.scheme, request.url.host, "authorization" in request.headers, refresh))
         fault = self.faults.get(kind)
         if fault is not None:
             answer = fault(self, request, self.seen[kind])
