@@ -5,7 +5,9 @@ It is the ``generic_csv`` connector (CSV in, CSV out) plus SIGKILL at the point 
 * ``pull:N``   when the engine asks for the batch after the Nth pulled batch (the Nth is stored by then);
 * ``push:N``   inside ``push_batches`` once the Nth push call returned, before its results are handed back;
 * ``grade``    in ``crmsync_adjust_profiles`` (called inside the grading transaction);
-* ``report``   in ``crmsync_run_finished`` (the run record is written, the report not yet printed).
+* ``report``   in ``crmsync_run_finished`` (the run record is written, the report not yet printed);
+* ``pause``    not a kill: after the first pulled batch, create the file ``CRMSYNC_CRASH_MARK`` and wait (at most
+  a minute) until it is removed, so that a test can start a second run while this one holds the store.
 
 Without the variable it behaves exactly like ``generic_csv``; ``CRMSYNC_CRASH_COUNTS`` names a file where the
 numbers of pulled batches and push calls are written at the end of a run (to enumerate kill points).
@@ -16,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -33,6 +36,15 @@ def _point() -> tuple[str, int]:
     return kind, int(n or 0)
 
 
+def _pause() -> None:
+    mark = os.environ["CRMSYNC_CRASH_MARK"]
+    with open(mark, "w", encoding="utf-8") as fh:
+        fh.write(str(os.getpid()))
+    deadline = time.monotonic() + 60
+    while os.path.exists(mark) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def _die() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
@@ -45,6 +57,8 @@ class CrashingCsvConnector(CsvConnector):
             yield batch
             if kind == "pull" and _COUNTS["pull"] == n:
                 _die()
+            if kind == "pause" and _COUNTS["pull"] == 1:
+                _pause()
 
     def push_batches(
         self, batches: Iterable[Sequence[ProfileChange]]
