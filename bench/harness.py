@@ -102,7 +102,11 @@ def crmsync_sync(work: Path) -> tuple[Measured, dict[str, Any]]:
     m = run([*CRMSYNC, "--config", str(work / "crmsync.toml"), "sync", "--json", "--as-of", AS_OF], cwd=work)
     if m.returncode not in (0, 1):
         raise RuntimeError(f"crmsync sync failed ({m.returncode}): {m.stdout[-2000:]} {m.stderr[-2000:]}")
-    return m, json.loads(m.stdout)
+    start = m.stdout.find("{")
+    try:
+        return m, json.JSONDecoder().raw_decode(m.stdout[start:])[0]
+    except ValueError:
+        raise RuntimeError(f"crmsync sync printed no report: {m.stdout[:1000]} {m.stderr[-2000:]}") from None
 
 
 def baseline(data: Path, out: Path) -> Measured:

@@ -79,6 +79,7 @@ class Store:
             if lock:
                 lock.release()
             raise StoreError(f"cannot open the store {file}: {exc}") from None
+        con.execute("SET enable_progress_bar = false")  # DuckDB would print it into --json output
         store = cls(con, file, lock)
         try:
             store.migrate()

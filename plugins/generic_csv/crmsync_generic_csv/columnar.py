@@ -76,6 +76,7 @@ class ColumnarRead:
         self.con = duckdb.connect(
             str(Path(self.tmp.name) / "read.duckdb"), config={"memory_limit": "1GB", "preserve_insertion_order": True}
         )
+        self.con.execute("SET enable_progress_bar = false")
 
     def col(self, field: str) -> str:
         return f"c{self.idx[field]}" if field in self.idx else "''"

@@ -36,6 +36,7 @@ def write_table(path: Path, fields: list[str], separator: str, encoding: str, ta
     if encoding not in ("utf-8", "utf_8"):
         raise NotImplementedError("the columnar write is for UTF-8 output")
     con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
     try:
         con.register("incoming", table)
         cells = ", ".join(f"{_neutralise(_text(f, separator))} AS {f}" for f in fields)
