@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import json
 import signal
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,47 +45,56 @@ def _outcome(folder: Path, report: dict[str, Any]) -> Outcome:
     return Outcome(digest(folder / "store.duckdb"), output, report, _rejects(folder), statuses)
 
 
+MODES = {"columnar": {}, "batched": {"CRMSYNC_CRASH_BATCHED": "1"}}
+"""Pushes as one columnar call (the CSV connector's own way) or in batches (as API connectors push)."""
+
+
 @dataclass
 class Campaign:
     root: Path
     pythonpath: str
+    mode: str
     reference: Outcome
     counts: dict[str, int]
 
     def crash_and_rerun(self, point: str) -> tuple[int, Outcome, int]:
-        folder = self.root / point.replace(":", "_")
+        folder = self.root / f"{self.mode}-{point.replace(':', '_')}"
         config = CsvWorld(folder).write(plugin="crash_csv")
+        mode = MODES[self.mode]
         crashed = run_cli(
             config,
             "sync",
             "--json",
             "--as-of",
             AS_OF,
-            env=crmsync_env({"CRMSYNC_CRASH_AT": point}, pythonpath=self.pythonpath),
+            env=crmsync_env({"CRMSYNC_CRASH_AT": point, **mode}, pythonpath=self.pythonpath),
         )
-        rerun = run_cli(config, "sync", "--json", "--as-of", AS_OF, env=crmsync_env(pythonpath=self.pythonpath))
+        rerun = run_cli(config, "sync", "--json", "--as-of", AS_OF, env=crmsync_env(mode, pythonpath=self.pythonpath))
         assert rerun.returncode in (0, 1), f"{point}: rerun failed: {rerun.stderr}"
         return crashed.returncode, _outcome(folder, json.loads(rerun.stdout)), rerun.returncode
 
 
-@pytest.fixture(scope="module")
-def campaign(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Campaign]:
-    root = tmp_path_factory.mktemp("crash")
+def _campaign(mode: str, tmp_path_factory: pytest.TempPathFactory) -> Campaign:
+    root = tmp_path_factory.mktemp(f"crash-{mode}")
     pythonpath = plugin_path(root / "site")
     folder = root / "reference"
     config = CsvWorld(folder).write(plugin="crash_csv")
     counts_file = root / "counts.json"
-    done = run_cli(
-        config,
-        "sync",
-        "--json",
-        "--as-of",
-        AS_OF,
-        env=crmsync_env({"CRMSYNC_CRASH_COUNTS": str(counts_file)}, pythonpath=pythonpath),
-    )
+    env = crmsync_env({"CRMSYNC_CRASH_COUNTS": str(counts_file), **MODES[mode]}, pythonpath=pythonpath)
+    done = run_cli(config, "sync", "--json", "--as-of", AS_OF, env=env)
     assert done.returncode == 1, done.stderr  # the world ships two bad order rows on purpose
     counts = json.loads(counts_file.read_text())
-    yield Campaign(root, pythonpath, _outcome(folder, json.loads(done.stdout)), counts)
+    return Campaign(root, pythonpath, mode, _outcome(folder, json.loads(done.stdout)), counts)
+
+
+@pytest.fixture(scope="module")
+def campaign(tmp_path_factory: pytest.TempPathFactory) -> Campaign:
+    return _campaign("columnar", tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def batched(tmp_path_factory: pytest.TempPathFactory) -> Campaign:
+    return _campaign("batched", tmp_path_factory)
 
 
 def _check(campaign: Campaign, points: list[str]) -> None:
@@ -107,9 +115,11 @@ def _check(campaign: Campaign, points: list[str]) -> None:
         assert len(got.run_statuses) == 2 and ("interrupted" in got.run_statuses or point == "report"), point
 
 
-def test_reference_run_has_several_batches_and_pushes(campaign: Campaign) -> None:
+def test_reference_runs_have_several_batches_and_pushes(campaign: Campaign, batched: Campaign) -> None:
     assert campaign.counts["pull"] >= 4
-    assert campaign.counts["push"] >= 2
+    assert campaign.counts["push"] >= 1 and batched.counts["push"] >= 2
+    assert batched.reference.store == campaign.reference.store
+    assert batched.reference.output == campaign.reference.output
     assert campaign.reference.store["pushed"] and not campaign.reference.store["outbox"]
     assert campaign.reference.store["quarantine"]
 
@@ -118,8 +128,12 @@ def test_kill_after_each_pulled_batch(campaign: Campaign) -> None:
     _check(campaign, [f"pull:{n}" for n in range(1, campaign.counts["pull"] + 1)])
 
 
-def test_kill_after_each_push_call_before_its_results_are_stored(campaign: Campaign) -> None:
+def test_kill_after_the_columnar_push_before_its_results_are_stored(campaign: Campaign) -> None:
     _check(campaign, [f"push:{n}" for n in range(1, campaign.counts["push"] + 1)])
+
+
+def test_kill_after_each_batched_push_call_before_its_results_are_stored(batched: Campaign) -> None:
+    _check(batched, [f"push:{n}" for n in range(1, batched.counts["push"] + 1)])
 
 
 def test_kill_during_grading_and_during_the_report(campaign: Campaign) -> None:

@@ -3,7 +3,9 @@
 It is the ``generic_csv`` connector (CSV in, CSV out) plus SIGKILL at the point named by ``CRMSYNC_CRASH_AT``:
 
 * ``pull:N``   when the engine asks for the batch after the Nth pulled batch (the Nth is stored by then);
-* ``push:N``   inside ``push_batches`` once the Nth push call returned, before its results are handed back;
+* ``push:N``   once the Nth push call returned, before its results are handed back: inside ``push_batches``, or
+  ``push_table`` (one call for every change); ``CRMSYNC_CRASH_BATCHED=1`` declines the columnar push, so that
+  the engine pushes in batches;
 * ``grade``    in ``crmsync_adjust_profiles`` (called inside the grading transaction);
 * ``report``   in ``crmsync_run_finished`` (the run record is written, the report not yet printed);
 * ``pause``    not a kill: after the first pulled batch, create the file ``CRMSYNC_CRASH_MARK`` and wait (at most
@@ -70,6 +72,16 @@ class CrashingCsvConnector(CsvConnector):
             if kind == "push" and _COUNTS["push"] == n:
                 _die()
             yield batch, results
+
+    def push_table(self, table: Any) -> Any:
+        if os.environ.get("CRMSYNC_CRASH_BATCHED"):
+            raise NotImplementedError("batched pushes asked for")
+        kind, n = _point()
+        results = super().push_table(table)
+        _COUNTS["push"] += 1
+        if kind == "push" and _COUNTS["push"] == n:
+            _die()
+        return results
 
 
 @crmsync.hookimpl
