@@ -12,7 +12,9 @@ found``), all at once, as a :class:`~crmsync.errors.ConfigError` (exit code 2).
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import tomllib
 from decimal import Decimal
 from pathlib import Path
@@ -183,8 +185,13 @@ def find_config(path: str | os.PathLike[str] | None) -> Path:
     return Path(chosen)
 
 
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
 def _loc(loc: tuple[Any, ...]) -> str:
-    return ".".join(str(p) for p in loc if not (isinstance(p, str) and p.startswith("function-")))
+    """A TOML-style key path; keys that are not bare words are quoted (``store." 0"``)."""
+    parts = [p for p in loc if not (isinstance(p, str) and p.startswith("function-"))]
+    return ".".join(str(p) if _BARE_KEY.match(str(p)) else json.dumps(str(p), ensure_ascii=False) for p in parts)
 
 
 def format_validation_error(exc: ValidationError, prefix: str = "") -> list[str]:

@@ -119,3 +119,10 @@ def test_policy_errors_name_the_key(write_config, host: PluginHost) -> None:  # 
     with pytest.raises(ConfigError) as info:
         load_settings(path, host=host)
     assert any(p.startswith("policy.tiers.0.bogus: unknown key") for p in info.value.problems)
+
+
+def test_odd_keys_are_quoted_in_the_key_path(write_config, host: PluginHost) -> None:  # type: ignore[no-untyped-def]
+    path = write_config('[store]\n" 0" = 1\n[sync]\nmembers = "crm"\n[connectors.crm]\nplugin = "memory"\n')
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, host=host)
+    assert info.value.problems == ['store." 0": unknown key (check the spelling)']

@@ -326,7 +326,8 @@ def _load(text: str | bytes) -> None:
         assert "crmsync.toml" in message or (exc.problems and all(": " in p for p in exc.problems)), message
         for problem in exc.problems:
             key, _, reason = problem.partition(": ")
-            assert key and reason and " " not in key.strip(), problem
+            bare = re.sub(r'"(?:[^"\\]|\\.)*"', "", key)  # quoted TOML keys may hold spaces
+            assert key.strip() and reason and " " not in bare.strip(), problem
 
 
 def test_settings_valid_base_loads() -> None:
