@@ -133,7 +133,8 @@ def test_orders_csv_content_never_raises(rows: list[list[str]], header: list[str
         if result is None:
             return
         records, rejects = result
-        _check_rejections(rejects, "orders.csv", data.count(b"\n") + 2)
+        # a bare CR ends a line too (the reader reads universal newlines, as editors show them)
+        _check_rejections(rejects, "orders.csv", len(data.splitlines()) + 2)
         for rec in records:
             assert isinstance(rec, Order)
             Order.model_validate(rec.model_dump())  # what the reader built is a valid order
