@@ -298,10 +298,9 @@ class Store:
                     )
                 )
         cols = ", ".join(SCHEMAS[stream].names)
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE _incoming AS SELECT {cols} FROM _rows WHERE NOT ({bad_sql}) "
-            "QUALIFY row_number() OVER (PARTITION BY external_id ORDER BY _n DESC) = 1 ORDER BY _n"
-        )
+        dup = self.scalar(f"SELECT count(*) <> count(DISTINCT external_id) FROM _rows WHERE NOT ({bad_sql})")
+        last = " AND _n IN (SELECT max(_n) FROM _rows GROUP BY external_id)" if dup else ""  # the last one wins
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _incoming AS SELECT {cols} FROM _rows WHERE NOT ({bad_sql}){last}")
         con.execute("DROP TABLE _rows")
         return rejects
 

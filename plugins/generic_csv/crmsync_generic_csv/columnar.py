@@ -73,8 +73,9 @@ class ColumnarRead:
         self.idx = resolve_columns(stream.value, settings, f)
         self.width = len(f.header)
         self.tmp = tempfile.TemporaryDirectory(prefix="crmsync-", dir=settings.spill_dir)
-        self.con = duckdb.connect(
-            str(Path(self.tmp.name) / "read.duckdb"), config={"memory_limit": "1GB", "preserve_insertion_order": True}
+        self.con = duckdb.connect(  # in memory (no checkpoint to write), spilling to the temporary folder
+            ":memory:",
+            config={"memory_limit": "1GB", "preserve_insertion_order": True, "temp_directory": self.tmp.name},
         )
         self.con.execute("SET enable_progress_bar = false")
 
