@@ -38,6 +38,7 @@ from crmsync.plugins import PluginHost
 from crmsync.report import RejectedItem, RunReport, StreamCounts
 from crmsync.settings import Settings
 from crmsync.store import Store
+from crmsync.store.matching import MemberMatch, resolve_unmatched
 
 log = logging.getLogger("crmsync.engine")
 
@@ -217,7 +218,12 @@ class Engine:
             self.progress.start(task)
             for batch in conn.pull(stream, cursor):
                 rejects = self.store.write_batch(
-                    name, batch, run_id=report.run_id, base_currency=sync.base_currency, rates=sync.exchange_rates
+                    name,
+                    batch,
+                    run_id=report.run_id,
+                    base_currency=sync.base_currency,
+                    rates=sync.exchange_rates,
+                    match=self.member_match,
                 )
                 counts.batches += 1
                 rows = len(batch.records) + (batch.table.num_rows if batch.table is not None else 0)
@@ -234,36 +240,18 @@ class Engine:
             self.progress.finish(task)
 
     # ------------------------------------------------------------------ grade + diff
+    @property
+    def member_match(self) -> MemberMatch:
+        return MemberMatch(self.settings.sync.members, self.settings.sync.match_by)
+
     def resolve_members(self) -> None:
-        """Point every order and activity at its member: by id, by email, or (auto) by id, else by email."""
-        sync = self.settings.sync
-        members_src = sync.members
-        for table in ("orders", "activities"):
-            by = sync.match_by
-            id_expr = "m_id.external_id"
-            email_expr = "m_em.external_id"
-            if by == "id":
-                pick = id_expr
-            elif by == "email":
-                pick = email_expr
-            else:
-                pick = f"coalesce({id_expr}, {email_expr})"
-            self.store.con.execute(
-                f"""
-                UPDATE {table} SET member_id = r.mid FROM (
-                    SELECT t.source, t.external_id, {pick} AS mid
-                    FROM {table} t
-                    LEFT JOIN members m_id ON m_id.source = $src AND m_id.external_id = t.member_external_id
-                         AND NOT m_id.deleted
-                    LEFT JOIN (SELECT email, min(external_id) AS external_id FROM members
-                               WHERE source = $src AND NOT deleted AND email IS NOT NULL GROUP BY email) m_em
-                         ON m_em.email = t.member_email
-                ) r
-                WHERE {table}.source = r.source AND {table}.external_id = r.external_id
-                  AND {table}.member_id IS DISTINCT FROM r.mid
-                """,
-                {"src": members_src},
-            )
+        """Point every order and activity at its member: by id, by email, or (auto) by id, else by email.
+
+        Rows are matched when stored; only those still without a member are matched here (see
+        :mod:`crmsync.store.matching`).
+        """
+        with self.store.transaction() as con:
+            resolve_unmatched(con, self.member_match)
 
     def grade(self, report: RunReport, *, as_of: datetime, dry_run: bool = False) -> list[PlanEntry]:
         store = self.store

@@ -24,6 +24,7 @@ import pyarrow as pa
 from crmsync.connector import Batch, Rejection, Stream
 from crmsync.errors import StoreError
 from crmsync.store.lock import StoreLock
+from crmsync.store.matching import MemberMatch, clear_for_members, ensure_matching
 from crmsync.store.records import SCHEMAS, to_arrow
 from crmsync.store.schema import MIGRATIONS, SCHEMA_VERSION
 
@@ -171,8 +172,12 @@ class Store:
         run_id: str,
         base_currency: str,
         rates: Mapping[str, Decimal],
+        match: MemberMatch | None = None,
     ) -> list[Rejection]:
         """Store a batch's records, deletions, rejections and cursor in one transaction.
+
+        With ``match``, orders and activities are stored pointing at their member (see :mod:`.matching`); rows
+        a change of members may move are cleared, to be resolved again at grading.
 
         Returns every rejection of the batch (the connector's and those found while storing).
         """
@@ -180,7 +185,12 @@ class Store:
         table_name = _TABLE[stream]
         table, store_rejects = to_arrow(stream, connector, batch.records, base_currency=base_currency, rates=rates)
         rejects = [*batch.rejects, *store_rejects]
+        members = stream is Stream.MEMBERS
         with self.transaction() as con:
+            if members:
+                con.execute("CREATE OR REPLACE TEMP TABLE _member_changes (external_id VARCHAR, email VARCHAR)")
+            elif match is not None:
+                ensure_matching(con, match)
             if batch.table is not None and batch.table.num_rows:
                 rejects += self._load_table(connector, stream, batch.table, base_currency, rates)
                 if table.num_rows:  # records given as well: they come after the table's rows
@@ -207,14 +217,32 @@ class Store:
                             f"DELETE FROM _incoming WHERE sha256(source || chr(0) || {key}) IN "
                             "(SELECT member_hash FROM erasures)"
                         )
-                    con.execute(
-                        f"DELETE FROM {table_name} WHERE source = ? AND external_id IN "
-                        f"(SELECT external_id FROM _incoming)",
-                        [connector],
-                    )
-                    con.execute(
-                        f"INSERT INTO {table_name} ({cols}, seen_run) SELECT {cols}, ? FROM _incoming", [run_id]
-                    )
+                    if members:  # new members, changed emails and deletions may move orders and activities
+                        con.execute(
+                            "INSERT INTO _member_changes SELECT i.external_id, i.email FROM _incoming i "
+                            "LEFT JOIN members m ON m.source = ? AND m.external_id = i.external_id "
+                            "WHERE m.external_id IS NULL OR m.deleted IS DISTINCT FROM i.deleted "
+                            "OR m.email IS DISTINCT FROM i.email",
+                            [connector],
+                        )
+                    if self.scalar(f"SELECT count(*) > 0 FROM {table_name} WHERE source = ?", [connector]):
+                        con.execute(
+                            f"DELETE FROM {table_name} WHERE source = ? AND external_id IN "
+                            f"(SELECT external_id FROM _incoming)",
+                            [connector],
+                        )
+                    if match is not None and not members:
+                        joins, pick = match.sql("i")
+                        icols = ", ".join(f"i.{c}" for c in SCHEMAS[stream].names)
+                        con.execute(
+                            f"INSERT INTO {table_name} ({cols}, seen_run, member_id) "
+                            f"SELECT {icols}, ?, {pick} FROM _incoming i {joins}",
+                            [run_id],
+                        )
+                    else:
+                        con.execute(
+                            f"INSERT INTO {table_name} ({cols}, seen_run) SELECT {cols}, ? FROM _incoming", [run_id]
+                        )
                     con.execute(
                         "UPDATE quarantine SET resolved = true, resolved_run = ? WHERE connector = ? AND stream = ? "
                         "AND NOT resolved AND record_key IN (SELECT external_id FROM _incoming)",
@@ -223,6 +251,12 @@ class Store:
                 finally:
                     con.execute("DROP TABLE IF EXISTS _incoming")
             if batch.deleted:
+                if members:
+                    con.execute(
+                        "INSERT INTO _member_changes SELECT external_id, email FROM members WHERE source = ? "
+                        "AND NOT deleted AND external_id IN (SELECT unnest(?::VARCHAR[]))",
+                        [connector, list(batch.deleted)],
+                    )
                 con.execute(
                     f"UPDATE {table_name} SET deleted = true, seen_run = ? "
                     f"WHERE source = ? AND external_id IN (SELECT unnest(?::VARCHAR[]))",
@@ -233,13 +267,20 @@ class Store:
             if batch.snapshot_complete:
                 # Rows absent from the snapshot are gone; rows rejected by this pull are kept as they were
                 # (a fixed record replaces them later), never deleted because one field went bad.
-                con.execute(
-                    f"UPDATE {table_name} SET deleted = true WHERE source = ? AND NOT deleted "
-                    f"AND seen_run IS DISTINCT FROM ? AND external_id NOT IN ("
+                gone = (
+                    "source = ? AND NOT deleted AND seen_run IS DISTINCT FROM ? AND external_id NOT IN ("
                     "SELECT record_key FROM quarantine WHERE connector = ? AND stream = ? AND last_run = ? "
-                    "AND NOT resolved)",
-                    [connector, run_id, connector, str(stream), run_id],
+                    "AND NOT resolved)"
                 )
+                params = [connector, run_id, connector, str(stream), run_id]
+                if members:
+                    con.execute(
+                        f"INSERT INTO _member_changes SELECT external_id, email FROM members WHERE {gone}", params
+                    )
+                con.execute(f"UPDATE {table_name} SET deleted = true WHERE {gone}", params)
+            if members:
+                clear_for_members(con, "_member_changes")
+                con.execute("DROP TABLE _member_changes")
             if batch.cursor is not None:
                 self.set_cursor(connector, stream, batch.cursor)
         return rejects
