@@ -479,27 +479,28 @@ class Engine:
     def _record_results(self, target: str, table: pa.Table, report: RunReport, max_attempts: int, at: datetime) -> None:
         """Record push results (member_id, ok, reason, field, retryable): pushed, audit, outbox, in one transaction."""
         names = "[" + ", ".join(f"'{f}'" for f in PUSHED_FIELDS) + "]"
+        paths = "[" + ", ".join(f"'$.{f}'" for f in PUSHED_FIELDS) + "]"
+        nulls = "[" + ", ".join("NULL" for _ in PUSHED_FIELDS) + "]::VARCHAR[]"
         params = {"target": target, "run": report.run_id, "at": at}
         with self.store.transaction() as con:
             con.register("_results", table)
             try:
-                # Audit: one row per pushed field whose value changed, with the grade's reason when known.
+                # Audit: one row per pushed field whose value changed, with the grade's reason when known. Each
+                # JSON document is parsed once (a list of paths), then unnested to one row per field.
                 con.execute(
                     f"""INSERT INTO push_audit
-                        SELECT $run, $target, o.member_id, f.name,
-                               json_extract(o.previous, '$.' || f.name)::VARCHAR,
-                               json_extract(o.fields, '$.' || f.name)::VARCHAR,
-                               coalesce(nullif(json_extract_string(p.reasons, '$.' || f.name), ''),
-                                        CASE WHEN o.previous IS NULL THEN 'first push' ELSE 'grade changed' END),
+                        SELECT $run, $target, member_id, name, prev, new,
+                               coalesce(nullif(reason, ''), CASE WHEN first THEN 'first push' ELSE 'grade changed' END),
                                $at
-                        FROM outbox o
-                        JOIN _results r ON r.ok AND r.member_id = o.member_id
-                        CROSS JOIN (SELECT unnest({names}) AS name) f
-                        LEFT JOIN profiles p ON p.member_id = o.member_id
-                        WHERE o.target = $target
-                          AND json_extract(o.fields, '$.' || f.name) IS NOT NULL
-                          AND json_extract(o.previous, '$.' || f.name)::VARCHAR
-                              IS DISTINCT FROM json_extract(o.fields, '$.' || f.name)::VARCHAR""",
+                        FROM (SELECT o.member_id, o.previous IS NULL AS first, unnest({names}) AS name,
+                                     unnest(json_extract(o.fields, {paths})::VARCHAR[]) AS new,
+                                     unnest(coalesce(json_extract(o.previous, {paths})::VARCHAR[], {nulls})) AS prev,
+                                     unnest(coalesce(json_extract_string(p.reasons, {paths}), {nulls})) AS reason
+                              FROM outbox o
+                              JOIN _results r ON r.ok AND r.member_id = o.member_id
+                              LEFT JOIN profiles p ON p.member_id = o.member_id
+                              WHERE o.target = $target)
+                        WHERE new IS NOT NULL AND prev IS DISTINCT FROM new""",
                     params,
                 )
                 con.execute(
