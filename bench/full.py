@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--orders", type=int, default=10_000_000, help="order rows (line items)")
     parser.add_argument("--scaling", help="comma-separated order-row counts (customers = rows / 10)")
     parser.add_argument("--dir", type=Path, required=True, help="data and work folder (kept for reruns)")
-    parser.add_argument("--memory-limit", default="2GB", help="the store's DuckDB memory limit")
+    parser.add_argument("--memory-limit", default="1400MB", help="the store's DuckDB memory limit")
     args = parser.parse_args(argv)
     if args.scaling:
         sizes = [int(s) for s in args.scaling.split(",")]

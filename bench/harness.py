@@ -63,7 +63,7 @@ def generate(folder: Path, customers: int, orders: int, *, seed: int = 1) -> Pat
     return folder
 
 
-def write_config(work: Path, data: Path, *, orders: str = "orders.csv", memory_limit: str = "2GB") -> Path:
+def write_config(work: Path, data: Path, *, orders: str = "orders.csv", memory_limit: str = "1400MB") -> Path:
     """A ``crmsync.toml`` in ``work`` reading the exports in ``data`` with the benchmark policy."""
     work.mkdir(parents=True, exist_ok=True)
     text = f"""[store]

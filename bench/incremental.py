@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--orders", type=int, default=10_000_000)
     parser.add_argument("--percent", type=float, default=1.0, help="share of orders changed")
     parser.add_argument("--dir", type=Path, required=True)
-    parser.add_argument("--memory-limit", default="2GB")
+    parser.add_argument("--memory-limit", default="1400MB")
     args = parser.parse_args(argv)
     r = incremental(args.dir, args.customers, args.orders, args.percent, args.memory_limit)
     r["target_met"] = r["fraction"] < TARGET

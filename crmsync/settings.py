@@ -72,7 +72,9 @@ class _Strict(BaseModel):
 class StoreSettings(_Strict):
     path: ConfigPath = Field(Path("crmsync.duckdb"), description="the store file (created on first run)")
     keep_runs: int = Field(200, ge=1, description="run records kept; older ones are pruned")
-    memory_limit: str | None = Field(None, description="DuckDB memory limit, e.g. '4GB'")
+    memory_limit: str | None = Field(
+        "2GB", description="DuckDB memory limit, e.g. '4GB' (beyond it DuckDB spills to disk); empty: 80% of RAM"
+    )
     threads: int | None = Field(None, ge=1)
 
 

@@ -75,7 +75,11 @@ class ColumnarRead:
         self.tmp = tempfile.TemporaryDirectory(prefix="crmsync-", dir=settings.spill_dir)
         self.con = duckdb.connect(  # in memory (no checkpoint to write), spilling to the temporary folder
             ":memory:",
-            config={"memory_limit": "1GB", "preserve_insertion_order": True, "temp_directory": self.tmp.name},
+            config={
+                "memory_limit": settings.memory_limit,
+                "preserve_insertion_order": True,
+                "temp_directory": self.tmp.name,
+            },
         )
         self.con.execute("SET enable_progress_bar = false")
 

@@ -108,6 +108,11 @@ class CsvSettings(BaseModel):
         32 * 1024 * 1024, ge=1, description="orders files larger than this are grouped in partitions on disk"
     )
     spill_dir: ConfigPath | None = Field(None, description="folder for those partitions (default: system temp)")
+    memory_limit: str = Field(
+        "600MB",
+        pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)$",
+        description="DuckDB memory limit of the column-wise read of large files (beyond it DuckDB spills to disk)",
+    )
     push_batch_size: int = Field(10_000, ge=1, description="changes per push call (one atomic rewrite each)")
     tags_separator: Literal["|", ";"] = "|"
     output_encoding: str = Field("utf-8", description="of the output and rejects files (utf-8-sig for Excel)")
