@@ -44,10 +44,14 @@ def test_scaling_reports_each_size(tmp_path: Path, capsys: pytest.CaptureFixture
 
 def test_incremental_rerun_after_changed_orders(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert incremental.main(["--customers", "300", "--orders", "3000", "--percent", "5", "--dir", str(tmp_path)]) == 0
-    figures = _figures(capsys)
-    assert figures["orders_changed"] > 0
-    assert figures["members_compared"] == 300
-    assert 0 < figures["profiles_pushed"] < 300  # only the members whose grades changed
+    runs = _figures(capsys)["runs"]
+    assert [r["mode"] for r in runs] == ["delta", "full"]
+    for r in runs:
+        assert r["orders_changed"] > 0
+        assert r["members_compared"] == 300
+        assert 0 < r["profiles_pushed"] < 300  # only the members whose grades changed
+    assert runs[0]["orders_changed"] == runs[1]["orders_changed"]
+    assert runs[0]["profiles_pushed"] == runs[1]["profiles_pushed"]
 
 
 def test_change_orders_flips_the_status_of_the_chosen_share(tmp_path: Path) -> None:
@@ -61,6 +65,11 @@ def test_change_orders_flips_the_status_of_the_chosen_share(tmp_path: Path) -> N
     assert 100 < n < 300
     assert sum(",refunded," in line for line in changed) == n
     assert len(changed) == 2001
+    delta = tmp_path / "delta.csv"
+    assert incremental.change_orders(src, tmp_path / "again.csv", 10, delta) == n
+    lines = delta.read_text().splitlines()
+    assert lines[0].startswith("order_id,") and len(lines) == n + 1
+    assert all(",refunded," in line for line in lines[1:])
 
 
 @pytest.mark.slow

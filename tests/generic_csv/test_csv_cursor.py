@@ -22,8 +22,8 @@ def test_first_pull_is_a_full_snapshot_with_a_cursor_on_the_last_batch_only(make
     assert [len(b.records) for b in got.batches] == [3, 3, 1]
     assert [b.cursor is None for b in got.batches] == [True, True, False]
     assert [b.snapshot_complete for b in got.batches] == [False, False, True]
-    state = json.loads(got.cursor)
-    assert state["size"] == len(MEMBERS.encode()) and len(state["sha256"]) == 64
+    [(sha256, size)] = json.loads(got.cursor)["files"].values()
+    assert size == len(MEMBERS.encode()) and len(sha256) == 64
 
 
 def test_rejects_count_towards_the_batch_size(make_connector, write_csv):

@@ -357,9 +357,16 @@ class _Rows:
 
 
 def read_batches(
-    stream: Stream, f: CsvFile, settings: CsvSettings, context: ConnectorContext, reader: Any, cursor: str
+    stream: Stream,
+    f: CsvFile,
+    settings: CsvSettings,
+    context: ConnectorContext,
+    reader: Any,
+    cursor: str | None,
+    snapshot: bool = True,
 ) -> Iterator[Batch] | None:
-    """Batches of ``f`` read column-wise, the last with ``cursor``; ``None`` when the row reader must read it.
+    """Batches of ``f`` read column-wise, the last with ``cursor`` and ``snapshot``; ``None`` when the row reader
+    must read it.
 
     ``reader`` is the row reader class of the stream; it reads the rows the SQL does not vouch for.
     """
@@ -373,10 +380,10 @@ def read_batches(
     except duckdb.Error:
         read.close()
         return None
-    return _batches(read, stream, reader, cursor)
+    return _batches(read, stream, reader, cursor, snapshot)
 
 
-def _batches(read: ColumnarRead, stream: Stream, reader: Any, cursor: str) -> Iterator[Batch]:
+def _batches(read: ColumnarRead, stream: Stream, reader: Any, cursor: str | None, snapshot: bool) -> Iterator[Batch]:
     try:
         handed = read.prepare()
         records, rejects = [], []
@@ -385,6 +392,6 @@ def _batches(read: ColumnarRead, stream: Stream, reader: Any, cursor: str) -> It
                 (rejects if isinstance(item, Rejection) else records).append(item)
         for table in read.tables():
             yield Batch(stream, table=table)
-        yield Batch(stream, records=records, rejects=rejects, cursor=cursor, snapshot_complete=True)
+        yield Batch(stream, records=records, rejects=rejects, cursor=cursor, snapshot_complete=snapshot)
     finally:
         read.close()

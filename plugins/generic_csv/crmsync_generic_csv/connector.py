@@ -1,9 +1,11 @@
 """The ``generic_csv`` connector: pulls members, orders and activities from CSV exports, pushes profiles to a CSV.
 
-Pulls are incremental per file: the cursor records the file's SHA-256, its size and a fingerprint of the
-settings that shape the read. An unchanged file yields nothing; a changed one is read whole and its last batch
-says ``snapshot_complete`` (the engine then marks records absent from the file as deleted, and recognises
-unchanged ones). Only the last batch carries the new cursor, so an interrupted read starts over.
+Pulls are incremental per file: the cursor records each file's SHA-256 and size and a fingerprint of the
+settings that shape the read. An unchanged file yields nothing; a changed one is read whole. A path may be a glob
+pattern of export files (a full export and deltas): files are read in name order, a later file wins for a record
+in several, and only a path naming a single file is a snapshot (its last batch says ``snapshot_complete``: the
+engine then marks records absent from it as deleted). Only the last batch carries the new cursor, so an
+interrupted read starts over.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from crmsync_generic_csv import columnar
 from crmsync_generic_csv.files import CsvFile, scan
 from crmsync_generic_csv.orders import OrderReader
 from crmsync_generic_csv.reader import ActivityReader, MemberReader, resolve_columns
-from crmsync_generic_csv.settings import CsvSettings
+from crmsync_generic_csv.settings import CsvSettings, is_pattern, matches
 from crmsync_generic_csv.table_writer import write_table
 from crmsync_generic_csv.writer import ProfileWriter, RejectsWriter
 
@@ -48,7 +50,7 @@ CAPABILITIES = frozenset(
         Capability.INCREMENTAL,
     }
 )
-CURSOR_VERSION = 1
+CURSOR_VERSION = 2
 READERS = {Stream.MEMBERS: MemberReader, Stream.ORDERS: OrderReader, Stream.ACTIVITIES: ActivityReader}
 
 
@@ -66,48 +68,82 @@ class CsvConnector(Connector):
         self._profiles: ProfileWriter | None = None
 
     # ------------------------------------------------------------------ pull
-    def _path(self, stream: Stream) -> Path:
+    def _files(self, stream: Stream) -> list[Path]:
         path = self.settings.path(stream.value)
+        key = f"connectors.{self.name}.{stream.value}_path"
         if path is None:
-            raise ConfigError(
-                f"connectors.{self.name}.{stream.value}_path: not set, so this connector cannot pull {stream.value}"
-            )
-        if not path.is_file():
-            raise ConfigError(f"connectors.{self.name}.{stream.value}_path: file not found ({path})")
-        return path
+            raise ConfigError(f"{key}: not set, so this connector cannot pull {stream.value}")
+        files = matches(path)
+        if not files:
+            raise ConfigError(f"{key}: " + ("no file matches" if is_pattern(path) else "file not found") + f" ({path})")
+        return files
 
     def _fingerprint(self, stream: Stream) -> str:
         return f"{self.settings.fingerprint(stream.value)}/{self.context.timezone.key}/{self.context.base_currency}"
 
-    def _cursor(self, stream: Stream, sha256: str, size: int) -> str:
-        state = {"v": CURSOR_VERSION, "sha256": sha256, "size": size, "settings": self._fingerprint(stream)}
+    def _cursor(self, stream: Stream, files: dict[str, list[Any]]) -> str:
+        state = {"v": CURSOR_VERSION, "files": files, "settings": self._fingerprint(stream)}
         return json.dumps(state, sort_keys=True)
 
     @staticmethod
-    def _parse_cursor(cursor: str | None) -> dict[str, Any]:
+    def _parse_cursor(cursor: str | None, keys: list[str]) -> dict[str, Any]:
+        """The cursor's state; a cursor of the single-file format applies to a single configured file."""
         if not cursor:
             return {}
         try:
             state = json.loads(cursor)
         except ValueError:
             return {}
-        return state if isinstance(state, dict) and state.get("v") == CURSOR_VERSION else {}
+        if not isinstance(state, dict):
+            return {}
+        if state.get("v") == 1 and len(keys) == 1:
+            entry = [state.get("sha256"), state.get("size")]
+            return {"files": {keys[0]: entry}, "settings": state.get("settings")}
+        return state if state.get("v") == CURSOR_VERSION and isinstance(state.get("files"), dict) else {}
 
     def pull(self, stream: Stream, cursor: str | None) -> Iterator[Batch]:
+        """Read the files that changed, in name order.
+
+        A pattern's files are read in name order, each changed file and every file after it (a later file wins
+        for a record in several files); unchanged files before the first changed one are skipped by their hash.
+        Only when the path names a single file is its read a snapshot (records absent from it are deleted).
+        """
         stream = Stream(stream)
-        path = self._path(stream)
-        info = scan(path, self.settings.encoding)
-        old = self._parse_cursor(cursor)
-        if (
-            old.get("sha256") == info.sha256
-            and old.get("size") == info.size
-            and old.get("settings") == self._fingerprint(stream)
-        ):
-            self.context.logger.debug("%s: %s unchanged, nothing to read", self.name, path.name)
+        files = self._files(stream)
+        keys = _keys(self.settings.path(stream.value), files)
+        old = self._parse_cursor(cursor, keys)
+        seen: dict[str, Any] = old.get("files", {}) if old.get("settings") == self._fingerprint(stream) else {}
+        infos = [(path, scan(path, self.settings.encoding)) for path in files]
+        state = {key: [info.sha256, info.size] for key, (_, info) in zip(keys, infos, strict=True)}
+        first = next((k for k, key in enumerate(keys) if seen.get(key) != state[key]), None)
+        if first is None:
+            self.context.logger.debug("%s: %s files unchanged, nothing to read", self.name, stream.value)
+            if set(seen) != set(state):  # a file went away: remember the files as they are now
+                yield Batch(stream, cursor=self._cursor(stream, state))
             return
+        single = len(files) == 1
+        for k in range(first, len(infos)):
+            path, info = infos[k]
+            last = k == len(infos) - 1
+            yield from self._read_file(stream, path, keys[k], info, state, last=last, snapshot=single)
+
+    def _read_file(
+        self,
+        stream: Stream,
+        path: Path,
+        key: str,
+        info: Any,
+        state: dict[str, list[Any]],
+        *,
+        last: bool,
+        snapshot: bool,
+    ) -> Iterator[Batch]:
+        """Batches of one file; the last file's last batch carries the cursor of every file."""
         with CsvFile(path, info, self.settings.delimiter) as f:
-            cursor = self._cursor(stream, info.sha256, info.size)
-            fast = columnar.read_batches(stream, f, self.settings, self.context, READERS[stream], cursor)
+            cursor = self._cursor(stream, state) if last else None
+            fast = columnar.read_batches(
+                stream, f, self.settings, self.context, READERS[stream], cursor, snapshot and last
+            )
             if fast is not None:  # a large file: read column-wise (same records and rejections)
                 for batch in fast:
                     self.rejects.write(batch.rejects)
@@ -121,8 +157,9 @@ class CsvConnector(Connector):
                 if done:
                     break
                 yield Batch(stream, records=records, rejects=rejects)
-            new_cursor = self._cursor(stream, f.sha256, f.size)
-        yield Batch(stream, records=records, rejects=rejects, cursor=new_cursor, snapshot_complete=True)
+            state[key] = [f.sha256, f.size]  # what was read
+        new_cursor = self._cursor(stream, state) if last else None
+        yield Batch(stream, records=records, rejects=rejects, cursor=new_cursor, snapshot_complete=snapshot and last)
 
     # ------------------------------------------------------------------ push
     def push(self, changes: Sequence[ProfileChange]) -> list[RecordResult]:
@@ -160,10 +197,12 @@ class CsvConnector(Connector):
     def check(self) -> list[CheckResult]:
         results: list[CheckResult] = []
         for stream in Stream:
-            path = self.settings.path(stream.value)
-            if path is None:
+            pattern = self.settings.path(stream.value)
+            if pattern is None:
                 continue
             name = f"{self.name}: {stream.value} file"
+            found = matches(pattern)
+            path = found[-1] if found else pattern  # the newest export of a pattern
             if not path.is_file() or not os.access(path, os.R_OK):
                 results.append(CheckResult(name, False, f"cannot read {path}"))
                 continue
@@ -183,6 +222,14 @@ class CsvConnector(Connector):
             detail = f"{target.parent} is writable" if ok else f"cannot write to {target}"
             results.append(CheckResult(f"{self.name}: {label} file", ok, detail))
         return results
+
+
+def _keys(pattern: Path | None, files: list[Path]) -> list[str]:
+    """Each file's name in the cursor: its path below the pattern's fixed folder (the folder may move)."""
+    base = pattern.parent if pattern is not None else Path()
+    while base != base.parent and is_pattern(base):
+        base = base.parent
+    return [str(f.relative_to(base)) if f.is_relative_to(base) else str(f) for f in files]
 
 
 def _take(items: Iterator[Any], size: int) -> tuple[list[Record], list[Rejection], bool]:

@@ -20,15 +20,16 @@ canonical field; a field not named is looked up under its canonical name.
 from __future__ import annotations
 
 import codecs
+import glob
 import hashlib
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from crmsync.models import PUSHED_FIELDS, OrderStatus
-from crmsync.settings import ConfigPath, ExistingFile
+from crmsync.settings import ConfigPath
 
 MEMBER_FIELDS = ("external_id", "email", "phone", "first_name", "last_name", "created_at", "updated_at", "opt_in")
 ORDER_FIELDS = (
@@ -48,6 +49,28 @@ FIELDS = {"members": MEMBER_FIELDS, "orders": ORDER_FIELDS, "activities": ACTIVI
 
 OPTIONAL_BY_DEFAULT = {"total"}
 """Fields looked up only when mapped explicitly (``total``: use an order-total column instead of summing lines)."""
+
+
+def is_pattern(path: Path) -> bool:
+    """Whether ``path`` is a glob pattern (``*``, ``?`` or ``[`` in it)."""
+    return glob.has_magic(str(path))
+
+
+def matches(path: Path) -> list[Path]:
+    """The files ``path`` names: itself, or for a pattern every matching file in name order."""
+    if not is_pattern(path):
+        return [path] if path.is_file() else []
+    return sorted((Path(p) for p in glob.glob(str(path)) if Path(p).is_file()), key=str)
+
+
+def _input(path: Path) -> Path:
+    if not matches(path):
+        raise ValueError(f"no file matches ({path})" if is_pattern(path) else f"file not found ({path})")
+    return path
+
+
+InputPath = Annotated[ConfigPath, AfterValidator(_input)]
+"""An input file, or a glob pattern of export files (read relative to the configuration file's folder)."""
 
 DEFAULT_STATUS_MAP: dict[str, OrderStatus] = {
     "paid": OrderStatus.PAID,
@@ -79,9 +102,11 @@ class CsvSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    members_path: ExistingFile | None = Field(None, description="customers CSV")
-    orders_path: ExistingFile | None = Field(None, description="orders CSV (one row per order or per line item)")
-    activities_path: ExistingFile | None = Field(None, description="activities CSV (optional)")
+    members_path: InputPath | None = Field(None, description="customers CSV, or a glob pattern of export files")
+    orders_path: InputPath | None = Field(
+        None, description="orders CSV (one row per order or per line item), or a glob pattern of export files"
+    )
+    activities_path: InputPath | None = Field(None, description="activities CSV or glob pattern (optional)")
     output_path: ConfigPath | None = Field(None, description="profiles CSV written by push (created if missing)")
     rejects_path: ConfigPath | None = Field(
         None, description="CSV that bad rows are appended to (default: next to the output, or the input)"
