@@ -52,7 +52,7 @@ def render_plugin(name: str, directory: Path) -> tuple[Path, list[Path]]:
     return root, written
 
 
-@click.command("new-plugin")
+@click.command("new-plugin", context_settings={"help_option_names": ["-h", "--help"]})  # also when run on its own
 @click.argument("name")
 @click.option(
     "--dir",
