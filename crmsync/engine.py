@@ -148,6 +148,12 @@ class Engine:
             )
         return self._policy
 
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         for conn in self.connectors.values():
             try:

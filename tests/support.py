@@ -13,7 +13,11 @@ from pydantic import BaseModel
 
 import crmsync
 from crmsync import Batch, Capability, Connector, ConnectorSpec, ProfileChange, RecordResult, Stream
+from crmsync.engine import Engine, RunResult
 from crmsync.models import Activity, Member, Order
+from crmsync.plugins import PluginHost
+from crmsync.settings import load_settings
+from crmsync.store import Store
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -136,3 +140,10 @@ def activity(aid: str, member_id: str, kind: str, days_ago: int, now: datetime =
         kind=kind,
         occurred_at=now - timedelta(days=days_ago),
     )
+
+
+def run_sync(config: Any, host: PluginHost, as_of: datetime = T0, *, dry_run: bool = False) -> RunResult:
+    """Load ``config``, open its store and run the engine once with the clock fixed at ``as_of``."""
+    settings = load_settings(config, host=host)
+    with Store.open(settings.store.path) as store, Engine(settings, host, store, clock=lambda: as_of) as engine:
+        return engine.run(dry_run=dry_run, as_of=as_of)

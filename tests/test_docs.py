@@ -1,4 +1,7 @@
-"""docs/cli.md is the ``--help`` of every command: regenerate it with ``CRMSYNC_UPDATE_DOCS=1 pytest tests/test_docs.py``."""
+"""docs/cli.md is the ``--help`` of every command.
+
+Regenerate it with ``CRMSYNC_UPDATE_DOCS=1 pytest tests/test_docs.py``.
+"""
 
 from __future__ import annotations
 

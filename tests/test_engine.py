@@ -11,9 +11,8 @@ import crmsync
 from crmsync.connector import Stream
 from crmsync.engine import Engine, RunResult
 from crmsync.plugins import PluginHost
-from crmsync.settings import load_settings
 from crmsync.store import Store
-from tests.support import T0, WORLDS, World, activity, member, order
+from tests.support import T0, WORLDS, World, activity, member, order, run_sync
 
 
 @pytest.fixture
@@ -39,13 +38,7 @@ Runner = Callable[..., RunResult]
 @pytest.fixture
 def run(memory_config: Path, host: PluginHost) -> Runner:
     def _run(*, dry_run: bool = False, as_of=T0) -> RunResult:  # type: ignore[no-untyped-def]
-        settings = load_settings(memory_config, host=host)
-        with Store.open(settings.store.path) as store:
-            engine = Engine(settings, host, store, clock=lambda: T0)
-            try:
-                return engine.run(dry_run=dry_run, as_of=as_of)
-            finally:
-                engine.close()
+        return run_sync(memory_config, host, as_of, dry_run=dry_run)
 
     return _run
 
@@ -268,11 +261,8 @@ def test_members_from_crm_orders_from_shop_matched_by_email(write_config, host: 
     shop.put(Stream.ORDERS, shop_order("s1", "USER1@Example.com ", "60"))  # normalised before matching
     shop.put(Stream.ORDERS, shop_order("s2", "user1@example.com", "50"))
     shop.put(Stream.ORDERS, shop_order("s3", "stranger@example.com", "500"))
-    settings = load_settings(path, host=host)
-    with Store.open(settings.store.path) as store:
-        engine = Engine(settings, host, store, clock=lambda: T0)
-        report = engine.run(as_of=T0).report
-        engine.close()
+    report = run_sync(path, host).report
+    with Store.open(path.parent / "two.duckdb") as store:
         tiers = dict(store.con.execute("SELECT member_id, tier FROM profiles").fetchall())
     assert report.status == "ok", report.error
     assert tiers == {"m1": "Gold", "m2": "Basic"}

@@ -24,12 +24,8 @@ def _run(app: AppContext, *, dry_run: bool, as_json: bool, as_of: str | None, co
     settings = app.settings
     with app.store() as store:
         progress_cm = RichProgress() if interactive() and not as_json else contextlib.nullcontext(None)
-        with progress_cm as progress:
-            engine = Engine(settings, app.host, store, progress=progress)
-            try:
-                return engine.run(dry_run=dry_run, as_of=_as_of(as_of), command=command)
-            finally:
-                engine.close()
+        with progress_cm as progress, Engine(settings, app.host, store, progress=progress) as engine:
+            return engine.run(dry_run=dry_run, as_of=_as_of(as_of), command=command)
 
 
 def _exit(result: RunResult) -> int:

@@ -9,10 +9,9 @@ from pathlib import Path
 import pytest
 import respx
 
-from crmsync.engine import Engine, RunResult
+from crmsync.engine import RunResult
 from crmsync.plugins import PluginHost
-from crmsync.settings import load_settings
-from crmsync.store import Store
+from tests.support import run_sync
 
 from .conftest import POINTS, TIER
 from .fake import APP_ID, APP_SECRET, PERMANENT_CODE, T0, FakeFxiaoke
@@ -97,13 +96,7 @@ def run(tmp_path: Path, host: PluginHost, tenant: FakeFxiaoke):
     config.write_text(CONFIG, encoding="utf-8")
 
     def _run() -> RunResult:
-        settings = load_settings(config, host=host)
-        with Store.open(settings.store.path) as store:
-            engine = Engine(settings, host, store, clock=lambda: AS_OF)
-            try:
-                return engine.run(as_of=AS_OF)
-            finally:
-                engine.close()
+        return run_sync(config, host, AS_OF)
 
     return _run
 

@@ -15,13 +15,10 @@ import duckdb
 import pytest
 
 from crmsync.connector import Stream
-from crmsync.engine import Engine
 from crmsync.models import Order
 from crmsync.plugins import PluginHost
-from crmsync.settings import load_settings
-from crmsync.store import Store
 from tests.conftest import MEMORY_CONFIG
-from tests.support import T0, WORLDS, World, activity, member, order
+from tests.support import WORLDS, World, activity, member, order, run_sync
 
 from .rel_support import AS_OF, CsvWorld, crmsync_env, plugin_path, run_cli
 
@@ -88,13 +85,7 @@ def _change(world: World, rnd: random.Random, n: int) -> None:
 
 
 def _run(config: Path, host: PluginHost) -> None:
-    settings = load_settings(config, host=host)
-    with Store.open(settings.store.path) as store:
-        engine = Engine(settings, host, store, clock=lambda: T0)
-        try:
-            report = engine.run(as_of=T0).report
-        finally:
-            engine.close()
+    report = run_sync(config, host).report
     assert report.status in ("ok", "rejected"), report.error
 
 

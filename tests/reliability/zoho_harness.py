@@ -16,11 +16,9 @@ from crmsync_zoho.connector import ZohoConnector
 from crmsync_zoho.settings import ZohoSettings
 
 import crmsync
-from crmsync.engine import Engine
 from crmsync.plugins import PluginHost
 from crmsync.report import RunReport
-from crmsync.settings import load_settings
-from crmsync.store import Store
+from tests.support import run_sync as run_engine
 from tests.zoho.fake import CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN, FakeZoho
 
 AS_OF = datetime(2025, 7, 2, tzinfo=UTC)
@@ -133,13 +131,7 @@ def secrets_env(monkeypatch: Any) -> None:
 def run_sync(config: Path, zoho: FaultyZoho) -> RunReport:
     host = PluginHost()
     host.register(_Plugin(zoho), "zoho-fault-harness")
-    settings = load_settings(config, host=host)
-    with Store.open(settings.store.path) as store:
-        engine = Engine(settings, host, store, clock=lambda: AS_OF)
-        try:
-            return engine.run(as_of=AS_OF).report
-        finally:
-            engine.close()
+    return run_engine(config, host, AS_OF).report
 
 
 def exit_code(report: RunReport) -> int:

@@ -18,6 +18,7 @@ from crmsync.engine import Engine
 from crmsync.plugins import PluginHost
 from crmsync.settings import load_settings
 from crmsync.store import Store
+from tests.support import run_sync
 
 from .fake import CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN, FakeZoho
 
@@ -70,14 +71,8 @@ def sync(tmp_path: Path, fake: FakeZoho) -> dict:
     path.write_text(textwrap.dedent(CONFIG))
     host = PluginHost()
     host.load_entrypoints()
-    settings = load_settings(path, host=host)
-    as_of = fake.now + timedelta(days=1)
-    with fake.router, Store.open(settings.store.path) as store:
-        engine = Engine(settings, host, store, clock=lambda: as_of)
-        try:
-            report = engine.run(as_of=as_of).report
-        finally:
-            engine.close()
+    with fake.router:
+        report = run_sync(path, host, fake.now + timedelta(days=1)).report
     assert report.status == "ok", report.error
     return report.model_dump(mode="json")
 
