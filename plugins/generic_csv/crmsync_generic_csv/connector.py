@@ -34,7 +34,7 @@ from crmsync.connector import (
 )
 from crmsync.errors import ConfigError, ConnectorError, CrmsyncError
 from crmsync_generic_csv import columnar
-from crmsync_generic_csv.files import CsvFile, scan
+from crmsync_generic_csv.files import CsvFile, digest, scan
 from crmsync_generic_csv.orders import OrderReader
 from crmsync_generic_csv.reader import ActivityReader, MemberReader, resolve_columns
 from crmsync_generic_csv.settings import CsvSettings, is_pattern, matches
@@ -113,8 +113,7 @@ class CsvConnector(Connector):
         keys = _keys(self.settings.path(stream.value), files)
         old = self._parse_cursor(cursor, keys)
         seen: dict[str, Any] = old.get("files", {}) if old.get("settings") == self._fingerprint(stream) else {}
-        infos = [(path, scan(path, self.settings.encoding)) for path in files]
-        state = {key: [info.sha256, info.size] for key, (_, info) in zip(keys, infos, strict=True)}
+        state = {key: list(digest(path)) for key, path in zip(keys, files, strict=True)}
         first = next((k for k, key in enumerate(keys) if seen.get(key) != state[key]), None)
         if first is None:
             self.context.logger.debug("%s: %s files unchanged, nothing to read", self.name, stream.value)
@@ -122,9 +121,10 @@ class CsvConnector(Connector):
                 yield Batch(stream, cursor=self._cursor(stream, state))
             return
         single = len(files) == 1
-        for k in range(first, len(infos)):
-            path, info = infos[k]
-            last = k == len(infos) - 1
+        for k in range(first, len(files)):
+            path, info = files[k], scan(files[k], self.settings.encoding)
+            state[keys[k]] = [info.sha256, info.size]  # as read, should the file change in between
+            last = k == len(files) - 1
             yield from self._read_file(stream, path, keys[k], info, state, last=last, snapshot=single)
 
     def _read_file(

@@ -1,10 +1,10 @@
 """Opening CSV files: content hash and size, encoding detection, and rows with their line numbers.
 
-``scan`` reads a file once in large chunks to hash it (the cursor compares hashes, so an unchanged file is
-never parsed) and to settle its encoding: with ``encoding = "auto"`` a byte-order mark decides, else a file
-that decodes as UTF-8 is UTF-8, else GB18030 (the superset of GBK that Chinese spreadsheet exports use) when
-it decodes with fewer errors. Undecodable bytes do not stop a read: they are kept as surrogate escapes and
-the rows holding them are rejected one by one.
+``digest`` hashes a file (the cursor compares hashes, so an unchanged file is never decoded or parsed).
+``scan`` reads a file about to be parsed once in large chunks to hash it and to settle its encoding: with
+``encoding = "auto"`` a byte-order mark decides, else a file that decodes as UTF-8 is UTF-8, else GB18030 (the
+superset of GBK that Chinese spreadsheet exports use) when it decodes with fewer errors. Undecodable bytes do not
+stop a read: they are kept as surrogate escapes and the rows holding them are rejected one by one.
 """
 
 from __future__ import annotations
@@ -50,31 +50,50 @@ def _count_errors(path: Path, encoding: str) -> int:
     return bad + _errors(decoder, b"", final=True)
 
 
+def digest(path: Path) -> tuple[str, int]:
+    """The SHA-256 and size of ``path``: enough to tell an unchanged file without decoding it."""
+    with path.open("rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest(), fh.tell()
+
+
 def scan(path: Path, encoding: str = "auto") -> FileInfo:
-    """Hash ``path`` and settle its encoding (see the module docstring)."""
+    """Hash ``path`` and settle its encoding (see the module docstring).
+
+    Chunks are decoded strictly (fast, in C); only a file with undecodable bytes is decoded a second time to
+    count them.
+    """
     digest = hashlib.sha256()
     size = 0
-    bad = 0
+    failed = False
     with path.open("rb") as fh:
         chunk = fh.read(CHUNK)
         chosen = encoding
         if encoding == "auto":
             chosen = next((name for bom, name in _BOMS if chunk.startswith(bom)), "utf-8")
-        decoder = codecs.getincrementaldecoder(chosen)(errors="surrogateescape")
+        decoder = codecs.getincrementaldecoder(chosen)(errors="strict")
         utf8 = codecs.lookup(chosen).name in ("utf-8", "utf-8-sig")
         while chunk:
             digest.update(chunk)
             size += len(chunk)
             # ASCII is valid UTF-8 (and GB18030): skip decoding when nothing is pending
-            if not (utf8 and chunk.isascii() and not decoder.getstate()[0]):
-                bad += _errors(decoder, chunk)
+            if not failed and not (utf8 and chunk.isascii() and not decoder.getstate()[0]):
+                failed = not _decodes(decoder, chunk)
             chunk = fh.read(CHUNK)
-        bad += _errors(decoder, b"", final=True)
+        failed = failed or not _decodes(decoder, b"", final=True)
+    bad = _count_errors(path, chosen) if failed else 0
     if bad and encoding == "auto" and chosen == "utf-8":
         gb_bad = _count_errors(path, "gb18030")
         if gb_bad < bad:
             chosen, bad = "gb18030", gb_bad
     return FileInfo(sha256=digest.hexdigest(), size=size, encoding=chosen, clean=bad == 0)
+
+
+def _decodes(decoder: codecs.IncrementalDecoder, chunk: bytes, final: bool = False) -> bool:
+    try:
+        decoder.decode(chunk, final)
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 class _HashingReader(io.RawIOBase):
