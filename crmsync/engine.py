@@ -275,7 +275,10 @@ class Engine:
                     ).fetchall()
                 ]
                 report.extra["unmatched_orders_sample"] = sample
-            self.policy.grade(con, as_of)
+            # a hook sees every profile, so with hooks every member is graded again
+            hooks = bool(self.host.hook.crmsync_adjust_profiles.get_hookimpls())
+            grading = self.policy.grade(con, as_of, incremental=not hooks)
+            report.members_recomputed = grading.recomputed
             self._apply_hook_adjustments(con)
             report.profiles_changed = int(
                 con.execute(
@@ -284,7 +287,13 @@ class Engine:
                            OR {fields_sql(PUSHED_FIELDS, "g")} IS DISTINCT FROM {fields_sql(PUSHED_FIELDS, "p")}"""
                 ).fetchone()[0]
             )
-            con.execute("DELETE FROM profiles")
+            if grading.incremental:  # graded holds the members whose grade may have changed
+                con.execute(
+                    "DELETE FROM profiles WHERE member_id IN (SELECT member_id FROM graded) "
+                    "OR member_id NOT IN (SELECT member_id FROM _pol_members)"
+                )
+            else:
+                con.execute("DELETE FROM profiles")
             con.execute("INSERT INTO profiles BY NAME SELECT * FROM graded")
             report.members_graded = store.count("profiles")
             report.quarantined = store.count("quarantine", "NOT resolved")

@@ -45,6 +45,8 @@ class RunReport(BaseModel):
     """Orders whose member could not be found (kept in the store, not graded)."""
     unmatched_activities: int = 0
     members_graded: int = 0
+    members_recomputed: int = 0
+    """Members whose metrics and points were computed again (the others' inputs had not changed)."""
     profiles_changed: int = 0
     tier_distribution: dict[str, int] = Field(default_factory=dict)
     pushed: dict[str, int] = Field(default_factory=dict)

@@ -83,7 +83,8 @@ def report_table(report: RunReport, plan: list[PlanEntry] | None = None) -> None
             d.add_row(tier, str(n), f"{100 * n / total:.1f}%")
         out.print(d)
     out.print(
-        f"members graded: {report.members_graded}   profiles changed: {report.profiles_changed}   "
+        f"members graded: {report.members_graded} ({report.members_recomputed} recomputed)   "
+        f"profiles changed: {report.profiles_changed}   "
         f"unmatched orders: {report.unmatched_orders}"
     )
     for target in sorted(set(report.pushed) | set(report.pending)):

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from crmsync.errors import PolicyError
 from crmsync.policy import metrics as M
 from crmsync.policy import overrides, points, stages
-from crmsync.policy.ddl import LEDGER_TABLE, OVERRIDES_TABLE, STATE_TABLE
+from crmsync.policy.ddl import CACHE_TABLE, LEDGER_TABLE, OVERRIDES_TABLE, STATE_TABLE
 from crmsync.policy.expr import NUM, STR, Compiler, ExprError, Var, names, parse
 from crmsync.policy.model import Policy
 from crmsync.specs import MetricSpec
@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 RFM_VARS = {"rfm_r": NUM, "rfm_f": NUM, "rfm_m": NUM, "rfm_fm": NUM}
 STAGE_VARS = {**RFM_VARS, "rfm_segment": STR, "lifecycle": STR}
 TAG_VARS = {**STAGE_VARS, "tier": STR, "tier_rank": NUM}
+CACHE_META = "policy_member_metrics_version"
+"""One row: the policy version and evaluation time :data:`CACHE_TABLE` was last computed for."""
+CACHE_FORMAT = 1
 ALWAYS = ("spend_lifetime", "orders_lifetime", "days_since_last_order", "days_since_first_order")
 
 
@@ -54,8 +57,11 @@ class CompiledPolicy:
     tag_rules: list[stages.Rule]
     used_metrics: dict[str, M.Metric] = field(default_factory=dict)
 
-    def grade(self, con: Any, as_of: datetime) -> None:
-        """Grade every non-deleted member into ``TEMP TABLE graded`` and update the policy's state tables.
+    def grade(self, con: Any, as_of: datetime, *, incremental: bool = False) -> Grading:
+        """Grade the members into ``TEMP TABLE graded`` and update the policy's state tables.
+
+        With ``incremental``, ``graded`` holds only the members whose grade may have changed since the last
+        grading (see :data:`CACHE_TABLE`); without it, every member.
 
         Raises:
             PolicyError: a condition's arithmetic overflowed on the stored data (e.g. ``points * 1e18``).
@@ -63,7 +69,16 @@ class CompiledPolicy:
         import duckdb
 
         try:
-            self.run(con, as_of, out="graded", stateful=True, write_state=True, write_ledger=True, expire_locks=True)
+            return self.run(
+                con,
+                as_of,
+                out="graded",
+                stateful=True,
+                write_state=True,
+                write_ledger=True,
+                expire_locks=True,
+                incremental=incremental,
+            )
         except (duckdb.OutOfRangeException, duckdb.ConversionException) as exc:
             reason = str(exc).split("\n")[0]
             raise PolicyError(
@@ -84,50 +99,135 @@ class CompiledPolicy:
         state_table: str = STATE_TABLE,
         use_profiles: bool = True,
         use_locks: bool = True,
-    ) -> None:
+        incremental: bool = False,
+    ) -> Grading:
         """Grade into the temporary table ``out``.
 
         Args:
             stateful: read the held tiers (``state_table``, else ``profiles``) and locks; otherwise every member
                 simply gets the tier it qualifies for.
             write_state: store the tiers just decided in ``state_table`` (only with ``stateful``).
-            write_ledger: replace the stored points ledger with the one just derived.
+            write_ledger: store the points ledger and the members' metrics just derived (:data:`CACHE_TABLE`).
             expire_locks: remove and audit locks that have ended.
             state_table: where held tiers are read and written (a temporary table in backtests).
             use_profiles: fall back to ``profiles`` for members without state.
             use_locks: apply manual tier locks.
+            incremental: (with ``write_ledger``) recompute the metrics and points of just the members whose
+                inputs changed or came due since the last grading, and put in ``out`` only the members among
+                them or whose grade differs from ``profiles``.
         """
         if as_of.tzinfo is None:
             raise ValueError("as_of must be timezone-aware")
         day = as_of.astimezone(UTC).date()
-        sql: list[str] = []
-        M.source_views(sql, as_of, self.policy.metrics.order_statuses)
+        statuses = self.policy.metrics.order_statuses
+        con.execute(M.members_sql())
+        reuse = incremental and write_ledger and self._cache_usable(con, as_of)
+        if write_ledger:
+            con.execute(M.fingerprint_sql(as_of))
+        if reuse:
+            con.execute(_dirty_sql(as_of))
+        else:
+            con.execute("CREATE OR REPLACE TEMP TABLE _pol_dirty AS SELECT member_id FROM _pol_members")
+        sql: list[str] = [*M.inputs_sql(as_of, statuses, "_pol_dirty")]
         sql.append(_prev_sql(stateful, state_table, use_profiles))
         sql.append(_overrides_sql(stateful and use_locks, day))
-        sql += points.points_sql(self.policy, as_of, LEDGER_TABLE)
-        sql.append(M.metrics_sql(self.used_metrics.values(), as_of))
+        sql += points.points_sql(self.policy, as_of, LEDGER_TABLE, "_pol_dirty")
+        sql.append(M.aggregates_sql(self.used_metrics.values(), as_of, statuses, "_pol_dirty", write_ledger))
+        aggregates = "_pol_agg"
+        if write_ledger:
+            sql += _persist_sql(reuse, self.version, as_of)
+            aggregates = CACHE_TABLE
+        sql.append(M.metrics_sql(self.used_metrics.values(), as_of, aggregates))
         sql.append(stages.rfm_sql(self.policy.rfm.bins))
         sql += stages.stage_sql(self.policy, self.segment_rules)
         sql.append(stages.tiers_sql(self.policy, self.tier_rules, day))
-        sql.append(stages.final_sql(self.policy, self.tag_rules, self.version, out))
-        if write_ledger:
-            sql += points.persist_sql(LEDGER_TABLE)
+        sql.append(stages.grades_sql(self.policy, self.tag_rules))
+        if reuse:
+            sql.append(stages.changed_sql("_pol_dirty"))
+        only = "_pol_changed" if reuse else None
+        sql.append(stages.final_sql(self.policy, self.tier_rules, self.tag_rules, self.version, out, only))
         if stateful and write_state:
-            sql += [
-                f"DELETE FROM {state_table}",
-                f"INSERT INTO {state_table} (member_id, tier, tier_since, previous_tier, below_since, updated_at) "
-                "SELECT member_id, tier, tier_since, previous_tier, below_since, now() FROM _pol_tiers",
-            ]
+            sql += _state_sql(state_table)
         if expire_locks:
             sql += overrides.expire_sql(day)
         for stmt in sql:
             con.execute(stmt)
+        recomputed = con.execute("SELECT count(*) FROM _pol_dirty").fetchone()[0]
+        return Grading(incremental=reuse, recomputed=int(recomputed))
+
+    def _cache_usable(self, con: Any, as_of: datetime) -> bool:
+        """Whether the stored metrics can be reused: same policy, no plugin metric (their SQL is opaque), not
+        graded at a later time before."""
+        if any(m.family == "plugin" for m in self.used_metrics.values()):
+            return False
+        exists = "SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND NOT temporary"
+        if not con.execute(exists, [CACHE_META]).fetchone()[0]:
+            return False
+        row = con.execute(f"SELECT version, as_of FROM {CACHE_META}").fetchone()
+        return row is not None and row[0] == _cache_version(self.version) and row[1] <= as_of
 
     def explain(self, con: Any, member_id: str, as_of: datetime) -> Explanation:
         """Grade without writing anything and return one member's grades with metric values and rules."""
         from crmsync.policy.explain import explain
 
         return explain(self, con, member_id, as_of)
+
+
+@dataclass(frozen=True)
+class Grading:
+    """How a grading went: whether it reused the stored metrics, and for how many members it recomputed them."""
+
+    incremental: bool
+    recomputed: int
+
+
+def _cache_version(policy_version: str) -> str:
+    return f"{CACHE_FORMAT}:{policy_version}"
+
+
+def _dirty_sql(as_of: datetime) -> str:
+    """``_pol_dirty``: members without stored metrics, whose inputs changed, or whose metrics came due."""
+    return (
+        "CREATE OR REPLACE TEMP TABLE _pol_dirty AS SELECT f.member_id FROM _pol_fp f "
+        f"LEFT JOIN {CACHE_TABLE} c USING (member_id) WHERE c.member_id IS NULL "
+        f"OR c.fingerprint IS DISTINCT FROM f.fingerprint OR c.stale_at <= {M.ts(as_of)}"
+    )
+
+
+def _persist_sql(reuse: bool, version: str, as_of: datetime) -> list[str]:
+    """Store the ledger entries and metrics just derived: of the recomputed and removed members, or all."""
+    stmts = [
+        f"CREATE OR REPLACE TABLE {CACHE_META} AS SELECT '{_cache_version(version)}' AS version, {M.ts(as_of)} AS as_of"
+    ]
+    if not reuse:
+        return [
+            *points.persist_sql(LEDGER_TABLE),
+            f"CREATE OR REPLACE TABLE {CACHE_TABLE} AS SELECT * FROM _pol_agg",
+            *stmts,
+        ]
+    return [
+        "CREATE OR REPLACE TEMP TABLE _pol_redo AS SELECT member_id FROM _pol_dirty UNION ALL "
+        f"SELECT member_id FROM {CACHE_TABLE} ANTI JOIN _pol_members USING (member_id)",
+        *points.persist_sql(LEDGER_TABLE, "_pol_redo"),
+        f"DELETE FROM {CACHE_TABLE} WHERE member_id IN (SELECT member_id FROM _pol_redo)",
+        f"INSERT INTO {CACHE_TABLE} SELECT * FROM _pol_agg",
+        *stmts,
+    ]
+
+
+def _state_sql(state_table: str) -> list[str]:
+    """Store the tiers just decided: the rows that changed, and drop those of members gone."""
+    cols = ("tier", "tier_since", "previous_tier", "below_since")
+    differs = " OR ".join(f"t.{c} IS DISTINCT FROM s.{c}" for c in cols)
+    return [
+        "CREATE OR REPLACE TEMP TABLE _pol_state_new AS SELECT t.member_id, t.tier, t.tier_since, t.previous_tier, "
+        f"t.below_since FROM _pol_tiers t LEFT JOIN {state_table} s USING (member_id) "
+        f"WHERE s.member_id IS NULL OR {differs}",
+        f"DELETE FROM {state_table} WHERE member_id IN (SELECT member_id FROM _pol_state_new) "
+        f"OR member_id NOT IN (SELECT member_id FROM _pol_tiers)",
+        f"INSERT INTO {state_table} (member_id, tier, tier_since, previous_tier, below_since, updated_at) "
+        "SELECT member_id, tier, tier_since, previous_tier, below_since, now() FROM _pol_state_new",
+    ]
 
 
 def _prev_sql(stateful: bool, state_table: str, use_profiles: bool) -> str:

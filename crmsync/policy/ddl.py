@@ -5,6 +5,8 @@
 - ``policy_override_audit``: every change to a lock (set, cleared, expired), never deleted.
 - ``policy_tier_state``: the tier each member holds, since when, the tier before it, and since when the
   member has not qualified for the held tier (the start of a downgrade grace period).
+- ``policy_member_metrics``: each member's metrics as last computed (:data:`CACHE_TABLE`); a sync recomputes
+  only the members whose inputs changed or whose metrics came due.
 """
 
 from __future__ import annotations
@@ -13,6 +15,10 @@ LEDGER_TABLE = "policy_points_ledger"
 OVERRIDES_TABLE = "policy_tier_overrides"
 AUDIT_TABLE = "policy_override_audit"
 STATE_TABLE = "policy_tier_state"
+CACHE_TABLE = "policy_member_metrics"
+"""Each member's metrics and points as last computed, with the hash of the inputs they came from (``fingerprint``)
+and when they next change by the passage of time alone (``stale_at``). Created by the first grading, with one
+column per metric the policy uses; dropped and rebuilt when the policy changes."""
 
 POLICY_DDL: list[str] = [
     f"""CREATE TABLE IF NOT EXISTS {LEDGER_TABLE} (

@@ -100,37 +100,88 @@ def _cutoff(as_of: datetime, days: int) -> str:
     return ts(as_of - timedelta(days=days))
 
 
-def source_views(con_sql: list[str], as_of: datetime, statuses: Sequence[str]) -> None:
-    """Append the statements that build the member, order and activity inputs as of ``as_of``."""
-    at = ts(as_of)
-    status_list = ", ".join("'" + s + "'" for s in statuses)
-    con_sql += [
+def members_sql() -> str:
+    """The statement building ``_pol_members``: every member that is not deleted, one row each."""
+    return (
         "CREATE OR REPLACE TEMP TABLE _pol_members AS SELECT external_id AS member_id, created_at, "
         "attributes AS _attributes FROM members WHERE NOT coalesce(deleted, false) "
-        "QUALIFY row_number() OVER (PARTITION BY external_id ORDER BY updated_at DESC NULLS LAST, source) = 1",
+        "QUALIFY row_number() OVER (PARTITION BY external_id ORDER BY updated_at DESC NULLS LAST, source) = 1"
+    )
+
+
+def inputs_sql(as_of: datetime, statuses: Sequence[str], scope: str = "_pol_members") -> list[str]:
+    """Statements building the order and activity inputs as of ``as_of`` of the members listed in ``scope``."""
+    at = ts(as_of)
+    status_list = ", ".join("'" + s + "'" for s in statuses)
+    return [
         "CREATE OR REPLACE TEMP TABLE _pol_all_orders AS SELECT o.member_id, o.source, o.external_id, "
-        "o.amount_base AS amount, o.placed_at, o.status FROM orders o JOIN _pol_members USING (member_id) "
+        f"o.amount_base AS amount, o.placed_at, o.status FROM orders o SEMI JOIN {scope} s USING (member_id) "
         f"WHERE NOT coalesce(o.deleted, false) AND o.placed_at <= {at}",
         f"CREATE OR REPLACE TEMP VIEW _pol_orders AS SELECT * FROM _pol_all_orders WHERE status IN ({status_list})",
         "CREATE OR REPLACE TEMP TABLE _pol_activities AS SELECT a.member_id, a.source, a.external_id, a.kind, "
-        "a.occurred_at, a.points FROM activities a JOIN _pol_members USING (member_id) "
+        f"a.occurred_at, a.points FROM activities a SEMI JOIN {scope} s USING (member_id) "
         f"WHERE NOT coalesce(a.deleted, false) AND a.occurred_at <= {at}",
     ]
 
 
-def metrics_sql(used: Iterable[Metric], as_of: datetime) -> str:
-    """The statement that builds ``_pol_metrics``: one row per member, one column per metric."""
+def fingerprint_sql(as_of: datetime) -> str:
+    """The statement building ``_pol_fp``: per member, a hash of every input row a member's metrics and points
+    are computed from, and the first input dated after ``as_of`` (it changes them when it comes due).
+
+    DuckDB combines the hashes of several values linearly, so two rows changing the same way would cancel out in
+    an XOR: each row's hash is hashed once more (a non-linear mix) before the XOR.
+    """
     at = ts(as_of)
+    return f"""
+CREATE OR REPLACE TEMP TABLE _pol_fp AS
+SELECT mb.member_id,
+  hash(coalesce(o.h, 0), coalesce(o.n, 0), coalesce(a.h, 0), coalesce(a.n, 0)) AS fingerprint,
+  least(o.next_at, a.next_at) AS next_at
+FROM _pol_members mb
+LEFT JOIN (SELECT member_id, bit_xor(hash(hash(source, external_id, amount_base, placed_at, status))) AS h,
+             count(*) AS n, min(placed_at) FILTER (WHERE placed_at > {at}) AS next_at
+           FROM orders WHERE member_id IS NOT NULL AND NOT coalesce(deleted, false) GROUP BY member_id) o
+  USING (member_id)
+LEFT JOIN (SELECT member_id, bit_xor(hash(hash(source, external_id, kind, occurred_at, points))) AS h,
+             count(*) AS n, min(occurred_at) FILTER (WHERE occurred_at > {at}) AS next_at
+           FROM activities WHERE member_id IS NOT NULL AND NOT coalesce(deleted, false) GROUP BY member_id) a
+  USING (member_id)
+"""
+
+
+def _exit(col: str, as_of: datetime, days: int) -> str:
+    """When the earliest row now inside a ``days`` window leaves it."""
+    return f"min({col}) FILTER (WHERE {col} > {_cutoff(as_of, days)}) + INTERVAL {days * 86400} SECOND"
+
+
+def aggregates_sql(
+    used: Iterable[Metric], as_of: datetime, statuses: Sequence[str], scope: str, fingerprints: bool
+) -> str:
+    """The statement building ``_pol_agg``: for each member in ``scope``, every metric that does not move with the
+    evaluation time by itself, ``stale_at`` (the first instant after ``as_of`` at which one of them would change
+    with no new input: a row leaving a window, a dated row coming due, points expiring) and ``fingerprint``.
+
+    Needs ``_pol_all_orders``, ``_pol_activities``, ``_pol_points`` (and ``_pol_fp`` with ``fingerprints``).
+    """
+    at = ts(as_of)
+    ok = "status IN (" + ", ".join("'" + s + "'" for s in statuses) + ")"
     used = sorted({m.name: m for m in used}.values(), key=lambda m: m.name)
     order_cols, act_cols, plugin_joins, select = [], [], [], []
+    order_days = sorted({m.days for m in used if m.family == "windowed" and m.days})
+    act_days = sorted({m.days for m in used if m.family == "activity" and m.days})
+    exits = [f"o._exit_{d}" for d in order_days] + [f"a._exit_{d}" for d in act_days]
+    order_cols += [f"{_exit('placed_at', as_of, d)} AS _exit_{d}" for d in order_days]
+    act_cols += [f"{_exit('occurred_at', as_of, d)} AS _exit_{d}" for d in act_days]
     for m in used:
         q = f'"{m.name}"'
         if m.family == "windowed":
-            if m.measure == "refunds":
-                continue  # computed with the refunded orders below
             cut = _cutoff(as_of, m.days or 0)
+            if m.measure == "refunds":
+                order_cols.append(f"count(*) FILTER (WHERE status = 'refunded' AND placed_at > {cut}) AS {q}")
+                select.append(f"coalesce(o.{q}, 0) AS {q}")
+                continue
             expr = {"spend": "sum(amount)", "orders": "count(*)", "aov": "avg(amount)"}[m.measure]
-            order_cols.append(f"{expr} FILTER (WHERE placed_at > {cut}) AS {q}")
+            order_cols.append(f"{expr} FILTER (WHERE {ok} AND placed_at > {cut}) AS {q}")
             default = "NULL" if m.measure == "aov" else "0"
             select.append(f"coalesce(o.{q}, {default}) AS {q}")
         elif m.family == "activity":
@@ -145,45 +196,60 @@ def metrics_sql(used: Iterable[Metric], as_of: datetime) -> str:
             plugin_joins.append(f"LEFT JOIN ({sub}) {alias} USING (member_id)")
             default = "NULL" if m.spec.default is None else repr(m.spec.default)
             select.append(f"coalesce({alias}.{q}, {default}) AS {q}")
-    refund_cols = ["count(*) AS refunds_lifetime"]
-    for m in used:
-        if m.family == "windowed" and m.measure == "refunds":
-            refund_cols.append(f'count(*) FILTER (WHERE placed_at > {_cutoff(as_of, m.days or 0)}) AS "{m.name}"')
-            select.append(f'coalesce(r."{m.name}", 0) AS "{m.name}"')
     orders_agg = ", ".join(
         [
             "member_id",
-            "sum(amount) AS spend_lifetime",
-            "count(*) AS orders_lifetime",
-            "avg(amount) AS aov_lifetime",
-            "min(placed_at) AS first_order_at",
-            "max(placed_at) AS last_order_at",
+            f"sum(amount) FILTER (WHERE {ok}) AS spend_lifetime",
+            f"count(*) FILTER (WHERE {ok}) AS orders_lifetime",
+            f"avg(amount) FILTER (WHERE {ok}) AS aov_lifetime",
+            f"min(placed_at) FILTER (WHERE {ok}) AS first_order_at",
+            f"max(placed_at) FILTER (WHERE {ok}) AS last_order_at",
+            "count(*) FILTER (WHERE status = 'refunded') AS refunds_lifetime",
             *order_cols,
         ]
     )
     acts = ", ".join(["member_id", "count(*) AS _activities", *act_cols])
-    days = "floor((epoch({at}) - epoch({col})) / 86400)::INTEGER"
+    fp = "LEFT JOIN _pol_fp fp USING (member_id)" if fingerprints else ""
+    stale = ", ".join(["pt.next_expiry", *exits, *(["fp.next_at"] if fingerprints else [])])
     return f"""
-CREATE OR REPLACE TEMP TABLE _pol_metrics AS
-SELECT mb.member_id, mb._attributes, {at} AS _as_of,
+CREATE OR REPLACE TEMP TABLE _pol_agg AS
+SELECT s.member_id,
   coalesce(o.spend_lifetime, 0) AS spend_lifetime,
   coalesce(o.orders_lifetime, 0) AS orders_lifetime,
-  o.aov_lifetime AS aov_lifetime, o.aov_lifetime AS avg_order_value,
-  coalesce(r.refunds_lifetime, 0) AS refunds_lifetime,
+  o.aov_lifetime AS aov_lifetime,
+  coalesce(o.refunds_lifetime, 0) AS refunds_lifetime,
   o.first_order_at, o.last_order_at,
-  {days.format(at=at, col="o.first_order_at")} AS days_since_first_order,
-  {days.format(at=at, col="o.last_order_at")} AS days_since_last_order,
-  {days.format(at=at, col="mb.created_at")} AS days_since_signup,
   coalesce(pt.points, 0) AS points,
   coalesce(pt.points_earned_lifetime, 0) AS points_earned_lifetime,
   coalesce(pt.points_redeemed_lifetime, 0) AS points_redeemed_lifetime,
   coalesce(pt.points_expired_lifetime, 0) AS points_expired_lifetime
-  {"".join(", " + s for s in select)}
-FROM _pol_members mb
-LEFT JOIN (SELECT {orders_agg} FROM _pol_orders GROUP BY member_id) o USING (member_id)
-LEFT JOIN (SELECT {", ".join(["member_id", *refund_cols])} FROM _pol_all_orders WHERE status = 'refunded'
-           GROUP BY member_id) r USING (member_id)
+  {"".join(", " + s for s in select)},
+  least({stale}) AS stale_at,
+  {"fp.fingerprint" if fingerprints else "NULL::UBIGINT"} AS fingerprint
+FROM {scope} s
+LEFT JOIN (SELECT {orders_agg} FROM _pol_all_orders GROUP BY member_id) o USING (member_id)
 LEFT JOIN (SELECT {acts} FROM _pol_activities GROUP BY member_id) a USING (member_id)
 LEFT JOIN _pol_points pt USING (member_id)
+{fp}
 {" ".join(plugin_joins)}
+"""
+
+
+def metrics_sql(used: Iterable[Metric], as_of: datetime, aggregates: str) -> str:
+    """The statement building ``_pol_metrics``: one row per member, one column per metric, from the members'
+    ``aggregates`` (a ``_pol_agg``-shaped table) and the evaluation time."""
+    at = ts(as_of)
+    names = sorted({m.name for m in used if m.family in ("windowed", "activity", "plugin")})
+    days = "floor((epoch({at}) - epoch({col})) / 86400)::INTEGER"
+    return f"""
+CREATE OR REPLACE TEMP TABLE _pol_metrics AS
+SELECT mb.member_id, mb._attributes, {at} AS _as_of,
+  g.spend_lifetime, g.orders_lifetime, g.aov_lifetime, g.aov_lifetime AS avg_order_value, g.refunds_lifetime,
+  g.first_order_at, g.last_order_at,
+  {days.format(at=at, col="g.first_order_at")} AS days_since_first_order,
+  {days.format(at=at, col="g.last_order_at")} AS days_since_last_order,
+  {days.format(at=at, col="mb.created_at")} AS days_since_signup,
+  g.points, g.points_earned_lifetime, g.points_redeemed_lifetime, g.points_expired_lifetime
+  {"".join(f', g."{n}"' for n in names)}
+FROM _pol_members mb JOIN {aggregates} g USING (member_id)
 """

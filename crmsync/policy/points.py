@@ -1,4 +1,5 @@
-"""The points ledger: derived from the current orders and activities on every evaluation, in SQL.
+"""The points ledger: derived from the current orders and activities, in SQL (for every member, or for the members
+whose inputs changed since the last evaluation).
 
 Entries (one row each in ``policy_points_ledger``):
 
@@ -11,7 +12,7 @@ Entries (one row each in ``policy_points_ledger``):
 - ``redemption``: an activity of a kind listed in ``points.redemption_kinds`` spends the points it reports.
 - ``expiry``: with ``points.expiry_days``, earned points expire that many days (* 24 hours) after they were
   earned, first in first out: redemptions consume the oldest points first, and what is left of an entry on
-  its expiry instant expires. The whole ledger is recomputed each time from the sources, so it is idempotent.
+  its expiry instant expires. A member's entries are always recomputed whole from the sources, so it is idempotent.
 
 FIFO expiry in closed form: with earned entries ordered by time, ``C_k`` their running total and ``R_k`` the
 points redeemed strictly before entry ``k`` expires, the points expired up to entry ``k`` are
@@ -49,8 +50,9 @@ def multiplier_case(policy: Policy, column: str) -> str:
     return f"CAST(CASE {column} {whens} ELSE 1 END AS DECIMAL(9,4))"
 
 
-def points_sql(policy: Policy, as_of: datetime, ledger_table: str) -> list[str]:
-    """Statements building ``_pol_ledger`` and ``_pol_points``; needs ``_pol_prev`` (held tier per member)."""
+def points_sql(policy: Policy, as_of: datetime, ledger_table: str, scope: str = "_pol_members") -> list[str]:
+    """Statements building ``_pol_ledger`` and ``_pol_points`` for the members in ``scope`` (the inputs hold just
+    theirs); needs ``_pol_prev`` (held tier per member)."""
     cfg = policy.points
     rounding = cfg.rounding
     at = ts(as_of)
@@ -62,7 +64,8 @@ def points_sql(policy: Policy, as_of: datetime, ledger_table: str) -> list[str]:
             f"CAST(o.amount * {cfg.per_currency_unit} AS DECIMAL(18,4)) AS base_points, "
             f"coalesce(l.multiplier, {multiplier_case(policy, 'prev.tier')}) AS multiplier "
             f"FROM _pol_all_orders o LEFT JOIN _pol_prev prev USING (member_id) "
-            f"LEFT JOIN {ledger_table} l ON l.entry_ref = {ref} "
+            f"LEFT JOIN (SELECT entry_ref, multiplier FROM {ledger_table} SEMI JOIN {scope} USING (member_id)) l "
+            f"ON l.entry_ref = {ref} "
             "WHERE o.status = 'paid'"
         )
     kinds = sorted(cfg.activities)
@@ -98,7 +101,8 @@ def points_sql(policy: Policy, as_of: datetime, ledger_table: str) -> list[str]:
         "CREATE OR REPLACE TEMP TABLE _pol_points AS SELECT member_id, sum(points) AS points, "
         "coalesce(sum(points) FILTER (WHERE kind IN ('order', 'activity')), 0) AS points_earned_lifetime, "
         "coalesce(-sum(points) FILTER (WHERE kind = 'redemption'), 0) AS points_redeemed_lifetime, "
-        "coalesce(-sum(points) FILTER (WHERE kind = 'expiry'), 0) AS points_expired_lifetime "
+        "coalesce(-sum(points) FILTER (WHERE kind = 'expiry'), 0) AS points_expired_lifetime, "
+        f"min(expires_at) FILTER (WHERE expires_at > {at}) AS next_expiry "
         "FROM _pol_ledger GROUP BY member_id"
     )
     return stmts
@@ -133,10 +137,12 @@ FROM d WHERE gone > 0
 """
 
 
-def persist_sql(ledger_table: str) -> list[str]:
-    """Statements replacing the stored ledger with the one just derived."""
+def persist_sql(ledger_table: str, redo: str | None = None) -> list[str]:
+    """Statements replacing the stored ledger with the one just derived: all of it, or (with ``redo``, a table of
+    member ids) the entries of those members only."""
+    where = f" WHERE member_id IN (SELECT member_id FROM {redo})" if redo else ""
     return [
-        f"DELETE FROM {ledger_table}",
+        f"DELETE FROM {ledger_table}{where}",
         f"INSERT INTO {ledger_table} (member_id, entry_ref, kind, occurred_at, expires_at, base_points, multiplier, "
         "points, computed_at) SELECT member_id, entry_ref, kind, occurred_at, expires_at, base_points, multiplier, "
         "points, now() FROM _pol_ledger",

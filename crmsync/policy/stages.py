@@ -111,31 +111,24 @@ def name_case(names: Sequence[str], column: str) -> str:
 
 
 def tiers_sql(policy: Policy, rules: Sequence[Rule], day: date) -> str:
-    """Statement building ``_pol_tiers``; needs ``_pol_stage``, ``_pol_prev`` and ``_pol_overrides``."""
+    """Statement building ``_pol_tiers`` (the decision; :func:`tier_reason_sql` words it); needs ``_pol_stage``,
+    ``_pol_prev`` and ``_pol_overrides``."""
     names = [t.name for t in policy.tiers]
     n = len(names)
     d = f"DATE '{day.isoformat()}'"
     grace, drop = policy.downgrade.grace_days, policy.downgrade.max_levels
     q_whens = " ".join(f"WHEN {r.sql} THEN {n - i}" for i, r in enumerate(rules))
     q_case = f"CASE {q_whens} ELSE 1 END" if rules else "1"
-    rule_whens = " ".join(
-        f"WHEN {n - i} THEN {sql_string(f'qualifies for {r.name}: {r.text}')} || ' (' || {values_sql(r.reads)} || ')'"
-        for i, r in enumerate(rules)
-    )
-    default = sql_string(f"default tier {names[-1]}: no higher tier's condition holds")
-    rule_case = f"CASE q_rank {rule_whens} ELSE {default} END" if rules else default
     return f"""
 CREATE OR REPLACE TEMP TABLE _pol_tiers AS
 WITH q AS (
   SELECT member_id, CAST({q_case} AS INTEGER) AS q_rank FROM _pol_stage
-), q2 AS (
-  SELECT q.*, {rule_case} AS q_rule FROM q JOIN _pol_stage USING (member_id)
 ), j AS (
-  SELECT q2.member_id, q2.q_rank, q2.q_rule, pv.tier AS held_tier, {rank_case(names, "pv.tier")} AS held_rank,
+  SELECT q.member_id, q.q_rank, pv.tier AS held_tier, {rank_case(names, "pv.tier")} AS held_rank,
     pv.tier_since AS held_since, pv.previous_tier AS held_previous, pv.below_since,
     o.tier AS o_tier, {rank_case(names, "o.tier")} AS o_rank, o.until AS o_until, o.reason AS o_reason,
     o.actor AS o_actor
-  FROM q2 JOIN _pol_prev pv USING (member_id) LEFT JOIN _pol_overrides o USING (member_id)
+  FROM q JOIN _pol_prev pv USING (member_id) LEFT JOIN _pol_overrides o USING (member_id)
 ), e AS (
   SELECT *, CASE WHEN held_rank IS NOT NULL AND q_rank < held_rank THEN coalesce(below_since, {d}) END AS eff_below
   FROM j
@@ -158,20 +151,51 @@ SELECT member_id, tier_rank, {name_case(names, "tier_rank")} AS tier,
   CASE WHEN held_tier IS NOT NULL AND (held_rank IS NULL OR held_rank <> tier_rank) THEN held_tier
        ELSE held_previous END AS previous_tier,
   CASE WHEN move <> 'override' AND tier_rank > q_rank THEN eff_below END AS below_since,
-  move, q_rank, {name_case(names, "q_rank")} AS q_tier,
-  CASE move
-    WHEN 'override' THEN 'locked by ' || coalesce(o_actor, 'unknown') || coalesce(' until ' || o_until, '')
-      || ': ' || coalesce(o_reason, '')
-    WHEN 'grace' THEN 'kept ' || held_tier || ' in the grace period until ' || CAST(eff_below + {grace} AS VARCHAR)
-      || '; ' || q_rule
-    WHEN 'down' THEN 'dropped from ' || held_tier || ' after the grace period (at most {drop} level(s) per '
-      || 'evaluation); ' || q_rule
-    ELSE q_rule END AS tier_reason
+  move, q_rank, {name_case(names, "q_rank")} AS q_tier, held_tier, eff_below, o_actor, o_until, o_reason
 FROM g
 """
 
 
-def final_sql(policy: Policy, tags: Sequence[Rule], version: str, out: str) -> str:
+def tier_reason_sql(policy: Policy, rules: Sequence[Rule]) -> str:
+    """The tier's reason, over a row of ``_pol_tiers`` joined with ``_pol_stage``."""
+    names = [t.name for t in policy.tiers]
+    n = len(names)
+    grace, drop = policy.downgrade.grace_days, policy.downgrade.max_levels
+    rule_whens = " ".join(
+        f"WHEN {n - i} THEN {sql_string(f'qualifies for {r.name}: {r.text}')} || ' (' || {values_sql(r.reads)} || ')'"
+        for i, r in enumerate(rules)
+    )
+    default = sql_string(f"default tier {names[-1]}: no higher tier's condition holds")
+    q_rule = f"CASE q_rank {rule_whens} ELSE {default} END" if rules else default
+    return f"""CASE move
+    WHEN 'override' THEN 'locked by ' || coalesce(o_actor, 'unknown') || coalesce(' until ' || o_until, '')
+      || ': ' || coalesce(o_reason, '')
+    WHEN 'grace' THEN 'kept ' || held_tier || ' in the grace period until ' || CAST(eff_below + {grace} AS VARCHAR)
+      || '; ' || {q_rule}
+    WHEN 'down' THEN 'dropped from ' || held_tier || ' after the grace period (at most {drop} level(s) per '
+      || 'evaluation); ' || {q_rule}
+    ELSE {q_rule} END"""
+
+
+GRADE_COLUMNS = (
+    "tier",
+    "tier_rank",
+    "tier_since",
+    "previous_tier",
+    "points",
+    "rfm_r",
+    "rfm_f",
+    "rfm_m",
+    "rfm_segment",
+    "lifecycle",
+    "tags",
+)
+"""The columns of a grade (``profiles`` and ``_pol_grades``), without its reasons and bookkeeping."""
+
+
+def grades_sql(policy: Policy, tags: Sequence[Rule]) -> str:
+    """Statement building ``_pol_grades``: every member's grade, without reasons; needs ``_pol_stage`` and
+    ``_pol_tiers``."""
     empty = "CAST([] AS VARCHAR[])"
     tag_list = empty
     for r in tags:  # no lambdas: their syntax differs between DuckDB releases
@@ -183,6 +207,25 @@ def final_sql(policy: Policy, tags: Sequence[Rule], version: str, out: str) -> s
             for t in policy.tiers
         )
         tag_list = f"list_concat({tag_list}, CASE t.tier {whens} END)"
+    return f"""
+CREATE OR REPLACE TEMP TABLE _pol_grades AS
+WITH t AS (
+  SELECT s.*, t.tier, t.tier_rank, t.tier_since, t.previous_tier
+  FROM _pol_stage s JOIN _pol_tiers t USING (member_id)
+)
+SELECT member_id, CAST(tier AS VARCHAR) AS tier, CAST(tier_rank AS INTEGER) AS tier_rank,
+  CAST(tier_since AS DATE) AS tier_since, CAST(previous_tier AS VARCHAR) AS previous_tier,
+  CAST(points AS BIGINT) AS points, rfm_r, rfm_f, rfm_m, rfm_segment, CAST(lifecycle AS VARCHAR) AS lifecycle,
+  CAST(list_sort(list_distinct({tag_list})) AS VARCHAR[]) AS tags
+FROM t
+"""
+
+
+def final_sql(
+    policy: Policy, tier_rules: Sequence[Rule], tags: Sequence[Rule], version: str, out: str, only: str | None = None
+) -> str:
+    """Statement building ``out``: the grades of every member (or of the members listed in ``only``) with their
+    reasons; needs ``_pol_grades``, ``_pol_stage`` and ``_pol_tiers``."""
     tag_reasons = (
         " || ".join(
             f"CASE WHEN {r.sql} THEN {sql_string(r.name + ': ' + r.text + ' (')} || {values_sql(r.reads)} || '); ' "
@@ -204,18 +247,31 @@ def final_sql(policy: Policy, tags: Sequence[Rule], version: str, out: str) -> s
         "'balance ' || points || ': earned ' || points_earned_lifetime || ', redeemed ' || points_redeemed_lifetime "
         "|| ', expired ' || points_expired_lifetime"
     )
+    grade = ", ".join(GRADE_COLUMNS)
+    semi = f"SEMI JOIN {only} USING (member_id)" if only else ""
     return f"""
 CREATE OR REPLACE TEMP TABLE {out} AS
-WITH t AS (
-  SELECT s.*, t.tier, t.tier_rank, t.tier_since, t.previous_tier, t.tier_reason
-  FROM _pol_stage s JOIN _pol_tiers t USING (member_id)
+WITH x AS (
+  SELECT g.*, s.* EXCLUDE (member_id, points, rfm_r, rfm_f, rfm_m, rfm_segment, lifecycle),
+    t.move, t.q_rank, t.held_tier, t.eff_below, t.o_actor, t.o_until, t.o_reason
+  FROM _pol_grades g {semi} JOIN _pol_stage s USING (member_id) JOIN _pol_tiers t USING (member_id)
 )
-SELECT member_id, CAST(tier AS VARCHAR) AS tier, CAST(tier_rank AS INTEGER) AS tier_rank,
-  CAST(tier_since AS DATE) AS tier_since, CAST(previous_tier AS VARCHAR) AS previous_tier,
-  CAST(points AS BIGINT) AS points, rfm_r, rfm_f, rfm_m, rfm_segment, CAST(lifecycle AS VARCHAR) AS lifecycle,
-  CAST(list_sort(list_distinct({tag_list})) AS VARCHAR[]) AS tags,
-  json_object('tier', tier_reason, 'points', {points_reason}, 'rfm', {rfm_reason}, 'lifecycle', {life_reason},
-    'tags', rtrim({tag_reasons}, '; ')) AS reasons,
+SELECT member_id, {grade},
+  json_object('tier', {tier_reason_sql(policy, tier_rules)}, 'points', {points_reason}, 'rfm', {rfm_reason},
+    'lifecycle', {life_reason}, 'tags', rtrim({tag_reasons}, '; ')) AS reasons,
   {sql_string(version)} AS policy_version, CAST(now() AS TIMESTAMPTZ) AS computed_at
-FROM t
+FROM x
+"""
+
+
+def changed_sql(dirty: str) -> str:
+    """Statement building ``_pol_changed``: the members in ``dirty`` and those whose grade differs from (or is
+    missing in) ``profiles``."""
+    differs = " OR ".join(f"g.{c} IS DISTINCT FROM p.{c}" for c in GRADE_COLUMNS)
+    return f"""
+CREATE OR REPLACE TEMP TABLE _pol_changed AS
+SELECT member_id FROM {dirty}
+UNION
+SELECT g.member_id FROM _pol_grades g LEFT JOIN profiles p USING (member_id)
+WHERE p.member_id IS NULL OR {differs}
 """

@@ -435,6 +435,7 @@ _POLICY_MEMBER_TABLES = (
     "policy_tier_overrides",
     "policy_override_audit",
     "policy_tier_state",
+    "policy_member_metrics",
 )
 _TABLE_EXISTS = "SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND NOT temporary"
 
