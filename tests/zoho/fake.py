@@ -19,6 +19,7 @@ import itertools
 import json
 import zipfile
 from collections import defaultdict, deque
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -93,7 +94,8 @@ class FakeZoho:
         api: str | None = None,
         upload: str | None = None,
         bulk_page_size: int = 200_000,
-        bulk_polls: int = 1,
+        bulk_job_seconds: float = 5.0,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         d_accounts, d_api, d_upload = dc_urls(dc)
         self.accounts, self.api, self.upload = accounts or d_accounts, api or d_api, upload or d_upload
@@ -112,8 +114,11 @@ class FakeZoho:
         self.updates: list[dict[str, Any]] = []
         self.page_tokens: dict[str, tuple[str, int]] = {}
         self.jobs: dict[str, dict[str, Any]] = {}
-        self.bulk_page_size, self.bulk_polls = bulk_page_size, bulk_polls
+        self.bulk_page_size, self.bulk_job_seconds = bulk_page_size, bulk_job_seconds
         self.sleeps: list[float] = []
+        self.elapsed = 0.0
+        self.clock = clock or (lambda: self.elapsed)
+        """Seconds, for bulk jobs: by default advanced only by :meth:`sleep` (the connector's injected sleep)."""
 
     # -- test API ---------------------------------------------------------------------------------------
 
@@ -123,6 +128,7 @@ class FakeZoho:
 
     def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
+        self.elapsed += seconds
 
     def tick(self, seconds: int = 1) -> datetime:
         self.now += timedelta(seconds=seconds)
@@ -414,7 +420,7 @@ class FakeZoho:
         if len(rest) == 1 and request.method == "POST":
             job_id = str(next(self.ids))
             body = json.loads(request.content)
-            self.jobs[job_id] = {"op": op, "body": body, "polls": 0}
+            self.jobs[job_id] = {"op": op, "body": body, "started": self.clock()}
             if op == "write":
                 return httpx.Response(
                     201,
@@ -451,8 +457,8 @@ class FakeZoho:
             return err(404, "RESOURCE_NOT_FOUND", "the requested resource is not found")
         if len(rest) == 3 and rest[2] == "result":
             return self._bulk_read_result(job)
-        job["polls"] += 1
-        done = job["polls"] > self.bulk_polls
+        # a job runs for bulk_job_seconds after its creation: a status call before that sees it in progress
+        done = self.clock() - job["started"] >= self.bulk_job_seconds
         if op == "read":
             return httpx.Response(200, json={"data": [self._read_job(rest[1], job, done)]})
         return httpx.Response(200, json=self._write_job(rest[1], job, done))
@@ -461,6 +467,10 @@ class FakeZoho:
         query = job["body"]["query"]
         module = query["module"]["api_name"]
         rows = sorted(self.records[module].values(), key=lambda r: r["id"])
+        for condition in (query.get("criteria") or {}).get("group", []):
+            assert condition["field"]["api_name"] == "Modified_Time" and condition["comparator"] == "greater_equal"
+            since = datetime.fromisoformat(condition["value"])
+            rows = [r for r in rows if datetime.fromisoformat(r["Modified_Time"]) >= since]
         if "page_token" in query:
             start = self.page_tokens[query["page_token"]][1]
         else:

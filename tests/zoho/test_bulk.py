@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import io
+import json
 import zipfile
+from datetime import datetime, timedelta
 
 import httpx
+import pytest
 from crmsync_zoho.connector import ZohoConnector
 
 from crmsync.connector import ProfileChange, Stream
+from crmsync.errors import FatalAPIError
 
 from .conftest import make_settings
 from .fake import FakeZoho
 
 
 def test_large_initial_pull_uses_bulk_read_across_result_pages(context) -> None:
-    fake = FakeZoho(bulk_page_size=40, bulk_polls=2)
+    fake = FakeZoho(bulk_page_size=40, bulk_job_seconds=25)  # still running at the first two status calls
     ids = fake.seed_contacts(100)
     connector = ZohoConnector(make_settings(bulk_threshold=50), context, transport=fake.transport, sleep=fake.sleep)
     batches = list(connector.pull(Stream.MEMBERS, None))
@@ -28,7 +32,7 @@ def test_large_initial_pull_uses_bulk_read_across_result_pages(context) -> None:
     assert len(jobs) == 3  # 100 records in result pages of 40
     assert context.api_calls["bulk_read download"] == 3
     assert context.api_calls["bulk_read status"] == 9  # two "IN PROGRESS" polls, then COMPLETED, per job
-    assert fake.sleeps == [connector.settings.bulk_poll_seconds] * 6
+    assert fake.sleeps == [connector.settings.bulk_poll_seconds] * 9  # each status call waits a poll interval
     assert "read Contacts" not in context.api_calls
     # incremental pulls after it go through REST with If-Modified-Since
     fake.modify("Contacts", ids[5], Last_Name="Changed")
@@ -43,13 +47,97 @@ def test_bulk_read_orders_keep_lookups_and_decimals(context, fake: FakeZoho, con
     orders = [r for b in connect(bulk_threshold=2).pull(Stream.ORDERS, None) for r in b.records]
     assert sorted(str(o.amount) for o in orders) == ["10.1000", "20.2000", "30.3000"]
     assert {o.member_external_id for o in orders} == {contact}
-    assert context.api_calls.get("count Sales_Orders") == 1
+    assert "count Sales_Orders" not in context.api_calls
 
 
-def test_small_initial_pull_stays_on_rest(fake: FakeZoho, connect, context) -> None:
+def test_first_pull_goes_straight_to_bulk_read_with_one_status_call(fake: FakeZoho, connect, context) -> None:
+    ids = fake.seed_contacts(3)
+    connector = connect(bulk_threshold=2000)
+    members = [r for b in connector.pull(Stream.MEMBERS, None) for r in b.records]
+    assert sorted(m.external_id for m in members) == sorted(ids)
+    # no count call: an export costs three calls whatever the module's size
+    assert context.api_calls == {"oauth token": 1, "bulk_read create": 1, "bulk_read status": 1,
+                                 "bulk_read download": 1}  # fmt: skip
+    # the job is given one poll interval before its status is asked (it runs 5 s in the fake)
+    assert fake.sleeps == [connector.settings.bulk_poll_seconds]
+
+
+def test_first_pull_without_bulk_read_stays_on_rest(fake: FakeZoho, connect, context) -> None:
     fake.seed_contacts(3)
-    list(connect(bulk_threshold=10).pull(Stream.MEMBERS, None))
-    assert context.api_calls["count Contacts"] == 1 and "bulk_read create" not in context.api_calls
+    list(connect(bulk_read=False, bulk_threshold=10).pull(Stream.MEMBERS, None))
+    assert context.api_calls == {"oauth token": 1, "read Contacts": 1}
+
+
+def test_bulk_read_of_an_empty_module_fetches_no_file_and_sets_the_cursor(fake: FakeZoho, connect, context) -> None:
+    connector = connect(bulk_threshold=2000)
+    batches = list(connector.pull(Stream.ORDERS, None))
+    assert len(batches) == 1 and not batches[0].records and batches[0].cursor
+    assert "bulk_read download" not in context.api_calls
+    # the cursor is the export's start: the next pull asks REST for what changed since then
+    order = fake.add_order(None, "10.00")
+    again = [r for b in connector.pull(Stream.ORDERS, batches[0].cursor) for r in b.records]
+    assert [o.external_id for o in again] == [order]
+    assert context.api_calls["read Sales_Orders"] == 1 and context.api_calls["bulk_read create"] == 1
+
+
+def test_cursor_of_an_export_stops_at_the_job_start(fake: FakeZoho, context) -> None:
+    ids = fake.seed_contacts(3)
+    started = fake.now
+
+    def sleep(seconds: float) -> None:  # a person edits a contact while the export runs
+        fake.sleep(seconds)
+        if len(fake.sleeps) == 1:
+            fake.modify("Contacts", ids[0], Last_Name="Edited")
+
+    connector = ZohoConnector(make_settings(bulk_threshold=2000), context, transport=fake.transport, sleep=sleep)
+    cursor = [b.cursor for b in connector.pull(Stream.MEMBERS, None) if b.cursor][-1]
+    assert datetime.fromisoformat(json.loads(cursor)["records"]["at"]) == started
+    list(connector.pull(Stream.MEMBERS, cursor))
+    read = next(r for r in fake.requests if r.url.path.endswith("/Contacts"))
+    assert datetime.fromisoformat(read.headers["If-Modified-Since"]) == started - timedelta(seconds=60)
+
+
+def test_rerun_reads_back_a_bulk_write_with_bulk_read(fake: FakeZoho, connect, context) -> None:
+    ids = fake.seed_contacts(30)
+    connector = connect(bulk_threshold=20, bulk_write_threshold=20)
+    cursor = [b.cursor for b in connector.pull(Stream.MEMBERS, None) if b.cursor][-1]
+    # a person changes a contact after the read and before the write: the write moves its Modified_Time again
+    fake.modify("Contacts", ids[3], Email="new.address@example.com")
+    values = {"tier": "Gold", "points": 10, "tags": [], "rfm_segment": None, "lifecycle": None}
+    connector.push_many([ProfileChange(i, values, {}, frozenset({"tier"})) for i in ids])
+    assert connector.written == 30
+    before = dict(context.api_calls)
+    batches = list(connector.pull(Stream.MEMBERS, cursor))
+    members = {m.external_id: m for b in batches for m in b.records}
+    assert set(members) == set(ids) and members[ids[3]].email == "new.address@example.com"
+    calls = {k: v - before.get(k, 0) for k, v in context.api_calls.items() if v != before.get(k, 0)}
+    assert calls == {"bulk_read create": 1, "bulk_read status": 1, "bulk_read download": 1, "deleted Contacts": 1}
+    job = [r for r in fake.requests if r.method == "POST" and r.url.path == "/crm/bulk/v8/read"][-1]
+    since = datetime.fromisoformat(json.loads(cursor)["records"]["at"]) - timedelta(seconds=60)
+    assert json.loads(job.content)["query"]["criteria"] == {
+        "group_operator": "and",
+        "group": [{"field": {"api_name": "Modified_Time"}, "comparator": "greater_equal",
+                   "value": since.isoformat(timespec="seconds")}],
+    }  # fmt: skip
+    assert connector.written == 0  # read back: the next rerun reads only what changed after
+    cursor = [b.cursor for b in batches if b.cursor][-1]
+    assert [r for b in connector.pull(Stream.MEMBERS, cursor) for r in b.records] == []
+    assert context.api_calls["read Contacts"] == 1 and context.api_calls["bulk_read create"] == 2
+
+
+def test_small_read_back_stays_on_rest(fake: FakeZoho, connect, context) -> None:
+    ids = fake.seed_contacts(5)
+    connector = connect(bulk_threshold=20)
+    cursor = [b.cursor for b in connector.pull(Stream.MEMBERS, None) if b.cursor][-1]
+    values = {"tier": "Gold", "points": 10, "tags": [], "rfm_segment": None, "lifecycle": None}
+    changes = [ProfileChange(i, values, {}, frozenset({"tier"})) for i in ids[:3]]
+    changes.append(ProfileChange(ids[3], values, values, frozenset()))  # nothing to send: no write
+    connector.push_many(changes)
+    assert connector.written == 3
+    again = [m.external_id for b in connector.pull(Stream.MEMBERS, cursor) for m in b.records]
+    assert sorted(again) == sorted(ids[:3])
+    assert context.api_calls["read Contacts"] == 1 and context.api_calls["bulk_read create"] == 1
+    assert connector.written == 0
 
 
 def test_bulk_write_updates_and_reports_rejects(fake: FakeZoho, connect, context) -> None:
@@ -73,6 +161,7 @@ def test_bulk_write_updates_and_reports_rejects(fake: FakeZoho, connect, context
     assert body["operation"] == "update" and body["resource"][0]["find_by"] == "id"
     assert [m["api_name"] for m in body["resource"][0]["field_mappings"]] == ["id", "Loyalty_Tier", "Loyalty_Tags"]
     assert context.api_calls["bulk_write upload"] == 1 and "update Contacts" not in context.api_calls
+    assert context.api_calls["bulk_write status"] == 1  # asked once, a poll interval after the job was created
     download = next(r for r in fake.requests if r.url.host == "download.zohocrm.com")
     assert download.headers["Authorization"].startswith("Zoho-oauthtoken")
 
@@ -85,3 +174,30 @@ def test_bulk_write_csv_is_zipped_with_joined_multiselect(fake: FakeZoho, connec
     with zipfile.ZipFile(io.BytesIO(file_id["zip"])) as archive:
         text = archive.read("contacts.csv").decode()
     assert text.splitlines() == ["id,Loyalty_Tags", f"{ids[0]},big_spender;loyal", f"{ids[1]},big_spender;loyal"]
+
+
+def test_org_id_is_looked_up_once_and_kept(fake: FakeZoho, connect, context) -> None:
+    ids = fake.seed_contacts(2)
+    values = {"tier": "Silver", "points": 3, "tags": [], "rfm_segment": None, "lifecycle": None}
+    changes = [ProfileChange(i, values, {}, frozenset({"tier"})) for i in ids]
+    connect(bulk_write_threshold=1).push_many(changes)
+    connect(bulk_write_threshold=1).push_many(changes)  # a later run: the store still holds the zgid
+    assert context.api_calls["org"] == 1 and context.api_calls["bulk_write upload"] == 2
+    assert all(r.headers["X-CRM-ORG"] == "700000001" for r in fake.requests if r.url.path.endswith("/upload"))
+
+
+def test_org_id_setting_skips_the_look_up(fake: FakeZoho, connect, context) -> None:
+    ids = fake.seed_contacts(1)
+    values = {"tier": "Silver", "points": 3, "tags": [], "rfm_segment": None, "lifecycle": None}
+    connect(bulk_write_threshold=1, org_id="700000001").push_many(
+        [ProfileChange(ids[0], values, {}, frozenset({"tier"}))]
+    )
+    assert "org" not in context.api_calls and context.api_calls["bulk_write upload"] == 1
+
+
+def test_org_without_zgid_is_a_clear_error(fake: FakeZoho, connect) -> None:
+    ids = fake.seed_contacts(1)
+    fake.fail_next("org", httpx.Response(200, json={"org": [{"company_name": "Zylker"}]}))
+    values = {"tier": "Silver", "points": 3, "tags": [], "rfm_segment": None, "lifecycle": None}
+    with pytest.raises(FatalAPIError, match="zgid"):
+        connect(bulk_write_threshold=1).push_many([ProfileChange(ids[0], values, {}, frozenset({"tier"}))])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+import time
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -37,7 +38,7 @@ plugin = "zoho"
 data_centre = "eu"
 client_id = "{CLIENT_ID}"
 tier_names = ["Bronze", "Silver", "Gold"]
-bulk_threshold = 100000
+bulk_read = false
 rate_per_minute = 60000
 
 [[policy.tiers]]
@@ -66,9 +67,9 @@ def zoho(monkeypatch: pytest.MonkeyPatch) -> FakeZoho:
     return fake
 
 
-def sync(tmp_path: Path, fake: FakeZoho) -> dict:
+def sync(tmp_path: Path, fake: FakeZoho, config: str = CONFIG) -> dict:
     path = tmp_path / "crmsync.toml"
-    path.write_text(textwrap.dedent(CONFIG))
+    path.write_text(textwrap.dedent(config))
     host = PluginHost()
     host.load_entrypoints()
     with fake.router:
@@ -144,6 +145,53 @@ def test_zoho_to_grades_to_zoho_with_minimal_calls(tmp_path: Path, zoho: FakeZoh
     report = sync(tmp_path, zoho)
     changed = {rec["id"]: rec for b in updates(zoho, seen) for rec in b["data"]}
     assert changed[silver]["Loyalty_Tier"] == "Silver" and changed[silver]["Loyalty_Tags"] == []
+
+
+BULK_CONFIG = CONFIG.replace(
+    "bulk_read = false\n", "bulk_threshold = 200\nbulk_write_threshold = 200\nbulk_poll_seconds = 0.01\n"
+)
+
+
+def test_bulk_sync_reads_back_its_own_bulk_write_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from crmsync_zoho.settings import DataCentre
+
+    zoho = FakeZoho(DataCentre.EU, clock=time.monotonic, bulk_job_seconds=0.01)  # jobs take 10 ms
+    monkeypatch.setenv("CRMSYNC_CONNECTORS__CRM__CLIENT_SECRET", CLIENT_SECRET)
+    monkeypatch.setenv("CRMSYNC_CONNECTORS__CRM__REFRESH_TOKEN", REFRESH_TOKEN)
+    contacts = zoho.seed_contacts(250)
+    zoho.add_order(contacts[0], "1200.00")
+    zoho.add_order(contacts[1], "300.00")
+
+    # first sync: one export per stream (no count call), one Bulk Write (the org id looked up once)
+    report = sync(tmp_path, zoho, BULK_CONFIG)
+    assert report["pulled"]["crm"]["members"]["pulled"] == 250 and report["pushed"] == {"crm": 250}
+    assert report["api_calls"]["crm"] == {
+        "oauth token": 1,
+        "bulk_read create": 2, "bulk_read status": 2, "bulk_read download": 2,
+        "org": 1, "bulk_write upload": 1, "bulk_write create": 1, "bulk_write status": 1,
+        "bulk_write download": 1,
+    }  # fmt: skip
+    assert zoho.contact(contacts[0])["Loyalty_Tier"] == "Gold"
+
+    # the rerun reads back the 250 contacts the Bulk Write touched (the write could have hidden a person's edit
+    # made after the read), in one export, and sees the edit a person made since
+    zoho.modify("Contacts", contacts[7], Email="changed@example.com")
+    report = sync(tmp_path, zoho, BULK_CONFIG)
+    assert report["pushed"] == {"crm": 0}
+    assert report["pulled"]["crm"]["members"]["pulled"] == 250
+    assert report["api_calls"]["crm"] == {
+        "bulk_read create": 1, "bulk_read status": 1, "bulk_read download": 1,
+        "deleted Contacts": 1, "read Sales_Orders": 1, "deleted Sales_Orders": 1,
+    }  # fmt: skip
+    export = [r for r in zoho.requests if r.method == "POST" and r.url.path == "/crm/bulk/v8/read"][-1]
+    assert json.loads(export.content)["query"]["module"]["api_name"] == "Contacts"
+
+    # the next rerun reads only what changed after that: nothing, so one call per stream and per deletion look
+    report = sync(tmp_path, zoho, BULK_CONFIG)
+    assert report["pulled"]["crm"]["members"]["pulled"] == 0
+    assert report["api_calls"]["crm"] == {
+        "read Contacts": 1, "deleted Contacts": 1, "read Sales_Orders": 1, "deleted Sales_Orders": 1,
+    }  # fmt: skip
 
 
 def test_check_verifies_the_policy_tiers_against_the_picklist(tmp_path: Path, zoho: FakeZoho) -> None:

@@ -1,8 +1,9 @@
-"""Zoho's bulk APIs: Bulk Read for large first pulls, Bulk Write for large pushes.
+"""Zoho's bulk APIs: Bulk Read for first pulls and large read-backs, Bulk Write for large pushes.
 
 Both are asynchronous jobs: create, poll (with the injected ``sleep``, bounded by ``bulk_max_wait_seconds``),
-then download a zip holding one CSV. Bulk Read rows are turned into the REST record shape (``id`` key,
-lookups as ids, empty cells as ``None``) so the same mapping reads both.
+then download a zip holding one CSV. A job is never done the moment it is created, so the first status call
+comes one ``bulk_poll_seconds`` after the creation: one status call usually suffices. Bulk Read rows are turned
+into the REST record shape (``id`` key, lookups as ids, empty cells as ``None``) so the same mapping reads both.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import re
 import time
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -62,6 +64,8 @@ class _Job:
     def wait(self, url: str, state_of: Callable[[dict[str, Any]], str], what: str) -> dict[str, Any]:
         waited = 0.0
         while True:
+            self.sleep(self.poll)
+            waited += self.poll
             body = self.client.json("GET", url) or {}
             detail = (body.get("data") or [body])[0]
             state = str(state_of(detail)).upper()
@@ -71,8 +75,6 @@ class _Job:
                 raise FatalAPIError(f"Zoho {what} job {detail.get('id')} ended in state {state}")
             if waited >= self.max_wait:
                 raise RetryableError(f"Zoho {what} job {detail.get('id')} still {state} after {waited:.0f} s")
-            self.sleep(self.poll)
-            waited += self.poll
 
     def download(self, url: str) -> bytes:
         target = httpx.URL(url) if url.startswith("http") else httpx.URL(self.client.api_url + url)
@@ -87,17 +89,36 @@ class _Job:
 
 
 class BulkReader(_Job):
-    """Export a whole module: one job per 200,000 records, each result zip read in batches."""
+    """Export a module (or what changed in it since a time): one job per 200,000 records, each zip read in batches.
 
-    def pages(self, module: str, fields: Sequence[str]) -> Iterator[list[dict[str, Any]]]:
+    ``started`` is the creation time of the first job, as Zoho states it: records changed after it may be missing
+    from the export or exported in their older version, so a cursor must not pass it.
+    """
+
+    started: datetime | None = None
+
+    def pages(
+        self, module: str, fields: Sequence[str], since: datetime | None = None
+    ) -> Iterator[list[dict[str, Any]]]:
         query: dict[str, Any] = {"module": {"api_name": module}, "fields": [f for f in fields if f != "id"], "page": 1}
+        if since is not None:
+            condition = {
+                "field": {"api_name": "Modified_Time"},
+                "comparator": "greater_equal",
+                "value": since.isoformat(timespec="seconds"),
+            }
+            query["criteria"] = {"group_operator": "and", "group": [condition]}
         while True:
             body = self.client.json("POST", self.client.bulk_url("read"), json={"query": query, "file_type": "csv"})
-            job_id = ((body or {}).get("data") or [{}])[0].get("details", {}).get("id")
+            details = ((body or {}).get("data") or [{}])[0].get("details", {})
+            job_id = details.get("id")
             if not job_id:
                 raise FatalAPIError(f"Bulk Read of {module}: the job answer carries no id")
+            self._note_start(details.get("created_time"))
             detail = self.wait(self.client.bulk_url(f"read/{job_id}"), lambda d: d.get("state", ""), "Bulk Read")
             result = detail.get("result") or {}
+            if result.get("count") == 0 and not result.get("more_records"):
+                return  # nothing matched: no file to fetch
             rows = read_zipped_csv(self.download(result.get("download_url") or f"/crm/bulk/v8/read/{job_id}/result"))
             for start in range(0, len(rows), ROWS_PER_BATCH):
                 yield [csv_record(r) for r in rows[start : start + ROWS_PER_BATCH]]
@@ -108,6 +129,14 @@ class BulkReader(_Job):
                 query["page_token"] = result["next_page_token"]
             else:
                 query["page"] = int(result.get("page") or 1) + 1
+
+    def _note_start(self, value: object) -> None:
+        try:
+            created = datetime.fromisoformat(str(value)) if value else None
+        except ValueError:
+            created = None
+        if created is not None and created.tzinfo is not None and self.started is None:
+            self.started = created  # without it the cursor stays at the newest change exported
 
 
 class BulkWriter(_Job):
@@ -162,8 +191,7 @@ class BulkWriter(_Job):
         return buffer.getvalue()
 
     def _upload(self, content: bytes) -> str:
-        org = self.client.json("GET", self.client.url("org")) or {}
-        org_id = str((org.get("org") or [{}])[0].get("zgid") or (org.get("org") or [{}])[0].get("id") or "")
+        org_id = self.client.org_id()
         response = self.client.request(
             "POST",
             f"{self.client.upload_url}/crm/{self.client.settings.api_version}/upload",

@@ -261,9 +261,22 @@ class ZohoClient:
             if target is not None:
                 target.update({k: v for k, v in extra.items() if k != "id"})
 
-    def count(self, module: str) -> int:
-        body = self.json("GET", self.url(f"{module}/actions/count"))
-        return int((body or {}).get("count", 0))
+    def org_id(self) -> str:
+        """The org's zgid (the ``X-CRM-ORG`` header of Bulk Write uploads): the ``org_id`` setting, else looked up
+        with ``GET /org`` once and kept in the connector state (it never changes for an org)."""
+        if self.settings.org_id:
+            return self.settings.org_id
+        self.connect()  # settles the API host the key names
+        key = f"zoho:{self.context.name}:org:{httpx.URL(self._api).host}"
+        cached = self.context.state.get(key)
+        if cached:
+            return cached
+        org = ((self.json("GET", self.url("org")) or {}).get("org") or [{}])[0]
+        zgid = str(org.get("zgid") or org.get("id") or "")
+        if not zgid:
+            raise FatalAPIError("GET org: the answer carries no zgid (needed by Bulk Write uploads)")
+        self.context.state.set(key, zgid)
+        return zgid
 
     def fields_metadata(self, module: str) -> list[dict[str, Any]]:
         body = self.json("GET", self.url("settings/fields"), params={"module": module})

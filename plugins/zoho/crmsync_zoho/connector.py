@@ -1,8 +1,10 @@
 """The Zoho CRM connector: Contacts are members, an order module gives orders, grades go back to Contacts.
 
 Pulls page through ``GET /crm/v8/{module}`` oldest change first with ``If-Modified-Since`` from the cursor,
-then ask the deleted-records endpoint what disappeared. A first pull of a large module goes through Bulk Read.
-Pushes send only changed fields, 100 contacts per update call, automations off unless configured.
+then ask the deleted-records endpoint what disappeared. A first pull goes through Bulk Read (no count call: an
+export costs three calls whatever the size), and so does a rerun that must read back at least ``bulk_threshold``
+contacts the connector wrote itself (every write moves ``Modified_Time``). Pushes send only changed fields,
+100 contacts per update call or one Bulk Write job, automations off unless configured.
 """
 
 from __future__ import annotations
@@ -85,24 +87,32 @@ class ZohoConnector(Connector):
         module, fields, convert = self._stream_spec(stream)
         state = ZohoCursor.loads(cursor)
         initial = state.records.at is None
-        bulk = initial and self._use_bulk_read(module)
+        since = state.records.since(self.overlap)
+        own = module == self.settings.contacts_module
+        written = self.written if own else 0
+        bulk = self._use_bulk_read(initial, written)
+        reader = BulkReader(self.client, sleep=self.sleep)
         if bulk:
-            pages = BulkReader(self.client, sleep=self.sleep).pages(module, fields)
+            pages = reader.pages(module, fields, since=since)
         else:
-            pages = (p.records for p in self.client.records(module, fields, since=state.records.since(self.overlap)))
+            pages = (p.records for p in self.client.records(module, fields, since=since))
         for records in pages:
             # REST pages come oldest change first, so each may move the cursor; a bulk export is unordered,
             # so its cursor is only handed over at the end.
             batch = self._batch(stream, records, convert, state, hold_cursor=bulk)
             if batch.records or batch.rejects:
                 yield batch
+        if reader.started is not None:
+            state.records.cap(reader.started)
         if initial:
             # Nothing to delete on a first pull; deletions are followed from here on.
             state.deleted.at = state.deleted.at or state.records.at
-            if state.records.at is not None:
-                yield Batch(stream, cursor=state.dumps())
-            return
-        yield from self._deletions(stream, module, state)
+        if (bulk or initial) and state.records.at is not None:
+            yield Batch(stream, cursor=state.dumps())
+        if not initial:
+            yield from self._deletions(stream, module, state)
+        if own and written:
+            self.written = 0  # everything written before this pull has now been read back
 
     def _batch(
         self,
@@ -140,9 +150,35 @@ class ZohoConnector(Connector):
             if ids:
                 yield Batch(stream, deleted=ids, cursor=state.dumps())
 
-    def _use_bulk_read(self, module: str) -> bool:
-        threshold = self.settings.bulk_threshold
-        return threshold is not None and self.client.count(module) >= threshold
+    def _use_bulk_read(self, initial: bool, written: int) -> bool:
+        """Bulk Read for a first pull, or for a rerun that reads back at least ``bulk_threshold`` of our writes.
+
+        A first pull does not ask for a count: an export costs three calls (create, status, download) whatever
+        the size, a count plus REST pages cost more from 600 records on. A rerun knows what it must read back: the
+        number of contacts written since the last pull (see :attr:`written`).
+        """
+        s = self.settings
+        if not s.bulk_read or s.bulk_threshold is None:
+            return False
+        return initial or written >= s.bulk_threshold
+
+    @property
+    def written(self) -> int:
+        """Contacts this connector wrote since its last pull of them, kept in the connector state.
+
+        Each write moves the record's ``Modified_Time``, so the next pull reads those records again: an update
+        gives no way to tell whether a person changed the record between our read and our write, so they are read
+        back rather than skipped. Knowing how many there are lets that pull choose Bulk Read.
+        """
+        return int(self.context.state.get(self._written_key) or 0)
+
+    @written.setter
+    def written(self, value: int) -> None:
+        self.context.state.set(self._written_key, str(value) if value else None)
+
+    @property
+    def _written_key(self) -> str:
+        return f"zoho:{self.context.name}:written:{self.settings.contacts_module}"
 
     # -- push -------------------------------------------------------------------------------------------
 
@@ -173,6 +209,7 @@ class ZohoConnector(Connector):
         threshold = self.settings.bulk_write_threshold
         if threshold is not None and sum(len(b) for b in pending) >= threshold:
             results = BulkWriter(self.client, sleep=self.sleep).push([c for b in pending for c in b])
+            self.written += self._wrote(pending, results)
             by_id = {r.member_id: r for r in results}
             for batch in pending:
                 yield batch, [by_id[c.member_id] for c in batch if c.member_id in by_id]
@@ -180,7 +217,15 @@ class ZohoConnector(Connector):
         with ThreadPoolExecutor(max_workers=self.settings.concurrency) as pool:
             futures = {pool.submit(self.push, batch): batch for batch in pending}
             for future in as_completed(futures):
-                yield futures[future], future.result()
+                results = future.result()
+                self.written += self._wrote([futures[future]], results)
+                yield futures[future], results
+
+    def _wrote(self, batches: Iterable[Sequence[ProfileChange]], results: Iterable[RecordResult]) -> int:
+        """How many of ``results`` are records actually written (a change of no pushed field sends nothing)."""
+        ok = {r.member_id for r in results if r.ok}
+        fields = self.settings.push_fields
+        return sum(1 for b in batches for c in b if c.member_id in ok and mapping.change_payload(c, fields) is not None)
 
     def push_many(self, changes: Sequence[ProfileChange]) -> list[RecordResult]:
         """Push any number of changes (see :meth:`push_batches`) and return every result."""

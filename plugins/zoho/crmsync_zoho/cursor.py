@@ -37,6 +37,12 @@ class Watermark:
         floor = self.at - overlap
         self.seen = {k: v for k, v in self.seen.items() if datetime.fromisoformat(v) >= floor}
 
+    def cap(self, limit: datetime) -> None:
+        """Hold the watermark at ``limit`` at most (the start of an unordered export: a record changed while it
+        ran may have been exported in its older version, so the next pull reads from before the start)."""
+        if self.at is None or self.at > limit:
+            self.at = limit
+
     def to_json(self) -> dict[str, object]:
         return {"at": self.at.isoformat() if self.at else None, "seen": self.seen}
 

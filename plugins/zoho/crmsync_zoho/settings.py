@@ -162,7 +162,14 @@ class ZohoSettings(BaseModel):
     timeout_seconds: float = Field(30.0, gt=0)
     overlap_seconds: int = Field(60, ge=0, description="re-read this much before the cursor (1 s resolution)")
 
-    bulk_threshold: int | None = Field(20_000, ge=1, description="initial pulls above this many records use Bulk Read")
+    org_id: str | None = Field(
+        None, description="the org's zgid for Bulk Write uploads (else looked up once and kept in the store)"
+    )
+
+    bulk_read: bool = Field(True, description="use Bulk Read for first pulls and large read-backs (bulk.READ scope)")
+    bulk_threshold: int | None = Field(
+        2_000, ge=1, description="a rerun reading back at least this many of its own writes uses Bulk Read"
+    )
     bulk_write_threshold: int | None = Field(5_000, ge=1, description="pushes above this many use Bulk Write")
     bulk_poll_seconds: float = Field(10.0, gt=0)
     bulk_max_wait_seconds: float = Field(3600.0, gt=0)
