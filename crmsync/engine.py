@@ -305,7 +305,7 @@ class Engine:
             }
             for target in self.settings.sync.push:
                 conn = self._require(target, Capability.PUSH_PROFILES, "sync.push")
-                self._diff(target, conn, report.run_id)
+                self._diff(target, conn, report.run_id, grading.incremental)
                 report.pending[target] = store.count("outbox", "target = ? AND status = 'pending'", [target])
                 if dry_run:
                     plan.extend(self._plan_entries(target))
@@ -335,12 +335,27 @@ class Engine:
         for member_id, new in changed.items():
             con.execute("UPDATE graded SET tags = ? WHERE member_id = ?", [sorted(new), member_id])
 
-    def _diff(self, target: str, conn: Connector, run_id: str) -> None:
+    def _diff(self, target: str, conn: Connector, run_id: str, incremental: bool) -> None:
+        """Queue in the outbox every profile whose pushed fields differ from what ``target`` last accepted.
+
+        After an incremental grading, and when ``target`` takes the same fields as at the last diff, only the
+        profiles just graded (and those already queued) can differ: the others are not looked at.
+        """
         fields = conn.push_fields or PUSHED_FIELDS
         con = self.store.con
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE _desired AS SELECT member_id, {fields_sql(fields)} AS fields FROM profiles"
-        )
+        shape = fields_sql(fields)
+        key = f"diff:{target}"
+        where, params = "", []
+        if incremental and self.store.scalar("SELECT value FROM meta WHERE key = ?", [key]) == shape:
+            where = (
+                "WHERE member_id IN (SELECT member_id FROM graded) "
+                "OR member_id IN (SELECT member_id FROM outbox WHERE target = ?)"
+            )
+            params = [target]
+        else:
+            self.store._set_meta(key, shape)
+        sql = f"CREATE OR REPLACE TEMP TABLE _desired AS SELECT member_id, {shape} AS fields FROM profiles {where}"
+        con.execute(sql, params)
         # Pending or dead changes whose values are no longer wanted go; new values get a fresh set of attempts.
         con.execute(
             "DELETE FROM outbox WHERE target = ? AND NOT EXISTS "

@@ -93,6 +93,26 @@ def test_only_changed_members_are_pushed(run: Runner, world: World, memory_confi
         assert audit[-1] == ('"Gold"', '"Silver"')
 
 
+def test_rerun_recomputes_only_changed_members_and_a_new_field_set_is_diffed_whole(
+    run: Runner, world: World, memory_config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert run().report.members_recomputed == 5
+    world.put(Stream.ORDERS, order("o8", "m2", "900", 1))
+    report = run().report
+    assert report.members_recomputed == 1  # m2; others may still move (RFM scores are relative)
+    assert "m2" in world.push_calls[-1]
+    # the connector now takes fewer fields: every member's pushed fields differ, though no grade changed
+    from tests.support import MemoryConnector
+
+    monkeypatch.setattr(MemoryConnector, "push_fields", ("tier", "points"))
+    calls = len(world.push_calls)
+    report = run().report
+    assert report.members_recomputed == 0
+    assert report.pushed == {"crm": 5}
+    assert sorted(m for c in world.push_calls[calls:] for m in c) == ["m1", "m2", "m3", "m4", "m5"]
+    assert run().report.pushed == {"crm": 0}
+
+
 def test_deleted_member_leaves_grading(run: Runner, world: World, memory_config: Path) -> None:
     run()
     world.delete(Stream.MEMBERS, "m5")

@@ -59,15 +59,19 @@ def points_sql(policy: Policy, as_of: datetime, ledger_table: str, scope: str = 
     parts = []
     if cfg.per_currency_unit > 0:
         ref = "'order:' || o.source || ':' || o.external_id"
-        parts.append(
+        base = (
             f"SELECT o.member_id, {ref} AS entry_ref, 'order' AS kind, o.placed_at AS occurred_at, "
             f"CAST(o.amount * {cfg.per_currency_unit} AS DECIMAL(18,4)) AS base_points, "
-            f"coalesce(l.multiplier, {multiplier_case(policy, 'prev.tier')}) AS multiplier "
-            f"FROM _pol_all_orders o LEFT JOIN _pol_prev prev USING (member_id) "
-            f"LEFT JOIN (SELECT entry_ref, multiplier FROM {ledger_table} SEMI JOIN {scope} USING (member_id)) l "
-            f"ON l.entry_ref = {ref} "
-            "WHERE o.status = 'paid'"
         )
+        if all(t.points_multiplier == 1 for t in policy.tiers):  # no tier multiplies: nothing to look up
+            parts.append(base + "CAST(1 AS DECIMAL(9,4)) AS multiplier FROM _pol_all_orders o WHERE o.status = 'paid'")
+        else:
+            parts.append(
+                base + f"coalesce(l.multiplier, {multiplier_case(policy, 'prev.tier')}) AS multiplier "
+                f"FROM _pol_all_orders o LEFT JOIN _pol_prev prev USING (member_id) "
+                f"LEFT JOIN (SELECT entry_ref, multiplier FROM {ledger_table} SEMI JOIN {scope} USING (member_id)) l "
+                f"ON l.entry_ref = {ref} WHERE o.status = 'paid'"
+            )
     kinds = sorted(cfg.activities)
     if kinds or cfg.source_points_kinds or cfg.redemption_kinds:
         values = " ".join(f"WHEN {sql_string(k)} THEN {cfg.activities[k]}" for k in kinds)
@@ -137,13 +141,25 @@ FROM d WHERE gone > 0
 """
 
 
+LEDGER_COLUMNS = ("entry_ref", "kind", "occurred_at", "expires_at", "base_points", "multiplier", "points")
+
+
 def persist_sql(ledger_table: str, redo: str | None = None) -> list[str]:
     """Statements replacing the stored ledger with the one just derived: all of it, or (with ``redo``, a table of
-    member ids) the entries of those members only."""
-    where = f" WHERE member_id IN (SELECT member_id FROM {redo})" if redo else ""
+    member ids) the entries of those members, writing only the entries that changed."""
+    cols = "member_id, entry_ref, kind, occurred_at, expires_at, base_points, multiplier, points"
+    if not redo:
+        return [
+            f"DELETE FROM {ledger_table}",
+            f"INSERT INTO {ledger_table} ({cols}, computed_at) SELECT {cols}, now() FROM _pol_ledger",
+        ]
+    same = " AND ".join(f"n.{c} IS NOT DISTINCT FROM o.{c}" for c in LEDGER_COLUMNS)
     return [
-        f"DELETE FROM {ledger_table}{where}",
-        f"INSERT INTO {ledger_table} (member_id, entry_ref, kind, occurred_at, expires_at, base_points, multiplier, "
-        "points, computed_at) SELECT member_id, entry_ref, kind, occurred_at, expires_at, base_points, multiplier, "
-        "points, now() FROM _pol_ledger",
+        f"CREATE OR REPLACE TEMP TABLE _pol_ledger_old AS SELECT rowid AS _rid, * FROM {ledger_table} "
+        f"WHERE member_id IN (SELECT member_id FROM {redo})",
+        "CREATE OR REPLACE TEMP TABLE _pol_ledger_new AS SELECT * FROM _pol_ledger n WHERE NOT EXISTS "
+        f"(SELECT 1 FROM _pol_ledger_old o WHERE o.member_id = n.member_id AND {same})",
+        f"DELETE FROM {ledger_table} WHERE rowid IN (SELECT _rid FROM _pol_ledger_old o WHERE NOT EXISTS "
+        f"(SELECT 1 FROM _pol_ledger n WHERE n.member_id = o.member_id AND {same}))",
+        f"INSERT INTO {ledger_table} ({cols}, computed_at) SELECT {cols}, now() FROM _pol_ledger_new",
     ]

@@ -18,7 +18,7 @@ from crmsync.policy.stages import GRADE_COLUMNS
 POLICY: dict[str, Any] = {
     "metrics": {"windows": [30, 365]},
     "tiers": [
-        {"name": "Gold", "condition": "spend_365d >= 300 and orders_30d >= 1"},
+        {"name": "Gold", "condition": "spend_365d >= 300 and orders_30d >= 1", "points_multiplier": "2"},
         {"name": "Silver", "condition": "spend_365d >= 100 or activity_review_30d >= 2"},
         {"name": "Bronze"},
     ],
