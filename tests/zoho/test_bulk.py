@@ -201,3 +201,34 @@ def test_org_without_zgid_is_a_clear_error(fake: FakeZoho, connect) -> None:
     values = {"tier": "Silver", "points": 3, "tags": [], "rfm_segment": None, "lifecycle": None}
     with pytest.raises(FatalAPIError, match="zgid"):
         connect(bulk_write_threshold=1).push_many([ProfileChange(ids[0], values, {}, frozenset({"tier"}))])
+
+
+def test_read_back_crosses_result_pages_with_its_criteria(context) -> None:
+    fake = FakeZoho(bulk_page_size=10)
+    ids = fake.seed_contacts(25)
+    connector = ZohoConnector(
+        make_settings(bulk_threshold=20, bulk_write_threshold=20), context, transport=fake.transport, sleep=fake.sleep
+    )
+    cursor = [b.cursor for b in connector.pull(Stream.MEMBERS, None) if b.cursor][-1]
+    values = {"tier": "Gold", "points": 1, "tags": [], "rfm_segment": None, "lifecycle": None}
+    connector.push_many([ProfileChange(i, values, {}, frozenset({"tier"})) for i in ids])
+    members = [m.external_id for b in connector.pull(Stream.MEMBERS, cursor) for m in b.records]
+    assert sorted(members) == sorted(ids)
+    jobs = [json.loads(r.content)["query"] for r in fake.requests if r.url.path == "/crm/bulk/v8/read"]
+    assert len(jobs) == 6  # three result pages of 10 for the first pull, three for the read-back
+    assert all("criteria" in q for q in jobs[3:]) and "page_token" in jobs[4] and "page_token" in jobs[5]
+
+
+def test_a_failed_read_back_is_tried_again_by_the_next_run(fake: FakeZoho, connect) -> None:
+    ids = fake.seed_contacts(3)
+    connector = connect(bulk_threshold=2, bulk_write_threshold=2)
+    cursor = [b.cursor for b in connector.pull(Stream.MEMBERS, None) if b.cursor][-1]
+    values = {"tier": "Gold", "points": 1, "tags": [], "rfm_segment": None, "lifecycle": None}
+    connector.push_many([ProfileChange(i, values, {}, frozenset({"tier"})) for i in ids])
+    failed = {"id": "554023000000568002", "operation": "read", "state": "FAILURE", "file_type": "csv"}
+    fake.fail_next("bulk_read status", httpx.Response(200, json={"data": [failed]}))
+    with pytest.raises(FatalAPIError, match="FAILURE"):
+        list(connector.pull(Stream.MEMBERS, cursor))
+    assert connector.written == 3  # still owed: the next run reads them back
+    assert len([m for b in connector.pull(Stream.MEMBERS, cursor) for m in b.records]) == 3
+    assert connector.written == 0
