@@ -236,13 +236,13 @@ LEFT JOIN _pol_points pt USING (member_id)
 
 
 def metrics_sql(used: Iterable[Metric], as_of: datetime, aggregates: str) -> str:
-    """The statement building ``_pol_metrics``: one row per member, one column per metric, from the members'
-    ``aggregates`` (a ``_pol_agg``-shaped table) and the evaluation time."""
+    """The statement defining the view ``_pol_metrics``: one row per member, one column per metric, from the
+    members' ``aggregates`` (a ``_pol_agg``-shaped table) and the evaluation time."""
     at = ts(as_of)
     names = sorted({m.name for m in used if m.family in ("windowed", "activity", "plugin")})
     days = "floor((epoch({at}) - epoch({col})) / 86400)::INTEGER"
     return f"""
-CREATE OR REPLACE TEMP TABLE _pol_metrics AS
+CREATE OR REPLACE TEMP VIEW _pol_metrics AS
 SELECT mb.member_id, mb._attributes, {at} AS _as_of,
   g.spend_lifetime, g.orders_lifetime, g.aov_lifetime, g.aov_lifetime AS avg_order_value, g.refunds_lifetime,
   g.first_order_at, g.last_order_at,

@@ -90,11 +90,10 @@ def stage_sql(policy: Policy, segments: Sequence[Rule]) -> list[str]:
     seg = " ".join(f"WHEN {r.sql} THEN {sql_string(r.name)}" for r in segments)
     seg_case = f"CASE WHEN rfm_r IS NULL THEN NULL {seg} END" if segments else "NULL"
     return [
-        "CREATE OR REPLACE TEMP TABLE _pol_stage0 AS SELECT m.*, r.rfm_r, r.rfm_f, r.rfm_m, "
-        f"(r.rfm_f + r.rfm_m + 1) // 2 AS rfm_fm, {lifecycle_case(policy)} AS lifecycle "
-        "FROM _pol_metrics m LEFT JOIN _pol_rfm r USING (member_id)",
         f"CREATE OR REPLACE TEMP TABLE _pol_stage AS SELECT *, CAST({seg_case} AS VARCHAR) AS rfm_segment "
-        "FROM _pol_stage0",
+        "FROM (SELECT m.*, r.rfm_r, r.rfm_f, r.rfm_m, "
+        f"(r.rfm_f + r.rfm_m + 1) // 2 AS rfm_fm, {lifecycle_case(policy)} AS lifecycle "
+        "FROM _pol_metrics m LEFT JOIN _pol_rfm r USING (member_id))"
     ]
 
 
