@@ -42,6 +42,8 @@ tier_names = ["Bronze", "Silver", "Gold", "Platinum"]
 max_retries = {MAX_RETRIES}
 retry_budget_seconds = {RETRY_BUDGET}
 concurrency = 2
+# the faults are injected into REST pages and updates (Bulk Read and Bulk Write: tests/zoho/test_bulk.py)
+bulk_read = false
 
 [logging]
 file = "crmsync.log"
