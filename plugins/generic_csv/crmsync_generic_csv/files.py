@@ -59,41 +59,49 @@ def digest(path: Path) -> tuple[str, int]:
 def scan(path: Path, encoding: str = "auto") -> FileInfo:
     """Hash ``path`` and settle its encoding (see the module docstring).
 
-    Chunks are decoded strictly (fast, in C); only a file with undecodable bytes is decoded a second time to
-    count them.
+    Chunks are decoded strictly (fast, in C) until one fails; from there on they are decoded with surrogate
+    escapes and the undecodable bytes counted.
     """
     digest = hashlib.sha256()
     size = 0
-    failed = False
+    bad = 0
     with path.open("rb") as fh:
         chunk = fh.read(CHUNK)
         chosen = encoding
         if encoding == "auto":
             chosen = next((name for bom, name in _BOMS if chunk.startswith(bom)), "utf-8")
         decoder = codecs.getincrementaldecoder(chosen)(errors="strict")
+        counting = False
         utf8 = codecs.lookup(chosen).name in ("utf-8", "utf-8-sig")
         while chunk:
             digest.update(chunk)
             size += len(chunk)
             # ASCII is valid UTF-8 (and GB18030): skip decoding when nothing is pending
-            if not failed and not (utf8 and chunk.isascii() and not decoder.getstate()[0]):
-                failed = not _decodes(decoder, chunk)
+            if not (utf8 and chunk.isascii() and not decoder.getstate()[0]):
+                if counting:
+                    bad += _errors(decoder, chunk)
+                else:
+                    state = decoder.getstate()
+                    try:
+                        decoder.decode(chunk)
+                    except UnicodeDecodeError:
+                        counting = True
+                        decoder = codecs.getincrementaldecoder(chosen)(errors="surrogateescape")
+                        decoder.setstate(state)
+                        bad += _errors(decoder, chunk)
             chunk = fh.read(CHUNK)
-        failed = failed or not _decodes(decoder, b"", final=True)
-    bad = _count_errors(path, chosen) if failed else 0
+        if counting:
+            bad += _errors(decoder, b"", final=True)
+        else:
+            try:
+                decoder.decode(b"", True)
+            except UnicodeDecodeError:
+                bad += 1
     if bad and encoding == "auto" and chosen == "utf-8":
         gb_bad = _count_errors(path, "gb18030")
         if gb_bad < bad:
             chosen, bad = "gb18030", gb_bad
     return FileInfo(sha256=digest.hexdigest(), size=size, encoding=chosen, clean=bad == 0)
-
-
-def _decodes(decoder: codecs.IncrementalDecoder, chunk: bytes, final: bool = False) -> bool:
-    try:
-        decoder.decode(chunk, final)
-    except UnicodeDecodeError:
-        return False
-    return True
 
 
 class _HashingReader(io.RawIOBase):
