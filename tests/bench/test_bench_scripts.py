@@ -50,6 +50,7 @@ def test_incremental_rerun_after_changed_orders(tmp_path: Path, capsys: pytest.C
         assert r["orders_changed"] > 0
         assert r["members_compared"] == 300
         assert 0 < r["profiles_pushed"] < 300  # only the members whose grades changed
+        assert 0 < r["members_recomputed"] < 300  # only the members whose orders changed
     assert runs[0]["orders_changed"] == runs[1]["orders_changed"]
     assert runs[0]["profiles_pushed"] == runs[1]["profiles_pushed"]
 
