@@ -160,8 +160,9 @@ class CompiledPolicy:
         graded at a later time before."""
         if any(m.family == "plugin" for m in self.used_metrics.values()):
             return False
-        exists = "SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND NOT temporary"
-        if not con.execute(exists, [CACHE_META]).fetchone()[0]:
+        from crmsync.store import table_exists
+
+        if not table_exists(con, CACHE_META):
             return False
         row = con.execute(f"SELECT version, as_of FROM {CACHE_META}").fetchone()
         return row is not None and row[0] == _cache_version(self.version) and row[1] <= as_of

@@ -437,7 +437,12 @@ _POLICY_MEMBER_TABLES = (
     "policy_tier_state",
     "policy_member_metrics",
 )
-_TABLE_EXISTS = "SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND NOT temporary"
+
+
+def table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    """Whether the store holds a (non-temporary) table ``name``; the policy creates some of its tables lazily."""
+    sql = "SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND NOT temporary"
+    return bool(con.execute(sql, [name]).fetchone()[0])
 
 
 def forget_member(store: Store, source: str, external_id: str, *, actor: str, reason: str) -> dict[str, int]:
@@ -462,7 +467,7 @@ def forget_member(store: Store, source: str, external_id: str, *, actor: str, re
         con.execute("DELETE FROM members WHERE source = ? AND external_id = ?", [source, external_id])
         tables = ["profiles", "pushed", "outbox", "push_audit"]
         # the policy's points ledger, tier locks and their audit, and held tiers (when the policy created them)
-        tables += [t for t in _POLICY_MEMBER_TABLES if store.scalar(_TABLE_EXISTS, [t])]
+        tables += [t for t in _POLICY_MEMBER_TABLES if table_exists(con, t)]
         for table in tables:
             counts[table] = store.count(table, "member_id = ?", [external_id])
             con.execute(f"DELETE FROM {table} WHERE member_id = ?", [external_id])
