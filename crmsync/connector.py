@@ -189,6 +189,10 @@ class ConnectorContext:
     """Every tier the policy can assign, highest first: what a picklist must allow (for ``check``)."""
     tag_names: tuple[str, ...] = ()
     """Every tag the policy can assign (plugins may add more at run time)."""
+    push_values: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Every value a push can write, per canonical field with a fixed set of values (``tier``, ``rfm_segment``,
+    ``lifecycle``, ``tags``): what the target's picklists or select options must allow. ``check`` compares them
+    with the target's fields and names each missing one; ``create_fields`` adds what is missing."""
 
     def http(self, **kwargs: Any) -> httpx.Client:
         """Return a client from the shared factory (built on first use if the host gave none)."""

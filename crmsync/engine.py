@@ -112,6 +112,9 @@ class Engine:
             spec = self.host.connector_spec(str(table["plugin"]))
             if spec is None or name not in self.settings.connector_settings:
                 raise ConfigError(f"connectors.{name}: plugin {table.get('plugin')!r} is not available")
+            from crmsync.policy.stages import push_values
+
+            values = push_values(self.settings.policy)
             context = ConnectorContext(
                 name=name,
                 base_currency=self.settings.sync.base_currency,
@@ -119,18 +122,12 @@ class Engine:
                 state=self.store.state(name),
                 logger=logging.getLogger(f"crmsync.connector.{name}"),
                 verbose=self.settings.logging.verbose_personal_data,
-                tier_names=tuple(t.name for t in self.settings.policy.tiers),
-                tag_names=self._policy_tags(),
+                tier_names=values["tier"],
+                tag_names=values["tags"],
+                push_values=values,
             )
             self.connectors[name] = spec.factory(self.settings.connector_settings[name], context)
         return self.connectors[name]
-
-    def _policy_tags(self) -> tuple[str, ...]:
-        policy = self.settings.policy
-        tags = list(policy.tags)
-        if policy.benefit_tags:
-            tags += [f"{policy.benefit_tag_prefix}{b}" for t in policy.tiers for b in t.benefits]
-        return tuple(dict.fromkeys(tags))
 
     def _require(self, name: str, capability: Capability, key: str) -> Connector:
         conn = self.connector(name)

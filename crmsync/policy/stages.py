@@ -74,6 +74,31 @@ FROM base, c
 """
 
 
+LIFECYCLE_STAGES: tuple[str, ...] = ("potential", "new", "returning", "mature", "loyal", "dormant", "churned")
+"""Every lifecycle stage, in the order a member usually goes through them."""
+
+
+def push_values(policy: Policy) -> dict[str, tuple[str, ...]]:
+    """Every value a push of ``policy``'s grades can write, per canonical field: what a CRM picklist must allow.
+
+    ``tier`` highest first, ``rfm_segment`` in map order, ``lifecycle`` (:data:`LIFECYCLE_STAGES`), ``tags``: the
+    policy's tags, then benefit tags when ``benefit_tags`` is on. Tags a ``crmsync_adjust_profiles`` hook adds at
+    run time are not known here.
+    """
+    segments = [s.name for s in policy.rfm.segments] if policy.rfm.segments is not None else []
+    if policy.rfm.segments is None:
+        segments = [name for name, _ in STANDARD_SEGMENTS]
+    tags = list(policy.tags)
+    if policy.benefit_tags:
+        tags += [f"{policy.benefit_tag_prefix}{b}" for t in policy.tiers for b in t.benefits]
+    return {
+        "tier": tuple(t.name for t in policy.tiers),
+        "rfm_segment": tuple(dict.fromkeys(segments)),
+        "lifecycle": LIFECYCLE_STAGES,
+        "tags": tuple(dict.fromkeys(tags)),
+    }
+
+
 def lifecycle_case(policy: Policy) -> str:
     lc = policy.lifecycle
     return f"""CASE

@@ -162,3 +162,37 @@ def test_days_are_whole_24_hour_periods(store: Store) -> None:
     store.member("m")
     store.order("m", "10", day(180) + timedelta(seconds=1))
     assert grade(store, {}, columns="lifecycle") == {"m": "new"}  # 179 days and 23:59:59
+
+
+def test_push_values_name_every_value_a_grading_can_write(store: Store) -> None:
+    """What a CRM picklist must allow comes from the policy: graded values never fall outside it."""
+    from crmsync.policy import Policy
+    from crmsync.policy.stages import LIFECYCLE_STAGES, push_values
+
+    rng = random.Random(7)
+    for i in range(300):
+        mid = f"m{i:03d}"
+        store.member(mid)
+        for _ in range(rng.choice([0, 1, 2, 5, 12, 25])):
+            store.order(mid, str(rng.randint(1, 500)), day(rng.randint(0, 800)))
+    values = push_values(Policy())
+    assert set(values["rfm_segment"]) == {name for row in GRID.values() for name in row}
+    assert values["lifecycle"] == LIFECYCLE_STAGES
+    rows = grade(store, {}, columns="rfm_segment, lifecycle")
+    assert {life for _, life in rows.values()} <= set(values["lifecycle"])
+    assert {seg for seg, _ in rows.values()} - {None} <= set(values["rfm_segment"])
+    policy = Policy.model_validate(
+        {
+            "tiers": [{"name": "Gold", "condition": "orders_lifetime >= 3", "benefits": ["lounge"]}, {"name": "Basic"}],
+            "rfm": {
+                "bins": 3,
+                "segments": [{"name": "Top", "condition": "rfm_r = 3"}, {"name": "Rest", "condition": "true"}],
+            },
+            "tags": {"vip": "tier = 'Gold'"},
+            "benefit_tags": True,
+            "benefit_tag_prefix": "b_",
+        }
+    )
+    values = push_values(policy)
+    assert values["tier"] == ("Gold", "Basic") and values["rfm_segment"] == ("Top", "Rest")
+    assert values["tags"] == ("vip", "b_lounge")

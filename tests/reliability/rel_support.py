@@ -111,7 +111,8 @@ def plugin_path(tmp: Path) -> str:
 
 
 def crmsync_env(extra: dict[str, str] | None = None, *, pythonpath: str | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CRMSYNC_") and k != "PYTHONPATH"}
+    drop = ("PYTHONPATH", "COLUMNS", "LINES")  # a terminal width left by another test would narrow tables
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRMSYNC_") and k not in drop}
     env["NO_COLOR"] = "1"
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
