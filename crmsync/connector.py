@@ -178,6 +178,12 @@ class ConnectorContext:
     timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
     """Read naive source datetimes in this zone."""
     state: KeyValueState = field(default_factory=_MemoryState)
+    """Small state kept in the store between runs, in clear: cursors' helpers, counters, ids — never a credential."""
+    secrets: KeyValueState = field(default_factory=_MemoryState)
+    """State for what would be a usable credential (an access token): the host encrypts each value with a key
+    derived from the connector's ``SecretStr`` settings before it reaches the store, so a copy of the store file
+    alone cannot call the CRM (see :mod:`crmsync.store.sealed`). Values sealed with other secrets read as absent.
+    Without ``SecretStr`` settings it keeps values for the run only."""
     http_factory: Callable[..., httpx.Client] | None = None
     """Builds the shared HTTP client (retries, rate limit, call counts, redaction); see :mod:`crmsync.http`."""
     api_calls: dict[str, int] = field(default_factory=dict)

@@ -39,6 +39,7 @@ from crmsync.report import RejectedItem, RunReport, StreamCounts
 from crmsync.settings import Settings
 from crmsync.store import Store
 from crmsync.store.matching import MemberMatch, resolve_unmatched
+from crmsync.store.sealed import sealed_state
 
 log = logging.getLogger("crmsync.engine")
 
@@ -120,6 +121,7 @@ class Engine:
                 base_currency=self.settings.sync.base_currency,
                 timezone=ZoneInfo(self.settings.sync.timezone),
                 state=self.store.state(name),
+                secrets=sealed_state(self.store.state(name), self.settings.connector_settings[name], name),
                 logger=logging.getLogger(f"crmsync.connector.{name}"),
                 verbose=self.settings.logging.verbose_personal_data,
                 tier_names=values["tier"],
