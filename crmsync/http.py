@@ -166,9 +166,11 @@ class RetryTransport(httpx.BaseTransport):
         backoff_max: float = 60.0,
         sleep: Callable[[float], None] = time.sleep,
         on_retry: Callable[[httpx.Request], None] | None = None,
+        on_attempt: Callable[[httpx.Request], None] | None = None,
         jitter: Callable[[], float] = random.random,
     ) -> None:
         self._inner = inner
+        self._on_attempt = on_attempt
         self.max_attempts = max(1, max_attempts)
         self.max_wait = max_wait
         self._initial = backoff_initial
@@ -212,6 +214,8 @@ class RetryTransport(httpx.BaseTransport):
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _attempt(self, request: httpx.Request) -> httpx.Response:
+        if self._on_attempt is not None:
+            self._on_attempt(request)  # e.g. a fresh request id for every attempt
         try:
             response = self._inner.handle_request(request)
         except httpx.TimeoutException:
@@ -260,6 +264,7 @@ def make_client(
     classify: Callable[[httpx.Request], str] = default_classify,
     timeout: float | httpx.Timeout = 30.0,
     headers: dict[str, str] | None = None,
+    on_attempt: Callable[[httpx.Request], None] | None = None,
     **kwargs: Any,
 ) -> httpx.Client:
     """Build the shared client.
@@ -275,6 +280,8 @@ def make_client(
         max_retry_wait: total seconds of waiting between attempts before giving up.
         sleep, clock: injectable for tests.
         classify: maps a request to its endpoint kind for ``counter``.
+        on_attempt: called with the request before every attempt, the first and each retry; it may change the
+            request (an API that wants a fresh id per call sets it here).
 
     Raises:
         ConfigError: ``base_url`` is not HTTPS and not loopback.
@@ -293,6 +300,7 @@ def make_client(
         backoff_initial=backoff_initial,
         sleep=sleep,
         on_retry=lambda _request: calls.add("retries"),
+        on_attempt=on_attempt,
     )
     return httpx.Client(
         base_url=base_url,

@@ -17,6 +17,8 @@ from crmsync_fxiaoke.connector import FxiaokeConnector  # noqa: E402
 from crmsync_fxiaoke.settings import FxiaokeSettings  # noqa: E402
 
 from crmsync.connector import ConnectorContext  # noqa: E402
+from crmsync.policy import Policy  # noqa: E402
+from crmsync.policy.stages import push_values  # noqa: E402
 
 from .fake import APP_ID, APP_SECRET, PERMANENT_CODE, USER_ID, FakeFxiaoke, account_describe, order_describe  # noqa: E402
 
@@ -27,6 +29,14 @@ RFM = "field_Rfm01__c"
 STAGE = "field_Stage__c"
 PUSH_FIELDS = {"tier": TIER, "points": POINTS, "tags": TAGS, "rfm_segment": RFM, "lifecycle": STAGE}
 LIFECYCLE = ["potential", "new", "returning", "mature", "loyal", "dormant", "churned"]
+POLICY = Policy.model_validate(
+    {
+        "tiers": [{"name": "Gold", "condition": "spend_365d >= 1000"},
+                  {"name": "Silver", "condition": "spend_365d >= 200"}, {"name": "Bronze"}],
+        "tags": {"vip": "tier = 'Gold'", "at_risk_vip": "tier = 'Gold' and days_since_last_order > 90"},
+    }
+)  # fmt: skip
+"""The policy whose values the tests' contexts carry (``push_values``)."""
 
 
 def custom_fields() -> dict[str, dict[str, Any]]:
@@ -67,9 +77,13 @@ def fake() -> FakeFxiaoke:
     return f
 
 
+def make_context(policy: Policy = POLICY, **kwargs: Any) -> ConnectorContext:
+    return ConnectorContext(name="fx", base_currency="CNY", push_values=push_values(policy), **kwargs)
+
+
 @pytest.fixture
 def context() -> ConnectorContext:
-    return ConnectorContext(name="fx", base_currency="CNY")
+    return make_context()
 
 
 @pytest.fixture

@@ -7,16 +7,26 @@ filters, ``_id``/``last_modified_time`` orders, projection, empty fields omitted
 checked against the options, ``last_modified_time``/``last_modified_by`` bumped), ``user/getByMobile``, a
 sliding 100-calls/20 s window per path, a daily quota and an unlicensed tenant.
 
+It is at least as strict as the documentation, and stricter where it is silent: a ``thirdTraceId`` that is
+missing, not a v4 UUID or used before (by any call that reached the gateway, a retry after a 5xx included) is
+refused; a field the object's describe does not list is refused in a query's projection, filters and orders and
+in an update; a select value off the field's usable options, a list for a ``select_one`` or a single value for a
+``select_many`` is refused per record; an invalidated (作废) or locked record is not updated; an operator denied
+an object (:meth:`FakeFxiaoke.deny`) is refused with a permission message. :meth:`FakeFxiaoke.mass_update`
+stamps one modification time on many records, as a mass edit, an import or a write-back does.
+
 Assumptions where the documentation is silent (marked ASSUMED below): the error code for a missing operator
-id, for ``limit`` > 100, for an offset that is not a multiple of ``limit`` and for per-record update refusals.
+id, for ``limit`` > 100, for an offset that is not a multiple of ``limit``, for per-record update refusals and
+for a missing permission; whether query returns invalidated records (it does here).
 """
 
 from __future__ import annotations
 
+import bisect
 import json
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import Any
 
@@ -38,6 +48,16 @@ T0 = 1_718_000_000.0
 
 PARAM_ERROR = 32000  # "参数错误" in the global code table; ASSUMED for per-record refusals and bad paging
 MISSING_OPERATOR = 10010  # "缺少参数 openUserId"; ASSUMED for a missing x-fs-userid
+NO_PERMISSION = 320001401  # ASSUMED: no code is documented; the message carries "权限" as the gateway's do
+SYSTEM_FIELDS = {"_id": "text", "name": "text", "owner": "employee", "create_time": "date_time",
+                 "created_by": "employee", "last_modified_time": "date_time", "last_modified_by": "employee",
+                 "life_status": "select_one", "lock_status": "select_one", "record_type": "record_type",
+                 "is_deleted": "true_or_false", "version": "number", "data_own_department": "department"}  # fmt: skip
+"""System fields every object has (reference section 3.3)."""
+QUERY_OPERATORS = {"EQ", "N", "GT", "GTE", "LT", "LTE", "LIKE", "NLIKE", "IS", "ISN", "IN", "NIN", "BETWEEN",
+                   "NBETWEEN", "STARTWITH", "ENDWITH", "CONTAINS", "HASANYOF", "NHASANYOF"}  # fmt: skip
+"""The operators the query pages document; others are refused."""
+OPERATION_NAMES = {"query": "列表", "describe": "查看", "update": "编辑"}
 
 
 def envelope(code: int = 0, message: str = "OK", **extra: Any) -> httpx.Response:
@@ -46,35 +66,77 @@ def envelope(code: int = 0, message: str = "OK", **extra: Any) -> httpx.Response
     return httpx.Response(200, json=body)
 
 
-def _cmp(value: Any, op: str, args: list[str]) -> bool:
-    def num(x: Any) -> Any:
-        try:
-            return Decimal(str(x))
-        except Exception:
-            return str(x)
+def _num(x: Any) -> Any:
+    if isinstance(x, int):
+        return x
+    try:
+        return int(x) if str(x).lstrip("-").isdigit() else Decimal(str(x))
+    except Exception:
+        return str(x)
 
+
+def _cmp(value: Any, op: str, args: list[str]) -> bool:
+    num = _num
     if op == "EQ":
         return str(value) == args[0]
+    if op == "N":
+        return str(value) != args[0]
     if op == "IN":
         return str(value) in args
+    if op == "NIN":
+        return str(value) not in args
+    if op not in {"GT", "GTE", "LT", "LTE", "BETWEEN"}:
+        raise NotImplementedError(f"the fake does not implement the documented operator {op}")
     if value is None:
         return False
     v = num(value)
     a = [num(x) for x in args]
-    if type(v) is not type(a[0]):
+    if isinstance(v, str) or any(isinstance(x, str) for x in a):
         v, a = str(value), [str(x) for x in args]
     return {"GT": v > a[0], "GTE": v >= a[0], "LT": v < a[0], "LTE": v <= a[0],
             "BETWEEN": len(a) == 2 and a[0] <= v <= a[1]}.get(op, False)  # fmt: skip
 
 
+class Table(dict[str, dict[str, Any]]):
+    """Records of one object by ``_id``; keeps its ids sorted (rebuilt only after ids were added or removed)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._sorted: list[str] | None = None
+
+    def __setitem__(self, key: str, value: dict[str, Any]) -> None:
+        if key not in self:
+            self._sorted = None
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: str) -> None:
+        self._sorted = None
+        super().__delitem__(key)
+
+    def pop(self, key: str, *default: Any) -> Any:
+        self._sorted = None
+        return super().pop(key, *default)
+
+    def ids(self) -> list[str]:
+        if self._sorted is None:
+            self._sorted = sorted(self)
+        return self._sorted
+
+
 class FakeFxiaoke:
     def __init__(self) -> None:
         self.now = T0
-        self.objects: dict[str, dict[str, dict[str, Any]]] = {"AccountObj": {}, "SalesOrderObj": {}}
+        self.objects: dict[str, Table] = {"AccountObj": Table(), "SalesOrderObj": Table()}
         self.describes: dict[str, dict[str, dict[str, Any]]] = {"AccountObj": {}, "SalesOrderObj": {}}
         self.tokens: dict[str, tuple[str, float]] = {}  # token -> (style, issued at)
         self.calls: list[dict[str, Any]] = []
-        self.trace_ids: list[str] = []
+        self.trace_ids: set[str] = set()
+        self.reused_traces = 0
+        """Calls refused for a reused thirdTraceId."""
+        self.http_errors: deque[int] = deque()
+        """HTTP statuses (5xx from the gateway) to answer the next calls with, before anything else."""
+        self.denied: dict[tuple[str, str], str] = {}
+        """(operation, object) -> the permission message the operator is refused with (see :meth:`deny`)."""
         self.codes: deque[tuple[int, str]] = deque()
         """errorCodes to answer the next business calls with."""
         self.token_codes: deque[tuple[int, str]] = deque()
@@ -100,6 +162,17 @@ class FakeFxiaoke:
     @property
     def now_ms(self) -> int:
         return int(self.now * 1000)
+
+    def deny(self, op: str, obj: str, label: str = "客户") -> None:
+        """Take the operator's ``op`` permission (query, describe, update) on ``obj`` away."""
+        self.denied[(op, obj)] = f"没有{label}的{OPERATION_NAMES[op]}权限"
+
+    def mass_update(self, obj: str, ids: Iterable[str], *, by: str = OTHER_USER, **values: Any) -> int:
+        """Change many records within one millisecond (a mass edit or an import); the time stamped."""
+        stamp = self.now_ms
+        for rid in ids:
+            self.objects[obj][rid].update(values, last_modified_time=stamp, last_modified_by=[by])
+        return stamp
 
     def put(self, obj: str, record: dict[str, Any]) -> dict[str, Any]:
         record = {"life_status": "normal", "last_modified_by": [OTHER_USER], "create_time": self.now_ms,
@@ -127,19 +200,16 @@ class FakeFxiaoke:
     def handle(self, request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content or b"{}")
         path = request.url.path
-        self.calls.append({"path": path, "headers": dict(request.headers), "body": body,
-                           "trace": request.url.params.get("thirdTraceId")})  # fmt: skip
+        trace = request.url.params.get("thirdTraceId")
+        self.calls.append({"path": path, "headers": dict(request.headers), "body": body, "trace": trace})
+        if refused := self._trace(trace):
+            return refused
+        if self.http_errors:
+            return httpx.Response(self.http_errors.popleft(), text="<html>502 Bad Gateway</html>")
         if self.before is not None and (answer := self.before(request)) is not None:
             return answer
         if request.method != "POST":
             return httpx.Response(405)
-        trace = request.url.params.get("thirdTraceId")
-        try:
-            if uuid.UUID(trace or "").version != 4 or trace in self.trace_ids:
-                return envelope(PARAM_ERROR, "thirdTraceId missing, not a v4 UUID or reused")
-        except ValueError:
-            return envelope(PARAM_ERROR, "thirdTraceId missing, not a v4 UUID or reused")
-        self.trace_ids.append(str(trace))
         if limited := self._limits(path):
             return limited
         if path in ("/oauth2.0/token", "/cgi/corpAccessToken/get/V2"):
@@ -160,6 +230,19 @@ class FakeFxiaoke:
             emp = [{"openUserId": OPEN_USER_ID, "name": "管理员", "mobile": MOBILE}] if found else []
             return envelope(0 if found else 30027, "OK" if found else "员工不存在", empList=emp)
         return httpx.Response(404, text="<html>not found</html>")
+
+    def _trace(self, trace: str | None) -> httpx.Response | None:
+        """Refuse a missing, malformed or reused thirdTraceId ("a fresh RFC 4122 v4 UUID" per call)."""
+        try:
+            valid = uuid.UUID(trace or "").version == 4
+        except ValueError:
+            valid = False
+        if trace in self.trace_ids:
+            self.reused_traces += 1
+        if not valid or trace in self.trace_ids:
+            return envelope(PARAM_ERROR, "thirdTraceId missing, not a v4 UUID or reused")
+        self.trace_ids.add(str(trace))
+        return None
 
     def _limits(self, path: str) -> httpx.Response | None:
         if self.unlicensed:
@@ -225,16 +308,25 @@ class FakeFxiaoke:
 
     # -- endpoints --------------------------------------------------------------------------------------
 
-    def _table(self, path: str, obj: str | None) -> dict[str, dict[str, Any]] | httpx.Response:
+    def _table(self, path: str, obj: str | None, op: str) -> Table | httpx.Response:
         if obj not in self.objects:
             return envelope(PARAM_ERROR, f"object {obj} does not exist")
         if ("/custom/" in path) != str(obj).endswith("__c"):
             return envelope(PARAM_ERROR, "wrong API family for this object")
+        if denied := self.denied.get((op, str(obj))):
+            return envelope(NO_PERMISSION, denied)
         return self.objects[obj]
+
+    def _unknown(self, obj: str, names: Iterable[str]) -> httpx.Response | None:
+        """Refuse a field the object's describe does not list (ASSUMED code; the documentation is silent)."""
+        fields = self.describes.get(obj, {})
+        missing = [n for n in names if n not in fields and n not in SYSTEM_FIELDS]
+        return envelope(PARAM_ERROR, f"字段 {missing[0]} 不存在") if missing else None
 
     def _query(self, path: str, body: dict[str, Any]) -> httpx.Response:
         data = body.get("data") or {}
-        table = self._table(path, data.get("dataObjectApiName"))
+        obj = data.get("dataObjectApiName")
+        table = self._table(path, obj, "query")
         if isinstance(table, httpx.Response):
             return table
         info = data.get("search_query_info") or {}
@@ -243,16 +335,19 @@ class FakeFxiaoke:
             return envelope(10013, "offset out of range 10000")
         if not 1 <= limit <= 100 or offset % limit:
             return envelope(PARAM_ERROR, "limit must be 1..100 and offset a multiple of limit")
-        rows = list(table.values())
-        for f in info.get("filters") or []:
-            if f["field_name"] == "_id" and f["operator"] == "GT":  # ids compare as strings
-                rows = [r for r in rows if r["_id"] > f["field_values"][0]]
-                continue
-            rows = [r for r in rows if _cmp(r.get(f["field_name"]), f["operator"], list(f["field_values"]))]
-        for order in reversed(info.get("orders") or []):
-            rows.sort(key=lambda r, o=order: (r.get(o["fieldName"]) is None, r.get(o["fieldName"])),
-                      reverse=not order.get("isAsc", True))  # fmt: skip
+        filters, orders = info.get("filters") or [], info.get("orders") or []
         projection = info.get("fieldProjection")
+        names = [f.get("field_name") for f in filters] + [o.get("fieldName") for o in orders] + list(projection or [])
+        if unknown := self._unknown(str(obj), names):
+            return unknown
+        bad = [
+            f
+            for f in filters
+            if f.get("operator") not in QUERY_OPERATORS or not isinstance(f.get("field_values"), list)
+        ]
+        if bad:
+            return envelope(PARAM_ERROR, f"bad filter operator or values: {bad[0]!r}")
+        rows = self._rows(table, filters, orders, offset + limit)
         page = [
             {k: v for k, v in r.items() if v not in (None, "", []) and (not projection or k in projection)}
             for r in rows[offset : offset + limit]
@@ -260,39 +355,77 @@ class FakeFxiaoke:
         total = len(rows) if data.get("find_explicit_total_num", True) else 0
         return envelope(0, "OK", data={"offset": offset, "limit": limit, "total": total, "dataList": page})
 
+    def _rows(self, table: Table, filters: list[dict[str, Any]], orders: list[dict[str, Any]], want: int) -> list:
+        """Matching rows in order; ordered by ``_id`` alone, it reads only from the ``_id GT`` position onwards."""
+
+        def match(r: dict[str, Any]) -> bool:
+            return all(_cmp(r.get(f["field_name"]), f["operator"], list(f["field_values"])) for f in filters)
+
+        if orders == [{"fieldName": "_id", "isAsc": True}]:
+            ids = table.ids()
+            after = [f["field_values"][0] for f in filters if f["field_name"] == "_id" and f["operator"] == "GT"]
+            start = bisect.bisect_right(ids, max(after)) if after else 0
+            rows = []
+            for rid in ids[start:]:
+                if match(table[rid]):
+                    rows.append(table[rid])
+                    if len(rows) >= want:
+                        break
+            return rows
+        rows = [r for r in table.values() if match(r)]
+        for order in reversed(orders):
+            rows.sort(key=lambda r, o=order: (r.get(o["fieldName"]) is None, r.get(o["fieldName"])),
+                      reverse=not order.get("isAsc", True))  # fmt: skip
+        return rows
+
     def _describe(self, body: dict[str, Any]) -> httpx.Response:
         obj = (body.get("data") or {}).get("apiName") or body.get("apiName")
         if obj not in self.describes:
             return envelope(PARAM_ERROR, f"object {obj} does not exist")
+        if denied := self.denied.get(("describe", str(obj))):
+            return envelope(NO_PERMISSION, denied)
         return envelope(0, "OK", data={"describe": {"api_name": obj, "fields": self.describes[obj]}})
 
     def _update(self, path: str, body: dict[str, Any]) -> httpx.Response:
         values = dict((body.get("data") or {}).get("object_data") or {})
         obj, rid = values.pop("dataObjectApiName", None), values.pop("_id", None)
-        table = self._table(path, obj)
+        table = self._table(path, obj, "update")
         if isinstance(table, httpx.Response):
             return table
-        if rid not in table:
+        record = table.get(str(rid))
+        if record is None:
             return envelope(PARAM_ERROR, "数据不存在或已作废")
         if rid in self.refuse:
             return envelope(*self.refuse[rid])
         fields = self.describes[str(obj)]
         for api, value in values.items():
-            meta = fields.get(api)
-            if meta is None:
-                return envelope(PARAM_ERROR, f"字段 {api} 不存在")
-            allowed = {str(o["value"]) for o in meta.get("options") or []}
-            chosen = value if isinstance(value, list) else [value]
-            if allowed and any(v is not None and str(v) not in allowed for v in chosen):
-                return envelope(PARAM_ERROR, f"字段 {api} 的选项值不存在: {value!r}")
+            if refused := self._field_value(fields.get(api), api, value):
+                return refused
         if self.on_write is not None and (refused := self.on_write(str(obj), str(rid), values)):
             return envelope(*refused)
-        record = table[rid]
+        if record.get("life_status") == "invalid":
+            return envelope(PARAM_ERROR, "数据已作废")
         if record.get("lock_status") not in (None, "0"):
             return envelope(PARAM_ERROR, "数据已锁定")
         user = body.get("currentOpenUserId") or USER_ID
         record.update(values, last_modified_time=self.now_ms, last_modified_by=[str(user)])
         return envelope(0, "OK", dataId=rid)
+
+    def _field_value(self, meta: dict[str, Any] | None, api: str, value: Any) -> httpx.Response | None:
+        """Refuse an unknown or system field, or a select value off the usable options (ASSUMED code)."""
+        if meta is None or meta.get("define_type") == "system" or api in SYSTEM_FIELDS:
+            return envelope(PARAM_ERROR, f"字段 {api} 不存在或不可编辑")
+        kind = meta.get("type")
+        if kind not in ("select_one", "select_many") or value is None:
+            return None
+        if (kind == "select_many") != isinstance(value, list):
+            return envelope(PARAM_ERROR, f"字段 {api} 的值格式不正确: {value!r}")
+        usable = {str(o["value"]) for o in meta.get("options") or []
+                  if not o.get("not_usable") and o.get("is_active", True) is not False}  # fmt: skip
+        chosen = value if isinstance(value, list) else [value]
+        if off := [v for v in chosen if str(v) not in usable]:
+            return envelope(PARAM_ERROR, f"字段 {api} 的选项值不存在: {off[0]!r}")
+        return None
 
 
 def path_needs_user(path: str) -> bool:
@@ -301,8 +434,8 @@ def path_needs_user(path: str) -> bool:
 
 def account_describe(**custom: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """An ``AccountObj`` describe with the preset fields the connector reads plus ``custom`` fields."""
-    fields = {
-        "_id": {"api_name": "_id", "type": "text", "label": "ID", "define_type": "system"},
+    fields = system_describe()
+    fields |= {
         "name": {"api_name": "name", "type": "text", "label": "客户名称", "define_type": "package"},
         "email": {"api_name": "email", "type": "email", "label": "邮件", "define_type": "package"},
         "tel": {"api_name": "tel", "type": "phone_number", "label": "电话", "define_type": "package"},
@@ -315,4 +448,9 @@ def account_describe(**custom: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def order_describe() -> dict[str, dict[str, Any]]:
     names = {"account_id": "object_reference", "order_amount": "currency", "order_time": "date",
              "order_status": "select_one", "life_status": "select_one", "name": "auto_number"}  # fmt: skip
-    return {k: {"api_name": k, "type": t, "label": k, "define_type": "package"} for k, t in names.items()}
+    package = {k: {"api_name": k, "type": t, "label": k, "define_type": "package"} for k, t in names.items()}
+    return system_describe() | package
+
+
+def system_describe() -> dict[str, dict[str, Any]]:
+    return {k: {"api_name": k, "type": t, "label": k, "define_type": "system"} for k, t in SYSTEM_FIELDS.items()}

@@ -6,10 +6,22 @@ import json
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import pytest
+from crmsync_fxiaoke.connector import FxiaokeConnector
+from crmsync_fxiaoke.cursor import CHECKPOINT_ALWAYS, FxCursor
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from crmsync.connector import Rejection, Stream
 from crmsync.models import Member, Order, OrderStatus
 
-from .fake import USER_ID, FakeFxiaoke
+from .conftest import make_context, make_settings
+from .fake import USER_ID, FakeFxiaoke, account_describe
+
+
+def connector(fake: FakeFxiaoke, **overrides) -> FxiaokeConnector:
+    return FxiaokeConnector(make_settings(**overrides), make_context(), transport=fake.transport, sleep=fake.sleep,
+                            clock=lambda: fake.now, monotonic=lambda: fake.now)  # fmt: skip
 
 
 def pull(conn, stream, cursor=None):
@@ -43,6 +55,7 @@ def test_customers_become_members(fake: FakeFxiaoke, connect) -> None:
 
 def test_query_body_follows_the_documented_shape(fake: FakeFxiaoke, connect) -> None:
     seed_accounts(fake, 1)
+    fake.describes["AccountObj"]["account_level"] = {"api_name": "account_level", "type": "select_one"}
     pull(connect(members={"attributes": ["account_level"]}), Stream.MEMBERS)
     (body,) = queries(fake)
     assert body == {
@@ -126,13 +139,13 @@ def test_bad_orders_are_rejected_naming_record_and_field(fake: FakeFxiaoke, conn
     assert all(isinstance(r, Rejection) and r.raw and r.record_id for r in rejects)
 
 
-def test_bad_email_is_rejected_and_invalid_customers_are_deleted(fake: FakeFxiaoke, connect) -> None:
+def test_bad_email_is_rejected_naming_record_and_field(fake: FakeFxiaoke, connect) -> None:
     fake.put("AccountObj", {"_id": "a1", "name": "甲", "email": "not-an-email"})
-    fake.put("AccountObj", {"_id": "a2", "name": "乙", "life_status": "invalid"})
+    fake.put("AccountObj", {"_id": "a2", "name": "乙", "email": "b@example.cn"})
     batches, records, _ = pull(connect(), Stream.MEMBERS)
     (reject,) = [r for b in batches for r in b.rejects]
     assert (reject.locator, reject.field) == ("AccountObj a1", "email")
-    assert [(r.external_id, r.deleted) for r in records] == [("a2", True)]
+    assert [r.external_id for r in records] == ["a2"]
 
 
 def test_incremental_pull_reads_from_the_watermark_and_skips_what_it_delivered(fake: FakeFxiaoke, connect) -> None:
@@ -178,10 +191,122 @@ def test_cursor_keeps_only_the_ids_inside_the_overlap(fake: FakeFxiaoke, connect
     for i, rid in enumerate(reversed(ids)):  # modified one second apart, newest first in _id order
         fake.objects["AccountObj"][rid]["last_modified_time"] = fake.now_ms + i * 1000
     _, records, cursor = pull(connect(), Stream.MEMBERS)
-    state = json.loads(cursor)
-    assert len(records) == 300 and "run" not in state
-    assert state["wm"] == fake.now_ms + 299_000
-    assert sorted(state["seen"]) == sorted(ids[:121])  # the 121 customers changed in the last 120 s
+    state = FxCursor.loads(cursor)
+    assert len(records) == 300 and not state.active
+    assert state.watermark == fake.now_ms + 299_000
+    assert sorted(state.seen) == sorted(ids[:121])  # the 121 customers changed in the last 120 s
     fake.now += 1
     _, again, _ = pull(connect(), Stream.MEMBERS, cursor)
     assert again == []
+
+
+def test_invalidated_customers_are_deletions_and_come_back_when_recovered(fake: FakeFxiaoke, connect) -> None:
+    ids = seed_accounts(fake, 5)
+    fake.objects["AccountObj"][ids[0]]["life_status"] = "invalid"
+    batches, records, cursor = pull(connect(), Stream.MEMBERS)
+    assert [r.external_id for r in records] == ids[1:]
+    assert [i for b in batches for i in b.deleted] == [ids[0]]
+    fake.now += 60  # an employee invalidates (作废) two customers and recovers the first one
+    fake.mass_update("AccountObj", ids[2:4], life_status="invalid")
+    fake.mass_update("AccountObj", ids[:1], life_status="normal")
+    batches, records, cursor = pull(connect(), Stream.MEMBERS, cursor)
+    assert [r.external_id for r in records] == ids[:1] and not records[0].deleted
+    assert [i for b in batches for i in b.deleted] == ids[2:4]
+    batches, records, _ = pull(connect(), Stream.MEMBERS, cursor)  # delivered once: nothing again
+    assert records == [] and [i for b in batches for i in b.deleted] == []
+
+
+def distinct_times(fake: FakeFxiaoke, ids: list[str], times: list[int]) -> None:
+    for rid, t in zip(ids, times, strict=True):
+        fake.objects["AccountObj"][rid]["last_modified_time"] = t
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    n=st.integers(0, 700),
+    shape=st.sampled_from(["one time", "rising", "falling", "clusters", "spread"]),
+    page=st.sampled_from([100, 37]),
+    seed=st.integers(0, 2**16),
+)
+def test_any_spread_of_modification_times_is_delivered_exactly_once_in_linear_work(n, shape, page, seed) -> None:
+    """Rows read and ids written into cursors grow linearly with the records, whatever their times.
+
+    The thresholds are lowered so that a few hundred records exercise the large-map paths.
+    """
+    import random
+    from unittest import mock
+
+    fake = FakeFxiaoke()
+    fake.per_window = None
+    fake.describes["AccountObj"] = account_describe()
+    ids = seed_accounts(fake, n)
+    rng, base = random.Random(seed), fake.now_ms - 3_600_000
+    times = {
+        "one time": [base] * n,
+        "rising": [base + i for i in range(n)],
+        "falling": [base + n - i for i in range(n)],
+        "clusters": [base + 1000 * rng.randrange(4) for _ in range(n)],
+        "spread": [base + rng.randrange(600_000) for _ in range(n)],
+    }[shape]
+    distinct_times(fake, ids, times)
+    make = lambda: connector(fake, page_size=page, calls_per_window=None)  # noqa: E731
+    with (
+        mock.patch("crmsync_fxiaoke.cursor.CHECKPOINT_ALWAYS", 20),
+        mock.patch("crmsync_fxiaoke.cursor.PRUNE_AT_LEAST", 16),
+    ):
+        batches, records, cursor = pull(make(), Stream.MEMBERS)
+        assert sorted(r.external_id for r in records) == ids  # each once
+        written = [FxCursor.loads(b.cursor) for b in batches if b.cursor is not None]
+        assert sum(len(c.seen) for c in written) <= 3 * n + 20 * len(batches)
+        assert written[-1].watermark == max(times, default=None) and not written[-1].active
+        _, rerun, _ = pull(make(), Stream.MEMBERS, cursor)
+    in_window = sum(t >= max(times) - 120_000 for t in times)
+    assert rerun == [] and len(queries(fake)) == (n // page + 1) + (in_window // page + 1)
+
+
+@pytest.mark.slow
+def test_twenty_thousand_customers_with_one_modification_time(fake: FakeFxiaoke) -> None:
+    """A mass update stamps one time on 20,000 customers: each is delivered once, at the documented call count."""
+    ids = seed_accounts(fake, 20_000)
+    stamp = fake.mass_update("AccountObj", ids, name="改名")
+    conn = connector(fake)
+    batches, records, cursor = pull(conn, Stream.MEMBERS)
+    assert [r.external_id for r in records] == ids and {r.last_name for r in records} == {"改名"}
+    assert conn.context.api_calls == {"token": 1, "query AccountObj": 201}  # 200 full pages and the last, empty
+    checkpoints = [b.cursor for b in batches if b.cursor is not None]
+    # a cursor with every batch while it is small, then at doubling sizes: O(records) written in all
+    assert len(checkpoints) <= CHECKPOINT_ALWAYS // 100 + 5 and FxCursor.loads(cursor).watermark == stamp
+    assert sum(len(FxCursor.loads(c).seen) for c in checkpoints) <= 3 * 20_000 + CHECKPOINT_ALWAYS**2 // 100
+
+    fake.now += 60  # a rerun, nothing changed: the 20,000 inside the overlap are read again, none delivered
+    rerun = connector(fake)
+    _, again, cursor2 = pull(rerun, Stream.MEMBERS, cursor)
+    assert again == [] and rerun.context.api_calls == {"token": 1, "query AccountObj": 201}
+
+    fake.now += 30  # a second mass update within the overlap: each changed customer once more, as its new version
+    fake.mass_update("AccountObj", ids[::2], name="再改")
+    _, changed, cursor3 = pull(connector(fake), Stream.MEMBERS, cursor2)
+    assert [(r.external_id, r.last_name) for r in changed] == [(i, "再改") for i in ids[::2]]
+    fake.now += 60
+    _, none, _ = pull(connector(fake), Stream.MEMBERS, cursor3)
+    assert none == []
+
+
+@pytest.mark.slow
+def test_a_crash_inside_a_cluster_resumes_from_the_last_stored_cursor(fake: FakeFxiaoke) -> None:
+    """Batches between cursors are re-read after a crash; nothing is lost and the rerun delivers nothing."""
+    fake.per_window = None
+    ids = seed_accounts(fake, 6_000)
+    fake.mass_update("AccountObj", ids)
+    stored, delivered = None, []
+    for k, batch in enumerate(connector(fake, calls_per_window=None).pull(Stream.MEMBERS, None)):
+        if k == 45:
+            break  # the process dies before this batch is stored
+        delivered += [r.external_id for r in batch.records]
+        stored = batch.cursor or stored
+    assert stored is not None and FxCursor.loads(stored).active
+    _, rest, cursor = pull(connector(fake, calls_per_window=None), Stream.MEMBERS, stored)
+    assert set(delivered) | {r.external_id for r in rest} == set(ids)
+    assert len(delivered) + len(rest) - len(ids) <= len(FxCursor.loads(stored).seen)  # re-read: at most that
+    _, none, _ = pull(connector(fake, calls_per_window=None), Stream.MEMBERS, cursor)
+    assert none == []

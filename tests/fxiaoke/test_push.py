@@ -81,6 +81,7 @@ def test_a_grade_without_an_option_fails_that_record_without_a_call(fake: FakeFx
     results = connect().push([change("a1", {"tier": "Platinum"}), change("a2", {"tier": "Silver"})])
     bad, good = results
     assert not bad.ok and bad.field == TIER and "Platinum" in bad.reason and "Gold=opt_gold" in bad.reason
+    assert bad.retryable  # an administrator can add the option; the next run writes it
     assert good.ok
     assert [u["data"]["object_data"]["_id"] for u in updates(fake)] == ["a2"]
 
@@ -95,6 +96,31 @@ def test_a_missing_field_fails_records_naming_it(fake: FakeFxiaoke, connect, acc
 def test_an_unknown_customer_is_a_record_failure(fake: FakeFxiaoke, connect, accounts) -> None:
     (result,) = connect().push([change("gone", {"points": 3})])
     assert not result.ok and str(PARAM_ERROR) in result.reason
+
+
+def test_refusals_an_admin_can_fix_are_retryable_and_gone_customers_are_not(fake: FakeFxiaoke, connect) -> None:
+    """Only a customer invalidated or deleted in the CRM is given up; one lookup answers for the whole batch."""
+    for i in range(6):
+        fake.put("AccountObj", {"_id": f"a{i}", "name": f"客户{i}"})
+    fake.objects["AccountObj"]["a1"]["life_status"] = "invalid"  # 作废 after the last pull
+    fake.objects["AccountObj"]["a2"]["lock_status"] = "1"
+    del fake.objects["AccountObj"]["a3"]
+    fake.refuse["a4"] = (PARAM_ERROR, "无此操作的数据权限")
+    conn = connect()
+    conn.describe("AccountObj")
+    fake.describes["AccountObj"][STAGE]["options"] = [{"label": "new", "value": "stage_new"}]  # removed meanwhile
+    tier_only = {"tier": "Gold"}
+    changes = [change("a0", tier_only), *(change(f"a{i}", tier_only) for i in range(1, 5)), change("a5")]
+    results = {r.member_id: r for r in conn.push(changes)}
+    assert {i: (r.ok, r.retryable) for i, r in results.items()} == {
+        "a0": (True, True), "a1": (False, False), "a2": (False, True), "a3": (False, False), "a4": (False, True),
+        "a5": (False, True),
+    }  # fmt: skip
+    assert "invalidated (作废)" in results["a1"].reason and "deleted" in results["a3"].reason
+    assert STAGE in results["a5"].reason and "'stage_loyal'" in results["a5"].reason and results["a5"].field == STAGE
+    lookups = [c["body"]["data"]["search_query_info"] for c in fake.calls if c["path"].endswith("/data/query")]
+    refused = ["a1", "a2", "a3", "a4", "a5"]
+    assert [q["filters"] for q in lookups] == [[{"field_name": "_id", "operator": "IN", "field_values": refused}]]
 
 
 def test_unpushed_fields_are_not_in_push_fields(connect) -> None:

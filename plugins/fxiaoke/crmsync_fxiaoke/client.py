@@ -1,11 +1,14 @@
 """Fxiaoke OpenAPI protocol: access token, operator, trace ids, the ``errorCode`` envelope, query/describe/update.
 
-Every call is ``POST`` with a JSON body and ``?thirdTraceId=<uuid4>``. Business errors come back as HTTP 200
+Every call is ``POST`` with a JSON body and ``?thirdTraceId=<uuid4>``, a fresh one for every attempt: the shared
+client's retries after a 5xx or a timeout resend the request, and :meth:`FxiaokeClient.stamp` gives each its own
+id first. Business errors come back as HTTP 200
 with ``errorCode != 0``; :meth:`FxiaokeClient.call` maps them (see :data:`AUTH_CODES` and friends): a stale
 token (20016) is renewed once and the call repeated, rate-limit and busy codes are retried with backoff,
 bad credentials raise :class:`~crmsync.AuthError`, a used-up daily quota :class:`~crmsync.RetryableError`
 with the time until 00:00 Beijing, anything else :class:`~crmsync_fxiaoke.errors.ApiError` (a per-record
-rejection on writes).
+rejection on writes). A read refused for want of permission is :class:`~crmsync_fxiaoke.errors.PermissionRefused`
+(exit 2) with what to grant. Token requests, retries and errors are logged through the connector's logger.
 """
 
 from __future__ import annotations
@@ -22,7 +25,15 @@ import httpx
 from crmsync.connector import ConnectorContext
 from crmsync.errors import AuthError, FatalAPIError
 from crmsync.redact import describe_request, safe_repr
-from crmsync_fxiaoke.errors import TOKEN_CODES, TRANSIENT_CODES, raise_for
+from crmsync_fxiaoke.errors import (
+    TOKEN_CODES,
+    TRANSIENT_CODES,
+    ApiError,
+    PermissionRefused,
+    is_permission_refusal,
+    permission_hint,
+    raise_for,
+)
 from crmsync_fxiaoke.limits import CallBudget
 from crmsync_fxiaoke.settings import FxiaokeSettings
 from crmsync_fxiaoke.token import TokenCache
@@ -88,6 +99,7 @@ class FxiaokeClient:
             "max_retry_wait": settings.retry_budget_seconds,
             "timeout": settings.timeout_seconds,
             "headers": {"Content-Type": "application/json"},
+            "on_attempt": self.stamp,
         }
         if sleep is not time.sleep:
             options["sleep"] = sleep
@@ -113,11 +125,20 @@ class FxiaokeClient:
 
     # -- transport --------------------------------------------------------------------------------------
 
+    def stamp(self, request: httpx.Request) -> None:
+        """Give this attempt of ``request`` its own ``thirdTraceId`` (called by the shared client's retries)."""
+        attempt = int(request.extensions.get("fxiaoke_attempt", 0)) + 1
+        request.extensions["fxiaoke_attempt"] = attempt
+        trace = str(uuid.uuid4())
+        if attempt > 1:
+            self.context.logger.info("%s: %s attempt %d with thirdTraceId %s", self.context.name,
+                                     describe_request(request), attempt, trace)  # fmt: skip
+        request.url = request.url.copy_set_param("thirdTraceId", trace)
+
     def _post(self, path: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> dict[str, Any]:
-        """One budgeted POST with a fresh trace id; the parsed envelope (errorCode not yet looked at)."""
+        """One budgeted POST (each attempt stamped by :meth:`stamp`); the envelope, errorCode not yet looked at."""
         self.budget.acquire(path)
-        response = self.http.post(path, params={"thirdTraceId": str(uuid.uuid4())}, json=body, headers=headers)
-        return loads(response)
+        return loads(self.http.post(path, json=body, headers=headers))
 
     def _error(self, envelope: dict[str, Any], path: str) -> str:
         code, message = envelope.get("errorCode"), envelope.get("errorMessage") or ""
@@ -139,19 +160,34 @@ class FxiaokeClient:
             if code == 0:
                 return envelope
             text = self._error(envelope, path)
+            log = self.context.logger
             if code in TOKEN_CODES and not renewed:
+                log.info("%s: %s: renewing the access token and repeating the call once", name, text)
                 self.tokens.invalidate()
                 renewed = True
                 continue
             if code in TRANSIENT_CODES:
                 delay = self.settings.backoff_seconds * 2**attempt
                 if attempt < self.settings.max_retries and waited + delay <= self.settings.retry_budget_seconds:
+                    log.info("%s: %s: retry %d in %.0f s", name, text, attempt + 1, delay)
                     self.context.api_calls["retries"] = self.context.api_calls.get("retries", 0) + 1
                     self.sleep(delay)
                     attempt, waited = attempt + 1, waited + delay
                     continue
                 text += f"; gave up after {attempt + 1} attempt(s)"
+            log.info("%s: %s", name, text)
             raise_for(code, text, str(envelope.get("errorMessage") or ""), connector=name, clock=self.budget.clock)
+
+    def read(self, path: str, body: dict[str, Any], obj: str) -> dict[str, Any]:
+        """:meth:`call` for a read of ``obj``: a refusal for want of permission stops the run (exit 2)."""
+        try:
+            return self.call(path, body)
+        except ApiError as exc:
+            if not is_permission_refusal(exc.api_message):
+                raise
+            operator = self.tokens.operator(self.tokens.get())
+            raise PermissionRefused(exc.message.removeprefix(f"{self.context.name}: "), connector=self.context.name,
+                                    hint=permission_hint(obj, operator)) from None  # fmt: skip
 
     # -- endpoints --------------------------------------------------------------------------------------
 
@@ -176,7 +212,7 @@ class FxiaokeClient:
             "fieldProjection": fields,
         }
         body = {"data": {"dataObjectApiName": obj, "find_explicit_total_num": False, "search_query_info": info}}
-        data = self.call(data_path(obj, "query"), body).get("data")
+        data = self.read(data_path(obj, "query"), body, obj).get("data")
         if isinstance(data, dict) and isinstance(data.get("dataList"), list):
             return [r for r in data["dataList"] if isinstance(r, dict)]
         if isinstance(data, dict) and "_id" in data:  # some pages document a single map
@@ -186,7 +222,7 @@ class FxiaokeClient:
     def describe(self, obj: str) -> dict[str, dict[str, Any]]:
         """Field descriptions of ``obj`` by api name."""
         args = {"apiName": obj, "includeDetail": False}
-        data = self.call("/cgi/crm/v2/object/describe", {**args, "data": args}).get("data") or {}
+        data = self.read("/cgi/crm/v2/object/describe", {**args, "data": args}, obj).get("data") or {}
         fields = (data.get("describe") or {}).get("fields") or {}
         return {str(k): v for k, v in fields.items() if isinstance(v, dict)}
 

@@ -11,8 +11,8 @@ off unless configured.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 from crmsync.connector import (
@@ -26,15 +26,14 @@ from crmsync.connector import (
     Rejection,
     Stream,
 )
-from crmsync.errors import FatalAPIError
+from crmsync.errors import ConnectorError, FatalAPIError
 from crmsync_fxiaoke import fieldcheck, mapping
 from crmsync_fxiaoke.client import FxiaokeClient
 from crmsync_fxiaoke.cursor import FxCursor
+from crmsync_fxiaoke.echo import EchoFilter
 from crmsync_fxiaoke.errors import ApiError
 from crmsync_fxiaoke.settings import FxiaokeSettings
 
-SAVE_FINGERPRINTS_EVERY = 20
-"""Batches between saves of the member fingerprints (a large map: not rewritten after every page)."""
 PUSH_BATCH = 20
 """Changes per push() call: each is its own API call, so a crash repeats at most this many."""
 
@@ -52,7 +51,6 @@ class FxiaokeConnector(Connector):
         self.push_fields = tuple(settings.push_fields.mapping())
         self.overlap_ms = settings.overlap_seconds * 1000
         self._describe: dict[str, dict[str, dict[str, Any]]] = {}
-        self._fp_key = f"fxiaoke:{context.name}:fingerprints"
 
     def describe(self, obj: str) -> dict[str, dict[str, Any]]:
         if obj not in self._describe:
@@ -85,92 +83,137 @@ class FxiaokeConnector(Connector):
         filters = []
         if state.since is not None:
             filters.append({"field_name": "last_modified_time", "operator": "GTE", "field_values": [str(state.since)]})
-        prints = self._fingerprints() if stream is Stream.MEMBERS else None
-        operator = self.client.tokens.operator(self.client.tokens.get())
-        echoes = batches = 0
+        echo = None
+        if stream is Stream.MEMBERS:
+            operator = self.client.tokens.operator(self.client.tokens.get())
+            echo = EchoFilter(self.context, operator=operator, incremental=incremental)
+        rows = 0
         while True:
             page = self.client.query(obj, fields=fields, filters=filters, limit=self.settings.page_size,
                                      after_id=state.after_id)  # fmt: skip
-            records: list[Any] = []
-            rejects: list[Rejection] = []
-            for raw in page:
-                rid = str(raw.get("_id") or "")
-                modified = mapping.epoch_ms(raw.get("last_modified_time"))
-                if state.delivered(rid, modified):
-                    continue
-                item = convert(raw)
-                state.note(rid, modified, self.overlap_ms)
-                if prints is not None and not isinstance(item, Rejection):
-                    fp = mapping.fingerprint(item)
-                    if incremental and prints.get(rid) == fp and operator in mapping.modified_by(raw):
-                        echoes += 1  # our own write-back: nothing crmsync reads has changed
-                        continue
-                    prints[rid] = fp
-                (rejects if isinstance(item, Rejection) else records).append(item)
+            rows += len(page)
+            records, rejects, deleted = self._convert(page, state, convert, echo, deletions=echo is not None)
             last = len(page) < self.settings.page_size
             if page:
                 state.after_id = str(page[-1].get("_id"))
+            state.page_read(self.overlap_ms)
             if last:
                 state.finish(self.overlap_ms)
-            if records or rejects or last:
-                yield Batch(stream, records=records, rejects=rejects, cursor=state.dumps())
-                batches += 1
-                # Batches are stored once the engine asks for the next one; saving less often only means an
-                # echo may be delivered once more after a crash.
-                if prints is not None and (last or batches % SAVE_FINGERPRINTS_EVERY == 0):
-                    self.context.state.set(self._fp_key, json.dumps(prints, separators=(",", ":")))
+            checkpoint = last or state.checkpoint_due(rows)
+            if records or rejects or deleted or checkpoint:
+                # Batches are stored once the engine asks for the next one; one without a cursor keeps the last.
+                yield Batch(stream, records=records, rejects=rejects, deleted=deleted,
+                            cursor=state.dumps() if checkpoint else None)  # fmt: skip
+                rows = 0 if checkpoint else rows
+                if echo is not None:
+                    echo.save(last=last)
             if last:
                 break
-        if echoes:
-            self.context.logger.info("%s: skipped %d customers changed only by our own write-back", self.name, echoes)
+        if echo is not None and echo.echoes:
+            self.context.logger.info("%s: skipped %d customers changed only by our own write-back", self.name,
+                                     echo.echoes)  # fmt: skip
         self.client.budget.report()
 
-    def _fingerprints(self) -> dict[str, str]:
-        raw = self.context.state.get(self._fp_key)
-        try:
-            data = json.loads(raw) if raw else {}
-        except ValueError:
-            data = {}
-        return data if isinstance(data, dict) else {}
+    def _convert(
+        self,
+        page: list[dict[str, Any]],
+        state: FxCursor,
+        convert: Callable[[dict[str, Any]], Any],
+        echo: EchoFilter | None,
+        *,
+        deletions: bool,
+    ) -> tuple[list[Any], list[Rejection], list[str]]:
+        """Records, rejections and (with ``deletions``) invalidated (作废) ids of one page, minus what was delivered."""
+        records: list[Any] = []
+        rejects: list[Rejection] = []
+        deleted: list[str] = []
+        for raw in page:
+            rid = str(raw.get("_id") or "")
+            modified = mapping.epoch_ms(raw.get("last_modified_time"))
+            if state.delivered(rid, modified):
+                continue
+            state.note(rid, modified, self.overlap_ms)
+            if deletions and mapping.invalidated(raw):
+                deleted.append(rid)  # in the recycle bin: gone for crmsync, back as a change if recovered
+                if echo is not None:
+                    echo.forget(rid)
+                continue
+            item = convert(raw)
+            if isinstance(item, Rejection):
+                rejects.append(item)
+            elif echo is None or not echo.is_echo(rid, item, mapping.modified_by(raw)):
+                records.append(item)
+        return records, rejects, deleted
 
     # -- push -------------------------------------------------------------------------------------------
 
     def push(self, changes: Sequence[ProfileChange]) -> list[RecordResult]:
-        """One update call per customer with changed pushed fields; a refused record is ``ok=False``."""
+        """One update call per customer with changed pushed fields; a refused record is ``ok=False``.
+
+        A refusal an administrator can fix (an option missing, a locked record, a permission) is ``retryable``;
+        one for a customer that is no longer live in the CRM (invalidated or deleted: looked up with one query
+        for all refusals of the batch) is not.
+        """
         if not changes:
             return []
         obj = self.settings.members.object
-        names = self.settings.push_fields.mapping()
         describe = self.describe(obj)
-        results = []
+        results: list[RecordResult] = []
+        refused: dict[str, RecordResult] = {}
         for change in changes:
-            values: dict[str, Any] = {}
-            failure = None
-            for canonical in sorted(change.changed & names.keys()):
-                api = names[canonical]
-                meta = describe.get(api)
-                if meta is None:
-                    failure = RecordResult(change.member_id, False, f"no field {api} on {obj}", field=api)
-                    break
-                try:
-                    values[api] = mapping.encode(canonical, change.values.get(canonical), meta, self.settings)
-                except mapping.BadValue as exc:
-                    failure = RecordResult(change.member_id, False, exc.reason, field=exc.field)
-                    break
-            if failure is not None:
-                results.append(failure)
-                continue
-            if not values:
-                results.append(RecordResult(change.member_id, ok=True))
+            values = self._values(change, describe)
+            if isinstance(values, RecordResult):
+                results.append(values)
                 continue
             try:
-                self.client.update(obj, change.member_id, values)
+                if values:
+                    self.client.update(obj, change.member_id, values)
                 results.append(RecordResult(change.member_id, ok=True))
             except ApiError as exc:
                 reason = f"errorCode {exc.code}: {exc.api_message or 'refused'}"
-                results.append(RecordResult(change.member_id, False, reason, field=_field_named(exc, values)))
+                refused[change.member_id] = RecordResult(change.member_id, False, reason,
+                                                         field=_field_named(exc, values))  # fmt: skip
+        if refused:
+            gone = self._not_live(obj, list(refused))
+            for rid, result in refused.items():
+                if rid in gone:
+                    result = replace(result, reason=f"customer {rid} is {gone[rid]} in Fxiaoke ({result.reason})",
+                                     retryable=False)  # fmt: skip
+                self.context.logger.info("%s: update of %s refused: %s", self.name, rid, result.reason)
+                results.append(result)
         self.client.budget.report()
         return results
+
+    def _values(self, change: ProfileChange, describe: dict[str, dict[str, Any]]) -> dict[str, Any] | RecordResult:
+        """The field values to send for ``change``, or its failure when one cannot be written (no call made)."""
+        names = self.settings.push_fields.mapping()
+        values: dict[str, Any] = {}
+        for canonical in sorted(change.changed & names.keys()):
+            api = names[canonical]
+            meta = describe.get(api)
+            if meta is None:
+                obj = self.settings.members.object
+                return RecordResult(change.member_id, False, f"no field {api} on {obj}", field=api)
+            try:
+                values[api] = mapping.encode(canonical, change.values.get(canonical), meta, self.settings)
+            except mapping.BadValue as exc:
+                return RecordResult(change.member_id, False, exc.reason, field=exc.field)
+        return values
+
+    def _not_live(self, obj: str, ids: list[str]) -> dict[str, str]:
+        """Which of ``ids`` are invalidated or deleted in the CRM (``{}`` when that cannot be told)."""
+        condition = [{"field_name": "_id", "operator": "IN", "field_values": ids}]
+        try:
+            found = self.client.query(obj, fields=["_id", "life_status"], filters=condition, limit=len(ids))
+        except ConnectorError as exc:
+            self.context.logger.info("%s: could not look up refused customers: %s", self.name, exc.message)
+            return {}
+        status = {str(r.get("_id")): r for r in found}
+        return {
+            rid: "deleted" if rid not in status else "invalidated (作废)"
+            for rid in ids
+            if rid not in status or mapping.invalidated(status[rid])
+        }
 
     # -- check ------------------------------------------------------------------------------------------
 

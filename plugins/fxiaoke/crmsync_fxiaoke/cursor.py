@@ -5,6 +5,13 @@ documented way past the 10,000-offset ceiling), so the window is fixed for the w
 position is a safe resume point after any batch. ``since`` is the watermark minus an overlap (late index
 updates); the ids already delivered inside that overlap are remembered with their time, so re-reading the
 overlap never delivers the same version twice and a rerun without changes yields nothing.
+
+Many records can share one modification time (a mass update, an import, our own write-back): the remembered
+ids then number in the tens of thousands. Every step stays linear: noting a record is O(1), old entries are
+dropped once the map has doubled since the last pruning (amortised O(1) a record), and a large map is written
+into a batch's cursor only once the rows read since the last written cursor make up half of it
+(:meth:`FxCursor.checkpoint_due`), so writing cursors costs O(rows read) in all. Batches in between carry no
+cursor: a crash re-reads at most that many rows, and records are keyed by id, so nothing counts twice.
 """
 
 from __future__ import annotations
@@ -14,6 +21,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from crmsync.errors import FatalAPIError
+
+PRUNE_AT_LEAST = 1024
+"""The remembered ids are pruned once they number this many and twice what the last pruning kept."""
+CHECKPOINT_ALWAYS = 2000
+"""Every batch carries the cursor while it remembers at most this many ids (a cheap write)."""
 
 
 @dataclass
@@ -26,6 +38,8 @@ class FxCursor:
     """The window of the pull under way (``None`` also when no pull is under way: see ``active``)."""
     after_id: str | None = None
     active: bool = False
+    _kept: int = 0
+    """How many ids the last pruning kept."""
 
     def start(self, overlap_ms: int) -> None:
         """Begin a pull (or keep the one a crash interrupted)."""
@@ -33,6 +47,7 @@ class FxCursor:
             self.active = True
             self.since = None if self.watermark is None else self.watermark - overlap_ms
             self.after_id = None
+        self._kept = len(self.seen)
 
     def finish(self, overlap_ms: int) -> None:
         self.active, self.since, self.after_id = False, None, None
@@ -53,22 +68,40 @@ class FxCursor:
         floor = self._floor(overlap_ms)
         if floor is not None:
             self.seen = {k: v for k, v in self.seen.items() if v >= floor}
+        self._kept = len(self.seen)
 
     def note(self, record_id: str, modified: int | None, overlap_ms: int) -> None:
+        """Remember a delivered record (O(1): a rising watermark does not prune here, see :meth:`page_read`)."""
         if modified is None:
             return
         if self.watermark is None or modified > self.watermark:
             self.watermark = modified
-            self._prune(overlap_ms)  # only a rising mark frees entries
         floor = self._floor(overlap_ms)
         if floor is None or modified >= floor:
             self.seen[record_id] = modified
 
+    def page_read(self, overlap_ms: int) -> None:
+        """After each page: drop old entries once the map has doubled since it was last pruned."""
+        if len(self.seen) >= max(PRUNE_AT_LEAST, 2 * self._kept):
+            self._prune(overlap_ms)
+
+    def checkpoint_due(self, rows_since: int) -> bool:
+        """Whether the batch after ``rows_since`` rows read since the last written cursor should carry one.
+
+        Always while the remembered ids are few; else once the rows read since make up half the map, so a
+        cluster that grows the map as fast as rows are read is written at doubling sizes (O(rows) in all).
+        """
+        return len(self.seen) <= CHECKPOINT_ALWAYS or 2 * rows_since >= len(self.seen)
+
     def dumps(self) -> str:
-        data: dict[str, Any] = {"v": 1, "wm": self.watermark, "seen": self.seen}
+        """The cursor as text; ids are grouped by time, so a cluster of one modification time stays compact."""
+        by_time: dict[int, list[str]] = {}
+        for rid, modified in self.seen.items():
+            by_time.setdefault(modified, []).append(rid)
+        data: dict[str, Any] = {"v": 2, "wm": self.watermark, "seen": [[t, ids] for t, ids in by_time.items()]}
         if self.active:
             data["run"] = {"since": self.since, "after": self.after_id}
-        return json.dumps(data, separators=(",", ":"), sort_keys=True)
+        return json.dumps(data, separators=(",", ":"))
 
     @classmethod
     def loads(cls, text: str | None) -> FxCursor:
@@ -76,10 +109,15 @@ class FxCursor:
             return cls()
         try:
             data = json.loads(text)
-            if data.get("v") != 1:
+            version, raw = data.get("v"), data.get("seen") or []
+            if version == 1:  # the first format: {id: time}
+                seen = {str(k): int(v) for k, v in dict(raw).items()}
+            elif version == 2:
+                seen = {str(rid): int(t) for t, ids in raw for rid in ids}
+            else:
                 raise ValueError("unknown cursor version")
+            cursor = cls(data.get("wm"), seen)
             run = data.get("run")
-            cursor = cls(data.get("wm"), {str(k): int(v) for k, v in (data.get("seen") or {}).items()})
             if isinstance(run, dict):
                 cursor.active, cursor.since, cursor.after_id = True, run.get("since"), run.get("after")
             return cursor

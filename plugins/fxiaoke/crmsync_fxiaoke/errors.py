@@ -21,6 +21,9 @@ AUTH_CODES = frozenset(
      20021, 20022}
 )  # fmt: skip
 """Credentials refused, app disabled or not authorised by the tenant: a person must fix them."""
+PERMISSION_WORDS = ("权限", "permission")
+"""The gateway documents no code for a missing permission; its messages (无此操作的数据权限, 没有客户的列表权限)
+are the only sign, so they are read for this one purpose."""
 DAILY_QUOTA = 30002
 NO_QUOTA = 30003
 OFFSET_LIMIT = 10013
@@ -30,6 +33,26 @@ class SetupError(ConnectorError):
     """The tenant is not set up for the OpenAPI (no call quota bought): exit 2, a person must act."""
 
     exit_code = ExitCode.CONFIG
+
+
+class PermissionRefused(ConnectorError):
+    """The operator lacks a permission on an object it must read: exit 2, an administrator must grant it."""
+
+    exit_code = ExitCode.CONFIG
+
+
+def is_permission_refusal(api_message: str) -> bool:
+    return any(word in api_message.lower() for word in PERMISSION_WORDS)
+
+
+def permission_hint(obj: str, operator: str | None, action: str = "list and view") -> str:
+    """What to grant, to whom and where, for an operator refused on ``obj``."""
+    who = f"user_id {operator}" if operator else "the operator"
+    return (
+        f"the operator ({who}) needs the {action} permission on {obj} and data permission over its records: "
+        "an administrator grants them to the operator's role in the admin console (permission management: "
+        "role permissions for the object, data permissions for its records), or set user_id to a CRM administrator"
+    )
 
 
 class ApiError(FatalAPIError):

@@ -1,12 +1,16 @@
 """``check()``: credentials, the operator's data permissions, and every field and select option pushes need.
 
-Custom fields cannot be created through the OpenAPI, so a missing field or option is reported with what an
-administrator must create in the admin console (object management of the customer object) and which
-setting then takes its api name.
+The values a push can write come from the policy (``context.push_values``: every tier, RFM segment, lifecycle
+stage and tag, benefit tags included); each must be a usable option of its select field, by label or value
+(after ``option_map``). Custom fields and their options cannot be created or changed through the OpenAPI (the
+documentation has no such call), so ``check --create-fields`` cannot add them either: a missing field or option
+is reported with exactly what an administrator must add in the admin console, and which setting then takes the
+field's api name.
 """
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 from crmsync.connector import CheckResult
@@ -31,16 +35,34 @@ KIND_NAMES = {
     "long_text": "多行文本 (long_text)",
     "currency": "金额 (currency)",
 }
-RFM_SEGMENTS = ["Champions", "Loyal", "Potential Loyalist", "New", "Promising", "Need Attention", "About to Sleep",
-                "At Risk", "Can't Lose Them", "Hibernating", "Lost"]  # fmt: skip
-LIFECYCLE_STAGES = ["potential", "new", "returning", "mature", "loyal", "dormant", "churned"]
 
 
 def expected_options(conn: FxiaokeConnector, canonical: str) -> list[str]:
-    """Grades that must exist as options of a select field (label or value, after ``option_map``)."""
-    grades = {"tier": conn.settings.tier_names, "rfm_segment": RFM_SEGMENTS, "lifecycle": LIFECYCLE_STAGES}
+    """Every value a push of ``canonical`` can write, in the policy's order, as the option it is written as.
+
+    The values come from the policy through ``context.push_values``; ``tier_names`` stands in for the tiers only
+    when the connector runs without a policy.
+    """
+    values = conn.context.push_values.get(canonical)
+    if values is None and canonical == "tier":
+        values = tuple(conn.settings.tier_names)
     mapped = conn.settings.option_map.get(canonical, {})
-    return [mapped.get(g, g) for g in grades.get(canonical, [])]
+    return list(dict.fromkeys(mapped.get(v, v) for v in values or ()))
+
+
+def missing_options_detail(conn: FxiaokeConnector, canonical: str, meta: dict[str, Any], missing: list[str]) -> str:
+    """What an administrator must add, where, and in which order."""
+    api, label = str(meta.get("api_name")), meta.get("label") or meta.get("api_name")
+    obj, wanted = conn.settings.members.object, expected_options(conn, canonical)
+    shown = ", ".join(json.dumps(m, ensure_ascii=False) for m in missing)
+    return (
+        f"{len(missing)} of the {len(wanted)} values a push can write are not options of this {meta.get('type')} "
+        f"field: an administrator must add them in the admin console (object management → {obj} → field "
+        f"{label} ({api}) → options), in this order: {shown}; each option's label (or value) equal to the text "
+        f"shown, or map the values to existing options with option_map.{canonical}. The OpenAPI cannot add "
+        "options, so check --create-fields cannot either; until they exist, the customers graded with them are "
+        "refused and retried"
+    )
 
 
 def create_hint(conn: FxiaokeConnector, canonical: str) -> str:
@@ -68,12 +90,7 @@ def field_check(conn: FxiaokeConnector, canonical: str, api: str, meta: dict[str
     if kind in ("select_one", "select_many"):
         missing = [g for g in expected_options(conn, canonical) if mapping.option_value(meta, g) is None]
         if missing:
-            return CheckResult(
-                name,
-                False,
-                f"select options missing: {', '.join(missing)}: an administrator must add them to {api} in the admin "
-                "console (labels or values equal to these names, or map them with option_map)",
-            )
+            return CheckResult(name, False, missing_options_detail(conn, canonical, meta, missing))
         have = ", ".join(f"{o.get('label')}={o.get('value')}" for o in mapping.options(meta))
         return CheckResult(name, True, f"{kind}; options {have}")
     return CheckResult(name, True, str(kind))
@@ -83,20 +100,15 @@ def _read(conn: FxiaokeConnector, obj: str, operator: str) -> CheckResult:
     try:
         conn.client.query(obj, fields=["_id"], filters=[], limit=1)
         return CheckResult(f"read {obj}", True, f"as employee {operator}")
-    except ConnectorError as exc:
-        return CheckResult(
-            f"read {obj}",
-            False,
-            f"{exc.message}: the operator (user_id {operator}) needs list and data permission on {obj}; "
-            "use a CRM administrator",
-        )
+    except ConnectorError as exc:  # a missing permission says what to grant (PermissionRefused)
+        return CheckResult(f"read {obj}", False, str(exc))
 
 
 def _source_fields(conn: FxiaokeConnector, obj: str, names: list[str | None], setting: str) -> list[CheckResult]:
     try:
         describe = conn.describe(obj)
     except ConnectorError as exc:
-        return [CheckResult(f"describe {obj}", False, exc.message)]
+        return [CheckResult(f"describe {obj}", False, str(exc))]
     missing = [n for n in names if n and n not in describe]
     detail = f"no field(s) {', '.join(missing)} on {obj}: fix {setting} (api names are in the object's describe)"
     return [CheckResult(f"{obj} fields", not missing, detail if missing else f"{len(describe)} fields")]
@@ -108,7 +120,7 @@ def check(conn: FxiaokeConnector) -> list[CheckResult]:
         token = conn.client.tokens.get()
         operator = conn.client.tokens.operator(token)
     except ConnectorError as exc:
-        return [CheckResult("credentials", False, exc.message)]
+        return [CheckResult("credentials", False, str(exc))]
     results = [CheckResult("credentials", True, f"{s.auth_style} token for {token.org} at {s.base_url}")]
     results += [_read(conn, s.members.object, operator), _read(conn, s.orders.object, operator)]
     m, o = s.members, s.orders

@@ -88,6 +88,11 @@ def _reject(stream: Stream, obj: str, record: Mapping[str, Any], exc: Exception)
     return Rejection(stream, f"{obj} {rid or '?'}", field, reason, record_id=rid, raw=dict(record))
 
 
+def invalidated(record: Mapping[str, Any]) -> bool:
+    """Invalidated (作废): moved to the recycle bin, the first step of a deletion."""
+    return record.get("life_status") == "invalid"
+
+
 def member_fields(fields: MemberFields) -> list[str]:
     names = [fields.name_field, fields.first_name_field, fields.email_field, fields.phone_field, *fields.attributes]
     return list(dict.fromkeys([*SYSTEM_FIELDS, *(n for n in names if n)]))
@@ -115,7 +120,7 @@ def to_member(record: Mapping[str, Any], *, context: ConnectorContext, fields: M
             created_at=parse_time(get("create_time"), context, "create_time"),
             updated_at=parse_time(get("last_modified_time"), context, "last_modified_time"),
             attributes={name: get(name) for name in fields.attributes if name in record},
-            deleted=get("life_status") == "invalid",
+            deleted=invalidated(record),
         )
     except BadValue as exc:
         return _reject(Stream.MEMBERS, fields.object, record, exc)

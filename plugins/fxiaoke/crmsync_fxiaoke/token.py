@@ -1,4 +1,4 @@
-"""The access token and the operator: fetched, cached in the connector state, renewed before they lapse.
+"""The access token and the operator: fetched, cached sealed in the store, renewed before they lapse.
 
 Two generations of the API are served side by side:
 
@@ -10,6 +10,10 @@ Two generations of the API are served side by side:
 
 A token lives 7,200 s; asking again after 6,600 s issues a new one while the old one stays valid until 7,200 s,
 so the cache renews at ``expiresIn - RENEW_MARGIN`` (and at once when a call answers 20016).
+
+The token is a usable credential for up to two hours, so it is cached in ``context.secrets`` (encrypted with a
+key derived from ``app_secret`` and ``permanent_code``, which live in the environment), never in the plain
+connector state; a token an earlier version left there in clear is removed the first time the cache is read.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ class Token:
 
 
 class TokenCache:
-    """One token per connector, shared through ``context.state`` by every run of the same store."""
+    """One token per connector, shared through ``context.secrets`` by every run of the same store."""
 
     def __init__(
         self, settings: FxiaokeSettings, context: ConnectorContext, post: Post, *, clock: Callable[[], float]
@@ -58,11 +62,22 @@ class TokenCache:
         self._token: Token | None = None
         self._operator: str | None = settings.user_id
         self._key = f"fxiaoke:{context.name}:token"
+        self._cleared = False
 
     # -- token ------------------------------------------------------------------------------------------
 
+    def _clear_plain(self) -> None:
+        """Remove a token an earlier version cached in clear in the connector state (once per process)."""
+        if not self._cleared:
+            self._cleared = True
+            if self.context.state.get(self._key) is not None:
+                self.context.state.set(self._key, None)
+                self.context.logger.info("%s: removed an access token cached in clear by an earlier version",
+                                         self.context.name)  # fmt: skip
+
     def _load(self) -> Token | None:
-        raw = self.context.state.get(self._key)
+        self._clear_plain()
+        raw = self.context.secrets.get(self._key)
         try:
             data = json.loads(raw) if raw else None
             if not data or data.get("style") != self.settings.auth_style or data.get("app") != self.settings.app_id:
@@ -82,6 +97,7 @@ class TokenCache:
         }
         if style == "header":
             body["grantType"] = "app_secret"
+        self.context.logger.info("%s: requesting an access token (%s style)", self.context.name, style)
         answer = self._post(TOKEN_PATHS[style], body)
         code = answer.get("errorCode")
         value = answer.get("accessToken" if style == "header" else "corpAccessToken")
@@ -100,7 +116,9 @@ class TokenCache:
             lifetime = 7200.0
         renew_in = lifetime - RENEW_MARGIN if lifetime > 2 * RENEW_MARGIN else lifetime / 2
         token = Token(str(value), str(org), self.clock() + renew_in)
-        self.context.state.set(
+        self.context.logger.info("%s: new access token for %s, valid %.0f s, renewed after %.0f s",
+                                 self.context.name, token.org, lifetime, renew_in)  # fmt: skip
+        self.context.secrets.set(
             self._key,
             json.dumps({"style": style, "app": self.settings.app_id, "token": token.value, "org": token.org,
                         "renew_at": token.renew_at}),
@@ -111,7 +129,10 @@ class TokenCache:
         """A token that is good for a while yet (fetched or renewed if needed; never two fetches at once)."""
         with self._lock:
             token = self._token or self._load()
-            if token is None or self.clock() >= token.renew_at:
+            if token is not None and self.clock() >= token.renew_at:
+                self.context.logger.info("%s: the cached access token is due for renewal", self.context.name)
+                token = None
+            if token is None:
                 token = self._fetch()
             self._token = token
             return token
@@ -119,7 +140,7 @@ class TokenCache:
     def invalidate(self) -> None:
         with self._lock:
             self._token = None
-            self.context.state.set(self._key, None)
+            self.context.secrets.set(self._key, None)
 
     # -- operator ---------------------------------------------------------------------------------------
 
