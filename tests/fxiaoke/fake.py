@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import bisect
 import json
+import re
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -57,6 +58,7 @@ SYSTEM_FIELDS = {"_id": "text", "name": "text", "owner": "employee", "create_tim
 QUERY_OPERATORS = {"EQ", "N", "GT", "GTE", "LT", "LTE", "LIKE", "NLIKE", "IS", "ISN", "IN", "NIN", "BETWEEN",
                    "NBETWEEN", "STARTWITH", "ENDWITH", "CONTAINS", "HASANYOF", "NHASANYOF"}  # fmt: skip
 """The operators the query pages document; others are refused."""
+NUMBER = re.compile(r"-?\d+(\.\d+)?")
 OPERATION_NAMES = {"query": "列表", "describe": "查看", "update": "编辑"}
 
 
@@ -67,16 +69,16 @@ def envelope(code: int = 0, message: str = "OK", **extra: Any) -> httpx.Response
 
 
 def _num(x: Any) -> Any:
-    if isinstance(x, int):
+    """A number for a number or a plain decimal string (``"1280.00"``, epoch ms); any other value as text."""
+    if isinstance(x, int | Decimal):
         return x
-    try:
-        return int(x) if str(x).lstrip("-").isdigit() else Decimal(str(x))
-    except Exception:
-        return str(x)
+    text = str(x)
+    return Decimal(text) if NUMBER.fullmatch(text) else text
 
 
-def _cmp(value: Any, op: str, args: list[str]) -> bool:
-    num = _num
+def _cmp(value: Any, op: str, args: list[str], *, text: bool = False) -> bool:
+    """``value op args`` as the gateway compares: numbers as numbers, ids (``text``) and other values as text."""
+    num = str if text else _num
     if op == "EQ":
         return str(value) == args[0]
     if op == "N":
@@ -359,7 +361,10 @@ class FakeFxiaoke:
         """Matching rows in order; ordered by ``_id`` alone, it reads only from the ``_id GT`` position onwards."""
 
         def match(r: dict[str, Any]) -> bool:
-            return all(_cmp(r.get(f["field_name"]), f["operator"], list(f["field_values"])) for f in filters)
+            return all(
+                _cmp(r.get(f["field_name"]), f["operator"], list(f["field_values"]), text=f["field_name"] == "_id")
+                for f in filters
+            )
 
         if orders == [{"fieldName": "_id", "isAsc": True}]:
             ids = table.ids()

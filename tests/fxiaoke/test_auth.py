@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 
 import pytest
@@ -193,3 +194,44 @@ def test_state_keeps_token_between_contexts(fake: FakeFxiaoke, connect) -> None:
     other = ConnectorContext(name="fx")  # another store: fetches its own token
     pull_all(connect(other))
     assert [c["path"] for c in fake.calls].count("/oauth2.0/token") == 2
+
+
+@pytest.mark.parametrize("statuses", [[503], [500, 502], [504, 503, 502]])
+def test_each_attempt_after_a_gateway_error_carries_a_fresh_trace_id(fake: FakeFxiaoke, connect, statuses) -> None:
+    fake.put("AccountObj", {"_id": "a1", "name": "上海示例"})
+    conn = connect()
+    conn.client.tokens.get()
+    fake.http_errors.extend(statuses)
+    batches = pull_all(conn)
+    assert [r.external_id for b in batches for r in b.records] == ["a1"]
+    queries = [c["trace"] for c in fake.calls if c["path"].endswith("/data/query")]
+    assert len(queries) == len(statuses) + 1 and len(set(queries)) == len(queries)
+    assert fake.reused_traces == 0 and all(uuid.UUID(t).version == 4 for t in queries)
+    assert conn.context.api_calls["retries"] == len(statuses)
+
+
+def test_renewals_retries_and_errors_are_logged_without_secrets(fake: FakeFxiaoke, connect, caplog) -> None:
+    from crmsync.connector import ProfileChange
+
+    fake.put("AccountObj", {"_id": "a1", "name": "上海示例"})
+    fake.put("AccountObj", {"_id": "a2", "name": "杭州演示"})
+    fake.refuse["a2"] = (32000, "数据已锁定")
+    conn = connect(daily_budget=500)
+    with caplog.at_level(logging.DEBUG, logger="crmsync.connector"):
+        pull_all(conn)
+        fake.http_errors.append(503)
+        fake.codes.append((30004, "秒频次超限"))
+        issued = set(fake.tokens)
+        fake.tokens.clear()  # the tenant forgets the token: 20016, renewed once
+        pull_all(conn)
+        conn.push([ProfileChange(i, {"points": 1}, {}, frozenset({"points"})) for i in ("a1", "a2")])
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    for expected in ("requesting an access token (header style)", "new access token for acme01, valid 7200 s",
+                     "attempt 2 with thirdTraceId", "errorCode 30004", "retry 1 in 2 s",
+                     "errorCode 20016", "renewing the access token", "update of a2 refused: errorCode 32000",
+                     "daily call count 1 stored with 49 more reserved"):  # fmt: skip
+        assert expected in text, expected
+    assert all(r.levelno <= logging.INFO for r in caplog.records)
+    issued |= set(fake.tokens)
+    leaks = [s for s in [APP_SECRET, PERMANENT_CODE, *issued] if s in text]
+    assert leaks == [] and len(issued) == 2

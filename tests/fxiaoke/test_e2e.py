@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,6 +12,7 @@ import respx
 
 from crmsync.engine import RunResult
 from crmsync.plugins import PluginHost
+from crmsync.store import Store
 from tests.support import run_sync
 
 from .conftest import POINTS, TIER
@@ -163,3 +165,36 @@ def test_refused_write_is_reported_and_retried_next_run(run, tenant: FakeFxiaoke
     assert retry.status == "ok", retry.error
     assert ("update", "a2") in calls(tenant, start)
     assert tenant.objects["AccountObj"]["a2"][TIER] == "opt_silver"
+
+
+def test_no_usable_access_token_is_left_in_the_store(run, tenant: FakeFxiaoke, tmp_path: Path) -> None:
+    """The cached token is sealed; a token an earlier version cached in clear is removed by the first sync."""
+    path = tmp_path / "store.duckdb"
+    legacy = "AT-0123456789ab"
+    tenant.tokens[legacy] = ("header", tenant.now - 6700)  # valid at the tenant for 500 s more
+    with Store.open(path) as store:
+        store.state("fx").set("fxiaoke:fx:token", json.dumps({"style": "header", "app": APP_ID, "token": legacy,
+                                                             "org": "acme01", "renew_at": 4e9}))  # fmt: skip
+    assert run().report.status == "ok" and run().report.status == "ok"
+    tokens = [legacy, *tenant.tokens]
+    assert [c["path"] for c in tenant.calls].count("/oauth2.0/token") == 1  # the second run used the sealed cache
+    with Store.open(path) as store:
+        rows = store.con.execute("SELECT key, value FROM connector_state").fetchall()
+        assert any(key == "sealed:fxiaoke:fx:token" for key, _ in rows)
+        assert not [(k, v) for k, v in rows for t in tokens if t in k or t in v or "accessToken" in v]
+        store.con.execute("CHECKPOINT")
+    data = path.read_bytes()
+    assert not [t for t in tokens if t.encode() in data]
+
+
+def test_invalidated_customers_are_reported_as_deleted(run, tenant: FakeFxiaoke, tmp_path: Path) -> None:
+    assert run().report.status == "ok"
+    tenant.now += 60
+    tenant.mass_update("AccountObj", ["a2", "a3"], life_status="invalid")  # 作废 in the CRM
+    report = run().report
+    assert report.status == "ok", report.error
+    counts = report.pulled["fx"]["members"]
+    assert (counts.pulled, counts.deleted) == (0, 2)
+    with Store.open(tmp_path / "store.duckdb") as store:
+        deleted = store.con.execute("SELECT external_id FROM members WHERE deleted ORDER BY 1").fetchall()
+    assert deleted == [("a2",), ("a3",)]

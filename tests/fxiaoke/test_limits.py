@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
-from crmsync_fxiaoke.limits import BUDGET_LEFT
+from crmsync_fxiaoke.limits import BUDGET_LEFT, RESERVE, CallBudget, seconds_to_reset
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from crmsync.connector import ConnectorContext, ProfileChange, Stream
 from crmsync.errors import RetryableError
@@ -68,3 +72,59 @@ def test_daily_budget_stops_the_run_and_is_shared_through_the_state(fake: FakeFx
     # hours later: a renewed token, the describe the refused push never made, the update
     assert [c["path"].rsplit("/", 1)[-1] for c in fake.calls[4:]] == ["token", "describe", "update"]
     assert again.context.api_calls[BUDGET_LEFT] == 1
+
+
+class CountingState:
+    """Connector state that counts its writes per key."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, str] = {}
+        self.writes: dict[str, int] = {}
+
+    def get(self, key: str) -> str | None:
+        return self.data.get(key)
+
+    def set(self, key: str, value: str | None) -> None:
+        self.writes[key] = self.writes.get(key, 0) + 1
+        if value is None:
+            self.data.pop(key, None)
+        else:
+            self.data[key] = value
+
+
+def stored_count(state: CountingState) -> int:
+    return json.loads(state.data["fxiaoke:fx:daily"])["used"]
+
+
+@settings(max_examples=30, deadline=None)
+@given(runs=st.lists(st.tuples(st.integers(1, 260), st.booleans()), min_size=1, max_size=4))
+def test_the_daily_count_is_written_once_per_block_and_a_crash_never_loses_a_call(runs) -> None:
+    """Each run makes ``calls`` calls and either ends (settles the count) or dies (keeps the reservation)."""
+    state, fake, made = CountingState(), FakeFxiaoke(), 0
+    for calls, crashes in runs:
+        budget = CallBudget(ConnectorContext(name="fx", state=state), per_window=None, window=20, daily=10_000,
+                            clock=lambda: fake.now, monotonic=lambda: fake.now, sleep=fake.sleep)  # fmt: skip
+        before = state.writes.get("fxiaoke:fx:daily", 0)
+        for _ in range(calls):
+            budget.acquire("/cgi/crm/v2/data/update")
+        made += calls
+        if not crashes:
+            budget.report()
+        writes = state.writes["fxiaoke:fx:daily"] - before
+        assert writes <= -(-calls // RESERVE) + (not crashes)  # one write per block of calls, one to settle
+        assert made <= stored_count(state) < made + RESERVE  # never below the calls made, at most a block above
+        if not crashes:
+            assert stored_count(state) == made
+        made = stored_count(state)  # what the next run starts from (a crash's reservation stays counted)
+
+
+def test_a_run_over_two_beijing_days_counts_each_day_from_zero(fake: FakeFxiaoke, connect) -> None:
+    state = CountingState()
+    conn = connect(ConnectorContext(name="fx", state=state), daily_budget=100)
+    conn.client.budget.acquire("/x")
+    fake.now += seconds_to_reset(fake.now)  # 00:00 in Beijing
+    for _ in range(3):
+        conn.client.budget.acquire("/x")
+    conn.client.budget.report()
+    assert json.loads(state.data["fxiaoke:fx:daily"]) == {"day": "2024-06-11", "used": 3}
+    assert conn.context.api_calls[BUDGET_LEFT] == 97
