@@ -14,6 +14,7 @@ import crmsync.plugins
 from crmsync.cli import main
 from crmsync.plugins import PluginHost
 
+from .conftest import TIER
 from .fake import FakeFxiaoke
 from .test_e2e import CONFIG
 
@@ -59,3 +60,14 @@ def test_other_business_errors_on_a_read_still_fail_the_run_with_3(fake: FakeFxi
     fake.codes.extend([(32000, "参数错误")] * 2)
     code, _, err = cli("sync")
     assert code == 3 and "32000" in err and "permission" not in err
+
+
+def test_check_with_create_fields_names_the_options_it_cannot_add(fake: FakeFxiaoke, cli) -> None:
+    fake.describes["AccountObj"][TIER]["options"] = [{"label": "Gold", "value": "opt_gold"}]
+    code, out, _ = cli("check", "--create-fields", "--json")
+    assert code == 2
+    (failed,) = [c for c in json.loads(out)["checks"] if not c["ok"]]
+    assert failed["name"] == f"field {TIER} (tier)"
+    assert 'in this order: "Silver", "Bronze";' in failed["detail"]
+    assert "check --create-fields cannot" in failed["detail"]
+    assert all(not c["path"].endswith("/data/update") for c in fake.calls)

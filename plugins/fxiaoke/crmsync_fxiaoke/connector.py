@@ -2,11 +2,11 @@
 customer custom fields.
 
 Pulls read ``data/query`` at 100 rows a page ordered by ``_id`` within a ``last_modified_time`` window (see
-:mod:`crmsync_fxiaoke.cursor`). Our own write-backs bump ``last_modified_time``; an incremental member pull drops
-a customer whose last change was made by the operator and whose fields crmsync reads are unchanged since it was
-last delivered (a fingerprint kept in the connector state), so pushes never come back as customer changes.
-Pushes send one ``data/update`` per changed customer (there is no batch update), with workflows and approvals
-off unless configured.
+:mod:`crmsync_fxiaoke.cursor`). Invalidated (作废) customers are reported as deletions. Our own write-backs bump
+``last_modified_time``; an incremental member pull drops a customer whose last change was made by the operator
+and whose fields crmsync reads are unchanged since it was last delivered (:mod:`crmsync_fxiaoke.echo`), so
+pushes never come back as customer changes. Pushes send one ``data/update`` per changed customer (there is no
+batch update), with workflows and approvals off unless configured.
 """
 
 from __future__ import annotations

@@ -102,7 +102,8 @@ class FxiaokeSettings(BaseModel):
     push_fields: PushFields = Field(default_factory=PushFields)
     option_map: dict[str, dict[str, str]] = Field(default_factory=dict)
     """Per canonical field, grade -> option label or value when they differ (``{tier = {Gold = "金卡"}}``)."""
-    tier_names: list[str] = Field(default_factory=list, description="tiers check() expects as select options")
+    tier_names: list[str] = Field(default_factory=list, description="tiers check() expects without a policy")
+    """Only read when the host gives no policy values (``context.push_values``); the policy's tiers win."""
     trigger_workflow: bool = False
     trigger_approval: bool = False
 
