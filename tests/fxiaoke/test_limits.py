@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from crmsync_fxiaoke.errors import SetupError
 from crmsync_fxiaoke.limits import BUDGET_LEFT, RESERVE, CallBudget, seconds_to_reset
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -128,3 +129,16 @@ def test_a_run_over_two_beijing_days_counts_each_day_from_zero(fake: FakeFxiaoke
     conn.client.budget.report()
     assert json.loads(state.data["fxiaoke:fx:daily"]) == {"day": "2024-06-11", "used": 3}
     assert conn.context.api_calls[BUDGET_LEFT] == 97
+
+
+def test_a_run_stopped_by_an_error_stores_the_exact_count_when_closed(fake: FakeFxiaoke, connect, accounts) -> None:
+    state = CountingState()
+    conn = connect(ConnectorContext(name="fx", state=state), daily_budget=1000, page_size=2)
+    pages = conn.pull(Stream.MEMBERS, None)
+    next(pages)  # token and one page
+    fake.unlicensed = True  # the next call answers 30003
+    with pytest.raises(SetupError):
+        list(pages)
+    assert stored_count(state) == RESERVE  # the reservation made by the first call
+    conn.close()
+    assert stored_count(state) == 3 and len(fake.calls) == 3

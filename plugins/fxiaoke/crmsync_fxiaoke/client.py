@@ -236,7 +236,11 @@ class FxiaokeClient:
         self.call(data_path(obj, "update"), body)
 
     def close(self) -> None:
-        self.http.close()
+        """Write the exact daily count (a phase that failed did not) and close the HTTP client."""
+        try:
+            self.budget.settle()
+        finally:
+            self.http.close()
 
 
 def _code(envelope: dict[str, Any]) -> int:
