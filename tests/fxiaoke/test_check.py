@@ -22,6 +22,11 @@ BENEFITS = Policy.model_validate(
 )  # fmt: skip
 
 
+def listed_options(detail: str) -> str:
+    """The options a failed check asks for, as it lists them."""
+    return detail.split("in this order: ", 1)[1].split(", giving each option", 1)[0]
+
+
 def tenant_with_options(options: dict[str, list[str]]) -> FakeFxiaoke:
     """A tenant whose four select fields offer ``options`` (labels; values are opaque ids)."""
     fake = FakeFxiaoke()
@@ -64,7 +69,7 @@ def test_every_value_a_push_can_write_is_checked_against_the_select_options(poli
         result = results[f"field {api} ({canonical})"]
         assert result.ok == (not missing), (canonical, result.detail)
         if missing:  # each missing value named, in the policy's order, and nothing else
-            listed = result.detail.split("in this order: ", 1)[1].split("; ", 1)[0]
+            listed = listed_options(result.detail)
             assert listed == ", ".join(json.dumps(v, ensure_ascii=False) for v in missing)
             assert f"{len(missing)} of the {len(wanted)} values" in result.detail
     assert all(c["path"] != "/cgi/crm/v2/data/update" for c in fake.calls)  # check never writes
@@ -80,7 +85,7 @@ def test_missing_options_say_what_to_add_in_the_console(fake: FakeFxiaoke, conne
     assert (
         "object management → AccountObj → field RFM分群 (field_Rfm01__c) → options), in this order: "
         '"Need Attention", "Loyal", "Potential Loyalist", "New", "Promising", "About to Sleep", '
-        '"Can\'t Lose Them", "At Risk", "Hibernating"; '
+        '"Can\'t Lose Them", "At Risk", "Hibernating", giving each option a label'
     ) in result.detail
     assert "option_map.rfm_segment" in result.detail and "check --create-fields cannot" in result.detail
 
@@ -91,7 +96,7 @@ def test_tags_and_benefit_tags_must_be_options_of_a_multi_select() -> None:
     fake.describes["AccountObj"][RFM] = {"api_name": RFM, "type": "text"}
     results = {r.name: r for r in connector_for(fake, BENEFITS).check()}
     tags = results[f"field {TAGS} (tags)"]
-    assert not tags.ok and 'in this order: "b_free shipping", "b_newsletter";' in tags.detail
+    assert not tags.ok and 'in this order: "b_free shipping", "b_newsletter", giving' in tags.detail
     assert results[f"field {RFM} (rfm_segment)"].ok  # a text field takes any segment
 
 
@@ -101,7 +106,7 @@ def test_option_map_names_the_option_a_value_is_written_as() -> None:
     )
     option_map = {"tier": {"Gold": "金卡", "Silver": "银卡"}}
     result = {r.name: r for r in connector_for(fake, option_map=option_map).check()}[f"field {TIER} (tier)"]
-    assert not result.ok and 'in this order: "Bronze";' in result.detail
+    assert not result.ok and 'in this order: "Bronze", giving' in result.detail
     option_map["tier"]["Bronze"] = "普卡"
     assert {r.name: r for r in connector_for(fake, option_map=option_map).check()}[f"field {TIER} (tier)"].ok
 
@@ -119,7 +124,7 @@ def test_once_the_options_named_by_check_exist_every_grade_is_written() -> None:
     for name, result in by_name(connector_for(fake).check()).items():
         if not result.ok and name.startswith("field "):
             api = name.split()[1]
-            listed = json.loads("[" + result.detail.split("in this order: ", 1)[1].split("; ", 1)[0] + "]")
+            listed = json.loads(f"[{listed_options(result.detail)}]")
             meta = fake.describes["AccountObj"][api]
             meta["options"] += [{"label": v, "value": f"new{i}"} for i, v in enumerate(listed)]
     assert all(r.ok for r in connector_for(fake).check())
@@ -156,7 +161,7 @@ def test_missing_select_options_are_listed(fake: FakeFxiaoke, connect) -> None:
     fake.describes["AccountObj"][STAGE]["options"] = [{"label": "loyal", "value": "stage_loyal"}]
     result = by_name(connect().check())[f"field {STAGE} (lifecycle)"]
     assert not result.ok
-    assert 'in this order: "potential", "new", "returning", "mature", "dormant", "churned";' in result.detail
+    assert 'in this order: "potential", "new", "returning", "mature", "dormant", "churned", giving' in result.detail
 
 
 def test_wrong_field_type_is_reported(fake: FakeFxiaoke, connect) -> None:

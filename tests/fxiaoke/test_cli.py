@@ -68,6 +68,6 @@ def test_check_with_create_fields_names_the_options_it_cannot_add(fake: FakeFxia
     assert code == 2
     (failed,) = [c for c in json.loads(out)["checks"] if not c["ok"]]
     assert failed["name"] == f"field {TIER} (tier)"
-    assert 'in this order: "Silver", "Bronze";' in failed["detail"]
+    assert 'in this order: "Silver", "Bronze", giving' in failed["detail"]
     assert "check --create-fields cannot" in failed["detail"]
     assert all(not c["path"].endswith("/data/update") for c in fake.calls)

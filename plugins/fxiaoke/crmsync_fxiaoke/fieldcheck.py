@@ -58,10 +58,10 @@ def missing_options_detail(conn: FxiaokeConnector, canonical: str, meta: dict[st
     return (
         f"{len(missing)} of the {len(wanted)} values a push can write are not options of this {meta.get('type')} "
         f"field: an administrator must add them in the admin console (object management → {obj} → field "
-        f"{label} ({api}) → options), in this order: {shown}; each option's label (or value) equal to the text "
-        f"shown, or map the values to existing options with option_map.{canonical}. The OpenAPI cannot add "
-        "options, so check --create-fields cannot either; until they exist, the customers graded with them are "
-        "refused and retried"
+        f"{label} ({api}) → options), in this order: {shown}, giving each option a label (or value) equal to the "
+        f"text shown, or map the values to existing options with option_map.{canonical}. The OpenAPI cannot add "
+        "options, so check --create-fields cannot either; until they exist, a push of one of these values is "
+        "refused for that customer (retryable, naming the field and the value)"
     )
 
 
