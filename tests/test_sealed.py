@@ -34,7 +34,7 @@ def test_secret_values_are_found_in_nested_settings() -> None:
     assert secret_values(Settings.model_construct(client_secret=SecretStr(""))) == ["1000.refresh", "inner-key"]
 
 
-@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(token=TOKENS)
 def test_a_cached_token_never_reaches_the_store_in_clear(tmp_path_factory: pytest.TempPathFactory, token: str) -> None:
     path = tmp_path_factory.mktemp("sealed") / "s.duckdb"
