@@ -253,11 +253,17 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("interrupted", err=True)
         sys.exit(int(ExitCode.FAILED))
     except Exception as exc:
-        if verbose or os.environ.get("CRMSYNC_TRACEBACK"):
+        if os.environ.get("CRMSYNC_TRACEBACK"):
             raise
         with suppress(Exception):  # the log file may be what failed
             _log_to_files(exc)
-        click.echo(f"error: {describe_unexpected(exc)} ({where_to_look()})", err=True)
+        if verbose:
+            import traceback
+
+            traceback.print_exc()
+            click.echo(f"error: {describe_unexpected(exc)}", err=True)
+        else:
+            click.echo(f"error: {describe_unexpected(exc)} ({where_to_look()})", err=True)
         sys.exit(int(ExitCode.FAILED))
     sys.exit(int(rv or 0))
 
