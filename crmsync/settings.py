@@ -20,10 +20,11 @@ from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from pathlib import Path
 from types import UnionType
-from typing import TYPE_CHECKING, Any, Literal, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args, get_origin
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -115,6 +116,10 @@ def memory_size(value: str) -> str:
     if float(match.group(1)) * factor < MIN_MEMORY:
         raise ValueError(f"{value!r} is too little memory (at least 16MB)")
     return f"{match.group(1)}{match.group(2)}"
+
+
+MemorySize = Annotated[str, AfterValidator(memory_size)]
+"""A memory limit the database understands (see :func:`memory_size`), for settings of the core and of plugins."""
 
 
 class SyncSettings(_Strict):

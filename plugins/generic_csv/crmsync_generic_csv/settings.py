@@ -30,7 +30,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInf
 
 from crmsync import ReadPath, WritePath
 from crmsync.models import PUSHED_FIELDS, OrderStatus
-from crmsync.settings import ConfigPath
+from crmsync.settings import ConfigPath, MemorySize
 
 MEMBER_FIELDS = ("external_id", "email", "phone", "first_name", "last_name", "created_at", "updated_at", "opt_in")
 ORDER_FIELDS = (
@@ -134,9 +134,8 @@ class CsvSettings(BaseModel):
         32 * 1024 * 1024, ge=1, description="orders files larger than this are grouped in partitions on disk"
     )
     spill_dir: ConfigPath | None = Field(None, description="folder for those partitions (default: system temp)")
-    memory_limit: str = Field(
+    memory_limit: MemorySize = Field(
         "600MB",
-        pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)$",
         description="DuckDB memory limit of the column-wise read of large files (beyond it DuckDB spills to disk)",
     )
     push_batch_size: int = Field(10_000, ge=1, description="changes per push call (one atomic rewrite each)")
