@@ -343,3 +343,16 @@ def test_a_log_file_that_cannot_be_opened_names_the_key(
     err = capsys.readouterr().err
     assert info.value.code == 2
     assert err.startswith(f"error: logging.file: cannot use {csv_config.parent}/out/crmsync.log (Permission denied)")
+
+
+def test_an_output_of_one_connector_read_by_another_is_refused(csv_config: Path) -> None:
+    (csv_config.parent / "out" / "profiles.csv").write_text("external_id\nC1\n")
+    text = csv_config.read_text().replace(
+        "[logging]", '[connectors.again]\nplugin = "generic_csv"\nmembers_path = "out/profiles.csv"\n\n[logging]'
+    )
+    csv_config.write_text(text)
+    d = csv_config.parent
+    assert _problems(csv_config) == [
+        f"connectors.shop.output_path: {d}/out/profiles.csv is also read as connectors.again.members_path"
+        + WORDS["own"]
+    ]
