@@ -29,6 +29,7 @@ from crmsync.errors import (
 )
 from crmsync.hookspecs import hookimpl
 from crmsync.models import Activity, Member, Order, OrderStatus, Profile
+from crmsync.paths import ReadPath, WritePath
 from crmsync.specs import PLUGIN_API_VERSION, ConnectorSpec, MetricSpec, TagAdjustment
 
 __version__ = "0.1.0"
@@ -56,6 +57,7 @@ __all__ = [
     "PolicyError",
     "Profile",
     "ProfileChange",
+    "ReadPath",
     "RecordResult",
     "Rejection",
     "RetryableError",
@@ -63,6 +65,7 @@ __all__ = [
     "StoreLockedError",
     "Stream",
     "TagAdjustment",
+    "WritePath",
     "__version__",
     "hookimpl",
 ]

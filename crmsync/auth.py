@@ -10,12 +10,16 @@ Failures of the token endpoint become :class:`~crmsync.AuthError` (exit code 2, 
 the credentials belong (``label``, e.g. "Zoho data centre eu (accounts.zoho.eu)"); a throttle answer becomes
 :class:`~crmsync.RetryableError` with a long ``retry_after``. The access token is only attached to the
 configured API hosts; the refresh credentials only go to the configured token URL.
+
+The ``crmsync.auth`` logger records renewals, refused tokens and refused credentials at INFO and the reuse of a
+cached token at DEBUG: hosts, lifetimes and error codes, never a token or a secret.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Generator, Iterable
@@ -26,9 +30,11 @@ import httpx
 from pydantic import SecretStr
 
 from crmsync.connector import KeyValueState
-from crmsync.errors import AuthError, FatalAPIError, RetryableError
+from crmsync.errors import AuthError, CrmsyncError, FatalAPIError, RetryableError
 from crmsync.http import ensure_secure_url
-from crmsync.redact import register_secret, safe_repr
+from crmsync.redact import describe_request, register_secret, safe_repr
+
+log = logging.getLogger("crmsync.auth")
 
 PERMANENT_ERRORS = frozenset(
     {
@@ -177,6 +183,7 @@ class OAuthRefreshAuth(httpx.Auth):
                             data["access_token"], float(data["expires_at"]), data.get("api_domain"), data.get("scope")
                         )
                         register_secret(token.access_token)
+                        log.debug("reusing the access token from %s kept from an earlier run", self.label)
                 except (ValueError, KeyError, TypeError):
                     token = None
         if token is None or token.expires_at - self.refresh_margin <= self.clock():
@@ -212,7 +219,12 @@ class OAuthRefreshAuth(httpx.Auth):
             raise FatalAPIError(
                 f"token endpoint of {self.label} answered HTTP {response.status_code} without JSON"
             ) from None
-        token = parse_token_payload(payload, now=self.clock(), label=self.label)
+        try:
+            token = parse_token_payload(payload, now=self.clock(), label=self.label)
+        except CrmsyncError as exc:
+            log.info("%s", exc.message)  # the error itself reaches the user: no warning on the terminal too
+            raise
+        log.info("access token renewed at %s (valid for %.0f s)", self.label, token.expires_at - self.clock())
         self.refreshes += 1
         self._token = token
         self.state.set(self.state_key, token.to_json(self._fingerprint))
@@ -263,6 +275,11 @@ class OAuthRefreshAuth(httpx.Auth):
         response = yield request
         if not self.is_invalid_token(response):
             return
+        log.info(
+            "%s: the access token was refused (HTTP %d); renewing it once",
+            describe_request(request),
+            response.status_code,
+        )
         response.read()
         token = yield from self._ensure_token(force=True, stale=token)
         self._authorize(request, token)

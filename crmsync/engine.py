@@ -32,7 +32,7 @@ from crmsync.connector import (
     RecordResult,
     Stream,
 )
-from crmsync.errors import ConfigError, CrmsyncError, ExitCode
+from crmsync.errors import ConfigError, CrmsyncError, ExitCode, describe_unexpected
 from crmsync.models import PUSHED_FIELDS, Profile
 from crmsync.plugins import PluginHost
 from crmsync.report import RejectedItem, RunReport, StreamCounts
@@ -111,6 +111,7 @@ class Engine:
         if name not in self.connectors:
             table = self.settings.connectors[name]
             spec = self.host.connector_spec(str(table["plugin"]))
+            self.settings.require_secrets([name])
             if spec is None or name not in self.settings.connector_settings:
                 raise ConfigError(f"connectors.{name}: plugin {table.get('plugin')!r} is not available")
             from crmsync.policy.stages import push_values
@@ -184,7 +185,7 @@ class Engine:
             report.extra["exit_code"] = int(exc.exit_code)
         except Exception as exc:
             report.status = "failed"
-            report.error = f"unexpected {type(exc).__name__}: {exc}"
+            report.error = describe_unexpected(exc)
             report.extra["exit_code"] = int(ExitCode.FAILED)
             log.exception("run %s failed", report.run_id)
         finally:

@@ -116,3 +116,16 @@ class RetryableError(ConnectorError):
 
 class FatalAPIError(ConnectorError):
     """The API answered in a way that retrying will not change (a 4xx, a malformed body)."""
+
+
+UNEXPECTED = "unexpected"
+"""How the message of an error crmsync did not raise on purpose (a bug, or a library's surprise) starts."""
+
+
+def describe_unexpected(exc: BaseException, limit: int = 300) -> str:
+    """``unexpected KIND: first line of the message``: one line, whatever the exception's text holds."""
+    lines = str(exc).strip().splitlines()
+    first = lines[0] if lines else ""
+    if len(first) > limit:
+        first = first[: limit - 1] + "…"
+    return f"{UNEXPECTED} {type(exc).__name__}: {first}" if first else f"{UNEXPECTED} {type(exc).__name__}"

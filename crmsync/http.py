@@ -8,6 +8,9 @@
            └─ transport   httpx's default, or the one a test passes (``httpx.MockTransport(router.handler)``)
 
 Event hooks count calls per endpoint kind (``classify(request)``) into ``counter``; the run report shows them.
+The ``crmsync.http`` logger records every answer at DEBUG (method, host, path, status, time), answers of 400 and
+above, retries with their wait and give-ups at INFO, and waits for the rate limit at DEBUG; never a query value,
+header or body.
 Plain HTTP is refused except towards loopback hosts (a local fake server): :class:`~crmsync.ConfigError`.
 """
 
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import email.utils
 import ipaddress
+import logging
 import random
 import re
 import threading
@@ -28,6 +32,8 @@ import tenacity
 
 from crmsync.errors import ConfigError, RetryableError
 from crmsync.redact import describe_request
+
+log = logging.getLogger("crmsync.http")
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _ID_SEGMENT = re.compile(r"^(?:\d{4,}|[0-9a-f]{16,}|[0-9a-f-]{36})$")
@@ -113,6 +119,7 @@ class LimitTransport(httpx.BaseTransport):
             wait = tat - self._tolerance - now
             self._tat = tat + self._interval
         if wait > 0:
+            log.debug("waiting %.2f s for the rate limit", wait)
             self._sleep(wait)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
@@ -198,7 +205,7 @@ class RetryTransport(httpx.BaseTransport):
             stop=self._stop,
             sleep=self._sleep,
             reraise=True,
-            before_sleep=lambda _: self._on_retry(request) if self._on_retry else None,
+            before_sleep=lambda state: self._before_retry(request, state),
         )
         attempts = 0
         try:
@@ -207,21 +214,39 @@ class RetryTransport(httpx.BaseTransport):
                     attempts += 1
                     return self._attempt(request)
         except _Transient as exc:
+            log.info("%s: %s; gave up after %d attempt(s)", describe_request(request), exc.reason, attempts)
             raise RetryableError(
                 f"{describe_request(request)}: {exc.reason}; gave up after {attempts} attempt(s)",
                 retry_after=exc.retry_after,
             ) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def _before_retry(self, request: httpx.Request, state: tenacity.RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        log.info(
+            "%s: %s; retry %d of %d in %.1f s",
+            describe_request(request),
+            exc.reason if isinstance(exc, _Transient) else type(exc).__name__,
+            state.attempt_number,
+            self.max_attempts - 1,
+            state.upcoming_sleep or 0.0,
+        )
+        if self._on_retry:
+            self._on_retry(request)
+
     def _attempt(self, request: httpx.Request) -> httpx.Response:
         if self._on_attempt is not None:
             self._on_attempt(request)  # e.g. a fresh request id for every attempt
+        started = time.monotonic()
         try:
             response = self._inner.handle_request(request)
         except httpx.TimeoutException:
             raise _Transient("timed out") from None
         except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
             raise _Transient(f"connection failed ({type(exc).__name__})") from None
+        took = (time.monotonic() - started) * 1000
+        level = logging.INFO if response.status_code >= 400 else logging.DEBUG
+        log.log(level, "%s: HTTP %d in %.0f ms", describe_request(request), response.status_code, took)
         if response.status_code in RETRY_STATUSES:
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
             response.close()

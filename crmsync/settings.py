@@ -16,9 +16,11 @@ import json
 import os
 import re
 import tomllib
+from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from types import UnionType
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args, get_origin
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -26,43 +28,30 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SecretBytes,
+    SecretStr,
     ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from crmsync.errors import ConfigError
+from crmsync.paths import (
+    ConfigPath,
+    PathRole,
+    SettingPath,
+    declared_paths,
+    path_problems,
+    store_problem,
+)
 from crmsync.policy.model import Policy
 
 if TYPE_CHECKING:
     from crmsync.plugins import PluginHost
 
 DEFAULT_CONFIG = "crmsync.toml"
-
-
-def _base_dir(info: ValidationInfo) -> Path:
-    ctx = info.context or {}
-    return Path(ctx.get("base_dir") or ".")
-
-
-def _resolve(value: Path, info: ValidationInfo) -> Path:
-    value = Path(os.path.expanduser(str(value)))
-    return value if value.is_absolute() else (_base_dir(info) / value)
-
-
-def _existing_file(value: Path, info: ValidationInfo) -> Path:
-    path = _resolve(value, info)
-    if not path.is_file():
-        raise ValueError(f"file not found ({path})")
-    return path
-
-
-ConfigPath = Annotated[Path, AfterValidator(_resolve)]
-"""A path read relative to the configuration file's folder."""
-ExistingFile = Annotated[Path, AfterValidator(_existing_file)]
-"""Like :data:`ConfigPath`, and the file must exist (``file not found`` otherwise)."""
 
 
 class _Strict(BaseModel):
@@ -76,6 +65,61 @@ class StoreSettings(_Strict):
         "2GB", description="DuckDB memory limit, e.g. '4GB' (beyond it DuckDB spills to disk); empty: 80% of RAM"
     )
     threads: int | None = Field(None, ge=1)
+
+    @field_validator("memory_limit")
+    @classmethod
+    def _memory(cls, value: str | None) -> str | None:
+        if not value or not value.strip():
+            return None
+        return memory_size(value)
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-z]+|%)\s*$", re.IGNORECASE)
+_SCALES = {"k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
+_WORDS = {"kilo": "k", "mega": "m", "giga": "g", "tera": "t"}
+
+
+def _unit_bytes(unit: str) -> int | None:
+    """Bytes in a unit the database understands: B, KB..TB (1000^n), KiB..TiB (1024^n), K..T, or in words."""
+    u = unit.lower()
+    if u in ("b", "byte", "bytes"):
+        return 1
+    word = next((_WORDS[w] for w in _WORDS if u in (f"{w}byte", f"{w}bytes")), None)
+    if word:
+        return _SCALES[word]
+    if u[0] in _SCALES and u[1:] in ("", "b"):
+        return _SCALES[u[0]]
+    if u[0] in _SCALES and u[1:] == "ib":
+        return 1024 ** ("kmgt".index(u[0]) + 1)
+    return None
+
+
+MIN_MEMORY = 16 * 10**6
+"""The least memory limit accepted: below it the database cannot even open the store."""
+
+
+def memory_size(value: str) -> str:
+    """Check a memory size such as ``2GB``, ``512MiB``, ``1.5 GB`` or ``50%``; return it without spaces.
+
+    Raises:
+        ValueError: not a number with a unit, or below :data:`MIN_MEMORY`.
+    """
+    match = _SIZE.match(value)
+    if match and match.group(2) == "%" and 0 < float(match.group(1)) <= 100:
+        return f"{match.group(1)}%"
+    factor = _unit_bytes(match.group(2)) if match and match.group(2) != "%" else None
+    if match is None or factor is None:
+        raise ValueError(
+            f"{value!r} is not a memory size: write a number and a unit, like '2GB' or '512MB', or a share of RAM "
+            "like '50%'"
+        )
+    if float(match.group(1)) * factor < MIN_MEMORY:
+        raise ValueError(f"{value!r} is too little memory (at least 16MB)")
+    return f"{match.group(1)}{match.group(2)}"
+
+
+MemorySize = Annotated[str, AfterValidator(memory_size)]
+"""A memory limit the database understands (see :func:`memory_size`), for settings of the core and of plugins."""
 
 
 class SyncSettings(_Strict):
@@ -146,6 +190,8 @@ class Settings(BaseSettings):
     config_path: Path | None = Field(None, exclude=True)
     connector_settings: dict[str, BaseModel] = Field(default_factory=dict, exclude=True)
     """Each connector's table validated by its plugin's settings model (filled by :func:`load_settings`)."""
+    missing_secrets: dict[str, list[str]] = Field(default_factory=dict, exclude=True)
+    """Connectors left out of ``connector_settings`` because secrets are not set: one problem line per secret."""
 
     @classmethod
     def settings_customise_sources(
@@ -179,6 +225,16 @@ class Settings(BaseSettings):
     @property
     def base_dir(self) -> Path:
         return self.config_path.parent if self.config_path else Path.cwd()
+
+    def require_secrets(self, names: list[str] | None = None) -> None:
+        """Refuse to go on when a connector (of ``names``, default all) lacks secrets; only CRM calls need them.
+
+        Raises:
+            ConfigError: one ``connectors.NAME.KEY: missing`` line per secret, naming its environment variable.
+        """
+        problems = [p for name, lines in self.missing_secrets.items() if names is None or name in names for p in lines]
+        if problems:
+            raise ConfigError(f"{self.config_path}: invalid configuration", problems=problems)
 
 
 def find_config(path: str | os.PathLike[str] | None) -> Path:
@@ -243,9 +299,15 @@ def load_settings(
         settings = _build(data, base_dir)
     except ValidationError as exc:
         raise ConfigError(f"{file}: invalid configuration", problems=format_validation_error(exc)) from None
+    except SettingsError as exc:
+        raise ConfigError(f"{file}: invalid configuration", problems=env_problems(exc)) from None
     settings.config_path = file.resolve()
     if host is not None:
         validate_connectors(settings, host)
+    problems = path_problems(list(setting_paths(settings)))
+    problems += filter(None, [store_problem(settings.store.path)])
+    if problems:
+        raise ConfigError(f"{file}: invalid configuration", problems=problems)
     return settings
 
 
@@ -258,10 +320,24 @@ def _build(data: dict[str, Any], base_dir: Path) -> Settings:
     return settings.model_copy(update={"store": store, "logging": log})
 
 
+def setting_paths(settings: Settings) -> Iterator[SettingPath]:
+    """Every path the deployment reads or writes: the store, the log file, and what each connector declares."""
+    yield SettingPath("store.path", PathRole.WRITE, settings.store.path)
+    if settings.logging.file:
+        yield SettingPath("logging.file", PathRole.WRITE, settings.logging.file)
+    for name, model in settings.connector_settings.items():
+        yield from declared_paths(model, f"connectors.{name}")
+
+
 def validate_connectors(settings: Settings, host: PluginHost) -> None:
-    """Validate each ``[connectors.NAME]`` table with the settings model of the plugin it names."""
+    """Validate each ``[connectors.NAME]`` table with the settings model of the plugin it names.
+
+    A table whose only problem is secrets not set (``SecretStr`` fields) is kept aside in
+    ``settings.missing_secrets``: commands that do not call that connector run without them.
+    """
     problems: list[str] = []
     validated: dict[str, BaseModel] = {}
+    missing: dict[str, list[str]] = {}
     for name, table in settings.connectors.items():
         plugin = table.get("plugin")
         spec = host.connector_spec(str(plugin)) if plugin else None
@@ -273,7 +349,82 @@ def validate_connectors(settings: Settings, host: PluginHost) -> None:
         try:
             validated[name] = spec.settings_model.model_validate(body, context={"base_dir": settings.base_dir})
         except ValidationError as exc:
-            problems.extend(format_validation_error(exc, prefix=f"connectors.{name}"))
+            secrets = [e for e in exc.errors() if e["type"] == "missing" and _is_secret(spec.settings_model, e["loc"])]
+            if len(secrets) == exc.error_count():
+                missing[name] = [_missing_secret(name, e["loc"]) for e in secrets]
+            else:
+                problems.extend(format_validation_error(exc, prefix=f"connectors.{name}"))
     if problems:
         raise ConfigError(f"{settings.config_path}: invalid configuration", problems=problems)
     settings.connector_settings = validated
+    settings.missing_secrets = missing
+
+
+def _missing_secret(connector: str, loc: tuple[Any, ...]) -> str:
+    key = ".".join(str(p) for p in loc)
+    var = "__".join(["CRMSYNC_CONNECTORS", connector, *map(str, loc)]).upper()
+    return f"connectors.{connector}.{key}: missing (required; a secret: set it in the environment as {var})"
+
+
+def _annotation_at(root: Any, keys: Sequence[Any], *, casefold: bool = False) -> Any:
+    """The annotation of the setting that ``keys`` lead to from the model ``root`` (``None`` if there is none)."""
+    annotation = root
+    for key in keys:
+        annotation = _unwrap_optional(annotation)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            fields = annotation.model_fields
+            name = next((n for n in fields if n.lower() == str(key).lower()), None) if casefold else key
+            if name not in fields:
+                return None
+            annotation = fields[name].annotation
+        elif get_origin(annotation) is dict:
+            annotation = (get_args(annotation) or (str, Any))[1]
+        else:
+            return None
+    return annotation
+
+
+def _unwrap_optional(annotation: Any) -> Any:
+    if get_origin(annotation) in (Union, UnionType):
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        return args[0] if len(args) == 1 else annotation
+    return annotation
+
+
+def _is_secret(model: type[BaseModel], loc: Sequence[Any]) -> bool:
+    annotation = _annotation_at(model, loc)
+    return annotation is not None and (
+        annotation in (SecretStr, SecretBytes) or any(a in (SecretStr, SecretBytes) for a in get_args(annotation))
+    )
+
+
+def _json_example(annotation: Any) -> str | None:
+    """How a value of ``annotation`` is written in an environment variable, when it must be JSON."""
+    annotation = _unwrap_optional(annotation)
+    origin = get_origin(annotation)
+    if origin in (list, tuple, set, frozenset):
+        return '["a", "b"]'
+    if origin is dict or (isinstance(annotation, type) and issubclass(annotation, BaseModel | dict)):
+        return '{"key": "value"}'
+    return None
+
+
+def env_problems(exc: SettingsError) -> list[str]:
+    """One line per ``CRMSYNC_`` variable that must hold JSON and does not (the library names only the table)."""
+    table = re.search(r'field "([^"]+)"', str(exc))
+    field = table.group(1) if table else ""
+    prefix = f"CRMSYNC_{field}".upper()
+    problems = []
+    for var, value in sorted(os.environ.items()):
+        if not field or not (var.upper() == prefix or var.upper().startswith(prefix + "__")):
+            continue
+        keys = var.upper().removeprefix("CRMSYNC_").lower().split("__")
+        example = _json_example(_annotation_at(Settings, keys, casefold=True))
+        if example is None:
+            continue
+        try:
+            json.loads(value)
+        except ValueError as err:
+            where = f"{err.msg} at character {err.pos + 1}" if isinstance(err, json.JSONDecodeError) else str(err)
+            problems.append(f"{'.'.join(keys)}: {var} is not valid JSON ({where}); write it like {example}")
+    return problems or [f"{field or 'environment'}: a CRMSYNC_ environment variable cannot be read ({exc})"]

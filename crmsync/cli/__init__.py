@@ -6,6 +6,7 @@ Exit codes (see :class:`crmsync.ExitCode`): 0 done, 1 done with rejected records
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sys
@@ -17,7 +18,7 @@ from typing import Any
 
 import click
 
-from crmsync.errors import ConfigError, CrmsyncError, ExitCode, PluginError
+from crmsync.errors import ConfigError, CrmsyncError, ExitCode, PluginError, StoreError, describe_unexpected
 
 BUILTIN_MODULES = ("run_cmds", "info_cmds", "init_cmd", "policy_cmds", "data_cmds")
 
@@ -40,6 +41,7 @@ class AppContext:
 
     @property
     def settings(self) -> Any:
+        """The configuration; a connector whose secrets are not in the environment is only refused where used."""
         if self._settings is None:
             from crmsync.settings import load_settings
 
@@ -47,35 +49,121 @@ class AppContext:
             configure_logging(self._settings, self.verbose)
         return self._settings
 
+    @property
+    def crm_settings(self) -> Any:
+        """The configuration for a command that calls the CRMs: every connector's secrets must be set.
+
+        Raises:
+            ConfigError: naming each missing secret's key (exit code 2).
+        """
+        settings = self.settings
+        settings.require_secrets()
+        return settings
+
     @contextmanager
     def store(self) -> Any:
         from crmsync.store import Store
 
         s = self.settings.store
-        store = Store.open(s.path, memory_limit=s.memory_limit, threads=s.threads)
+        try:
+            store = Store.open(s.path, memory_limit=s.memory_limit, threads=s.threads)
+        except OSError as exc:
+            raise path_error("store.path", s.path, exc) from None
         try:
             yield store
         finally:
             store.close()
 
 
+PERSON_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EROFS})
+"""Errors of a path that a person must fix (permissions, a missing or wrong kind of folder); others may pass."""
+
+
+def path_error(key: str, path: Path, exc: OSError) -> CrmsyncError:
+    """A :class:`ConfigError` naming ``key`` when a person must fix the path, else a :class:`StoreError`."""
+    reason = exc.strerror or type(exc).__name__
+    where = f"{exc.filename}: " if exc.filename and str(exc.filename) != str(path) else ""
+    message = f"{key}: cannot use {path} ({where}{reason})"
+    if exc.errno in PERSON_ERRNOS:
+        return ConfigError(message, hint="choose a path in a folder this user can write")
+    return StoreError(message)
+
+
+class ConsoleFormatter(logging.Formatter):
+    """Formats records for the terminal: without tracebacks unless ``tracebacks`` (``--verbose``).
+
+    The log file keeps them: a failure's traceback is looked up there.
+    """
+
+    def __init__(self, fmt: str, *, tracebacks: bool) -> None:
+        super().__init__(fmt)
+        self.tracebacks = tracebacks
+
+    def format(self, record: logging.LogRecord) -> str:
+        if self.tracebacks:
+            return super().format(record)
+        saved = record.exc_info, record.exc_text, record.stack_info
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        try:
+            return super().format(record)
+        finally:
+            record.exc_info, record.exc_text, record.stack_info = saved
+
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
 def configure_logging(settings: Any, verbose: bool) -> None:
+    """Log ``crmsync.*`` to the terminal and to ``[logging] file``, at ``[logging] level`` (DEBUG with --verbose).
+
+    Raises:
+        ConfigError: the log file cannot be opened (``logging.file``).
+    """
+    from crmsync.redact import RedactingFilter
+
     root = logging.getLogger("crmsync")
     root.setLevel(logging.DEBUG if verbose else getattr(logging, settings.logging.level))
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(ConsoleFormatter(LOG_FORMAT, tracebacks=verbose))
+    handlers: list[logging.Handler] = [console]
     if settings.logging.file:
-        Path(settings.logging.file).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(settings.logging.file, encoding="utf-8"))
-    try:
-        from crmsync.redact import RedactingFilter
-    except ImportError:  # pragma: no cover - redaction module is part of the core
-        RedactingFilter = None  # type: ignore[assignment,misc]
+        path = Path(settings.logging.file)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            file = logging.FileHandler(path, encoding="utf-8")
+        except OSError as exc:
+            raise path_error("logging.file", path, exc) from None
+        file.setFormatter(logging.Formatter(LOG_FORMAT))
+        handlers.append(file)
     for h in handlers:
-        h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        if RedactingFilter is not None:
-            h.addFilter(RedactingFilter())
+        h.addFilter(RedactingFilter())
+    for old in root.handlers:
+        old.close()
     root.handlers = handlers
     root.propagate = False
+
+
+def log_files() -> list[str]:
+    """The files ``crmsync.*`` logs to (empty before the configuration is loaded)."""
+    return [h.baseFilename for h in logging.getLogger("crmsync").handlers if isinstance(h, logging.FileHandler)]
+
+
+def where_to_look() -> str:
+    """Where the traceback of an unexpected error is: the log file if there is one, else ``--verbose``."""
+    files = log_files()
+    if files:
+        return f"the traceback is in {files[0]}; rerun with --verbose to print it"
+    return "rerun with --verbose for the traceback"
+
+
+def _log_to_files(exc: BaseException) -> None:
+    """Write ``exc`` with its traceback to the log files only (the terminal gets one line)."""
+    logger = logging.getLogger("crmsync")
+    record = logger.makeRecord(logger.name, logging.ERROR, __file__, 0, "command failed", (), exc_info=None)
+    record.exc_info = (type(exc), exc, exc.__traceback__)
+    for handler in logger.handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
 
 
 def json_option(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -165,13 +253,21 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("interrupted", err=True)
         sys.exit(int(ExitCode.FAILED))
     except Exception as exc:
-        if verbose or os.environ.get("CRMSYNC_TRACEBACK"):
+        if os.environ.get("CRMSYNC_TRACEBACK"):
             raise
-        click.echo(f"error: unexpected {type(exc).__name__}: {exc} (rerun with --verbose for details)", err=True)
+        with suppress(Exception):  # the log file may be what failed
+            _log_to_files(exc)
+        if verbose:
+            import traceback
+
+            traceback.print_exc()
+            click.echo(f"error: {describe_unexpected(exc)}", err=True)
+        else:
+            click.echo(f"error: {describe_unexpected(exc)} ({where_to_look()})", err=True)
         sys.exit(int(ExitCode.FAILED))
     sys.exit(int(rv or 0))
 
 
-__all__ = ["AppContext", "ConfigError", "cli", "json_option", "main"]
+__all__ = ["AppContext", "ConfigError", "cli", "json_option", "main", "where_to_look"]
 
 _register_builtins()

@@ -21,7 +21,7 @@ def check(app: AppContext, as_json: bool, create_fields: bool) -> int:
     """Check the configuration, the policy, credentials and the custom fields pushes need."""
     from crmsync.engine import Engine
 
-    settings = app.settings
+    settings = app.crm_settings
     results: list[tuple[str, CheckResult]] = [("config", CheckResult("configuration", True, str(settings.config_path)))]
     with app.store() as store:
         engine = Engine(settings, app.host, store)

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from datetime import UTC, datetime
 
 import click
 
-from crmsync.cli import AppContext, json_option
+from crmsync.cli import AppContext, json_option, where_to_look
 from crmsync.cli.render import RichProgress, interactive, print_json, report_table
 from crmsync.engine import Engine, RunResult
-from crmsync.errors import ExitCode
+from crmsync.errors import UNEXPECTED, ExitCode
+
+log = logging.getLogger("crmsync.cli")
 
 
 def _as_of(value: str | None) -> datetime | None:
@@ -21,17 +24,33 @@ def _as_of(value: str | None) -> datetime | None:
 
 
 def _run(app: AppContext, *, dry_run: bool, as_json: bool, as_of: str | None, command: str) -> RunResult:
-    settings = app.settings
+    settings = app.crm_settings
     with app.store() as store:
         progress_cm = RichProgress() if interactive() and not as_json else contextlib.nullcontext(None)
         with progress_cm as progress, Engine(settings, app.host, store, progress=progress) as engine:
-            return engine.run(dry_run=dry_run, as_of=_as_of(as_of), command=command)
+            result = engine.run(dry_run=dry_run, as_of=_as_of(as_of), command=command)
+    report = result.report
+    log.info(
+        "%s run %s: %s, %d pulled, %d changed, %d pushed, %d rejected, %.1f s",
+        command,
+        report.run_id,
+        report.status,
+        sum(c.pulled for streams in report.pulled.values() for c in streams.values()),
+        report.profiles_changed,
+        sum(report.pushed.values()),
+        report.rejected_total,
+        report.duration_s,
+    )
+    return result
 
 
 def _exit(result: RunResult) -> int:
     report = result.report
     if report.status == "failed":
-        click.echo(f"error: {report.error}", err=True)
+        error = str(report.error)
+        if error.startswith(UNEXPECTED):
+            error += f" ({where_to_look()})"
+        click.echo(f"error: {error}", err=True)
         return int(report.extra.get("exit_code", ExitCode.FAILED))
     return int(report.exit_code)
 

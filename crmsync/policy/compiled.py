@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
@@ -66,25 +67,16 @@ class CompiledPolicy:
         Raises:
             PolicyError: a condition's arithmetic overflowed on the stored data (e.g. ``points * 1e18``).
         """
-        import duckdb
-
-        try:
-            return self.run(
-                con,
-                as_of,
-                out="graded",
-                stateful=True,
-                write_state=True,
-                write_ledger=True,
-                expire_locks=True,
-                incremental=incremental,
-            )
-        except (duckdb.OutOfRangeException, duckdb.ConversionException) as exc:
-            reason = str(exc).split("\n")[0]
-            raise PolicyError(
-                f"policy: grading failed, a value is out of range ({reason})",
-                hint="check the arithmetic in the policy's conditions (very large factors or numbers)",
-            ) from None
+        return self.run(
+            con,
+            as_of,
+            out="graded",
+            stateful=True,
+            write_state=True,
+            write_ledger=True,
+            expire_locks=True,
+            incremental=incremental,
+        )
 
     def run(
         self,
@@ -115,6 +107,9 @@ class CompiledPolicy:
             incremental: (with ``write_ledger``) recompute the metrics and points of just the members whose
                 inputs changed or came due since the last grading, and put in ``out`` only the members among
                 them or whose grade differs from ``profiles``.
+
+        Raises:
+            PolicyError: a condition's arithmetic overflowed on the stored data (e.g. ``points * 1e18``).
         """
         if as_of.tzinfo is None:
             raise ValueError("as_of must be timezone-aware")
@@ -150,8 +145,9 @@ class CompiledPolicy:
             sql += _state_sql(state_table)
         if expire_locks:
             sql += overrides.expire_sql(day)
-        for stmt in sql:
-            con.execute(stmt)
+        with _out_of_range():
+            for stmt in sql:
+                con.execute(stmt)
         recomputed = con.execute("SELECT count(*) FROM _pol_dirty").fetchone()[0]
         return Grading(incremental=reuse, recomputed=int(recomputed))
 
@@ -180,6 +176,21 @@ class Grading:
 
     incremental: bool
     recomputed: int
+
+
+@contextmanager
+def _out_of_range() -> Iterator[None]:
+    """Turn the database's overflow of a condition's arithmetic into a :class:`PolicyError` (exit code 2)."""
+    import duckdb
+
+    try:
+        yield
+    except (duckdb.OutOfRangeException, duckdb.ConversionException) as exc:
+        reason = str(exc).split("\n")[0]
+        raise PolicyError(
+            f"policy: grading failed, a value is out of range ({reason})",
+            hint="check the arithmetic in the policy's conditions (very large factors or numbers)",
+        ) from None
 
 
 def _cache_version(policy_version: str) -> str:

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Callable, Iterator, Mapping
+import threading
+import unicodedata
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 
@@ -63,7 +65,7 @@ _TRUE.2: /true\b/i
 _FALSE.2: /false\b/i
 _BETWEEN.2: /between\b/i
 NAME: /[A-Za-z_][A-Za-z0-9_]*/
-NUMBER: /\d+(\.\d+)?/
+NUMBER: /[0-9]+(\.[0-9]+)?/
 STRING: /'([^'\\]|\\.|'')*'/ | /"([^"\\]|\\.|"")*"/
 %import common.WS
 %ignore WS
@@ -79,6 +81,10 @@ ATTRIBUTES_COLUMN = "_attributes"
 
 MAX_DIGITS = 18
 """Most digits a number literal may have before, and after, the decimal point."""
+MAX_DEPTH = 100
+"""Deepest nesting of operators, parentheses and calls a condition may have."""
+MAX_LENGTH = 20_000
+"""Longest condition text, in characters."""
 
 
 class ExprError(ValueError):
@@ -108,12 +114,14 @@ def parse(text: str) -> Tree:
     """Parse a condition; raise :class:`ExprError` pointing at the first bad token."""
     if not text or not text.strip():
         raise ExprError("empty condition")
+    if len(text) > MAX_LENGTH:
+        raise ExprError(f"condition is {len(text)} characters long (at most {MAX_LENGTH})")
     try:
         tree = _PARSER.parse(text)
     except UnexpectedEOF:
         raise ExprError("condition ends too early", len(text) + 1) from None
     except UnexpectedCharacters as exc:
-        raise ExprError(f"unexpected character {text[exc.pos_in_stream]!r}", exc.column) from None
+        raise _bad_character(text[exc.pos_in_stream], exc.column) from None
     except UnexpectedToken as exc:
         tok = exc.token
         if tok.type == "$END":
@@ -121,10 +129,31 @@ def parse(text: str) -> Tree:
         raise ExprError(f"unexpected {str(tok)!r}", tok.column) from None
     except UnexpectedInput as exc:  # pragma: no cover - other lark input errors
         raise ExprError("cannot parse condition", getattr(exc, "column", None)) from None
+    _check_depth(tree)
     for tok in _name_tokens(tree):
         if tok.lower() in _KEYWORDS:
             raise ExprError(f"misplaced keyword '{tok}'", tok.column)
     return tree
+
+
+def _bad_character(char: str, column: int) -> ExprError:
+    if unicodedata.category(char) == "Nd":  # a digit of another script (Arabic-Indic, full-width...)
+        return ExprError(f"unexpected character {char!r}", column, "write numbers with the digits 0-9")
+    return ExprError(f"unexpected character {char!r}", column)
+
+
+def _check_depth(tree: Tree) -> None:
+    """Refuse a condition nested deeper than :data:`MAX_DEPTH` (without recursing: the tree may be very deep)."""
+    stack: list[tuple[Tree, int]] = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ExprError(
+                f"condition nests more than {MAX_DEPTH} levels deep",
+                _col(node),
+                "split it into simpler conditions, or use 'in (...)' for a list of values",
+            )
+        stack.extend((child, depth + 1) for child in node.children if isinstance(child, Tree))
 
 
 def _name_tokens(tree: Tree) -> Iterator[Token]:
@@ -165,12 +194,19 @@ class Compiler:
     def __init__(self, scope: Mapping[str, Var], suggestions: list[str] | None = None) -> None:
         self.scope = scope
         self.suggestions = suggestions if suggestions is not None else sorted(scope)
+        self.used: dict[str, Var] = {}
+        self.parts: list[tuple[str, int | None]] = []
+        """The SQL of every sub-expression compiled, innermost first, with its column (to locate a failure)."""
 
     def condition(self, tree: Tree) -> str:
+        """The SQL of a condition; it is tried on one row of nulls, so what the database refuses fails here."""
+        self.used, self.parts = {}, []
         sql, typ = self.expr(tree)
         if typ != BOOL:
             raise ExprError(f"a condition must be true or false, this is a {typ} (compare it, e.g. '>= 100')", 1)
-        return f"coalesce({sql}, false)"
+        sql = f"coalesce({sql}, false)"
+        probe(sql, self.used.values(), self.parts)
+        return sql
 
     def expr(self, node: Tree | Token) -> tuple[str, str]:
         if isinstance(node, Token):  # pragma: no cover - grammar always wraps tokens
@@ -178,7 +214,9 @@ class Compiler:
         handler = getattr(self, f"_{node.data}", None)
         if handler is None:  # pragma: no cover
             raise ExprError(f"unsupported construct {node.data}", _col(node))
-        return handler(node)
+        sql, typ = handler(node)
+        self.parts.append((sql, _col(node)))
+        return sql, typ
 
     # --- atoms -----------------------------------------------------------------------------------------
     def _number(self, n: Tree) -> tuple[str, str]:
@@ -207,6 +245,7 @@ class Compiler:
         var = self.scope.get(name)
         if var is None:
             raise ExprError(*unknown_name(name, self.suggestions, tok.column))
+        self.used[name] = var
         return var.sql, var.type
 
     # --- operators -------------------------------------------------------------------------------------
@@ -308,14 +347,15 @@ def _literal_key(c: Compiler, args: list[Tree], tok: Token) -> str:
     if not isinstance(arg, Tree) or arg.data != "string":
         raise ExprError(f"{tok}() takes a quoted name, e.g. {tok}('region')", _col(arg))
     key = _unquote(str(arg.children[0]))
-    return sql_string("$." + '"' + key.replace('"', "") + '"')
+    # a JSON pointer names any key exactly: only '~' and '/' are escaped (a JSON path would need quoting)
+    return sql_string("/" + key.replace("~", "~0").replace("/", "~1"))
 
 
 def _date_arg(c: Compiler, arg: Tree, fname: str) -> str:
     sql, typ = c.expr(arg)
     if typ not in (DATE, NULL):
         raise ExprError(f"{fname}() needs a date, got a {typ}", _col(arg))
-    return sql
+    return sql if typ == DATE else f"CAST({sql} AS TIMESTAMPTZ)"
 
 
 def _date_literal(c: Compiler, args: list[Tree], tok: Token) -> tuple[str, str]:
@@ -382,3 +422,52 @@ def unknown_name(
         return f"misplaced keyword '{name}'", column, None
     close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
     return f"unknown {kind} '{name}'", column, (f"did you mean {close[0]}?" if close else None)
+
+
+SQL_TYPES = {NUM: "DOUBLE", STR: "VARCHAR", DATE: "TIMESTAMPTZ", BOOL: "BOOLEAN", NULL: "VARCHAR"}
+"""The column type a probe gives a variable of each type."""
+MAX_PROBES = 200
+"""Most sub-expressions tried one by one to find the column of a condition the database refuses."""
+_IDENTIFIER = re.compile(r'^(?:"[^"]+"|[A-Za-z_][A-Za-z0-9_]*)$')
+_probe_lock = threading.Lock()
+_probe_con: list[object] = []
+
+
+def probe(sql: str, variables: Iterable[Var], parts: Sequence[tuple[str, int | None]] = ()) -> None:
+    """Evaluate ``sql`` on one row of nulls with the variables' columns, as grading will evaluate it.
+
+    What the database refuses (a function it cannot resolve, a constant that overflows) raises
+    :class:`ExprError` at the column of the innermost failing sub-expression in ``parts`` (innermost first),
+    so that a policy check refuses it rather than a run failing on it. A variable whose SQL is not a plain
+    column name cannot be stood in for: then nothing is tried.
+    """
+    variables = list(variables)
+    if not all(_IDENTIFIER.match(v.sql) for v in variables):
+        return
+    columns = [f"CAST(NULL AS {SQL_TYPES[v.type]}) AS {v.sql}" for v in variables]
+    columns += [f"TIMESTAMPTZ '2000-01-01 00:00:00+00' AS {AS_OF_COLUMN}", f"NULL::VARCHAR AS {ATTRIBUTES_COLUMN}"]
+    row = "SELECT " + ", ".join(columns)
+    reason = _refusal(f"SELECT {sql} FROM ({row})")
+    if reason is None:
+        return
+    column = next(
+        (col for part, col in parts[:MAX_PROBES] if _refusal(f"SELECT {part} FROM ({row})") is not None), None
+    )
+    raise ExprError(f"the database cannot evaluate this ({reason})", column)
+
+
+def _refusal(query: str) -> str | None:
+    """The first line of the database's error for ``query``, or ``None`` when it runs."""
+    import duckdb
+
+    with _probe_lock:
+        if not _probe_con:
+            _probe_con.append(duckdb.connect(":memory:"))
+        con = _probe_con[0]
+        try:
+            con.execute(query).fetchall()  # type: ignore[attr-defined]
+        except duckdb.Error as exc:
+            if isinstance(exc, duckdb.FatalException | duckdb.InternalException):
+                _probe_con.clear()  # the connection is unusable after these
+            return str(exc).strip().split("\n")[0]
+    return None

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from policy_support import Store, compiled, day, grade
 
 from crmsync import MetricSpec
 from crmsync.errors import PolicyError
 from crmsync.policy import Policy, compile_policy
-from crmsync.policy.expr import ExprError, parse
+from crmsync.policy.expr import MAX_DEPTH, MAX_LENGTH, ExprError, parse
 
 
 def _problems(data: dict) -> list[str]:
@@ -138,3 +142,109 @@ def test_version_changes_with_the_policy() -> None:
     b = compiled({"tags": {"x": "orders_lifetime > 2"}})
     assert a.version == compiled({"tags": {"x": "orders_lifetime > 1"}}).version
     assert a.version != b.version
+
+
+# ------------------------------------------------------------------ what check accepts, grading can run
+
+DIGITS_OF_OTHER_SCRIPTS = st.characters(categories=["Nd"]).filter(lambda c: c not in "0123456789")
+
+
+@settings(max_examples=30, deadline=None)
+@given(digit=DIGITS_OF_OTHER_SCRIPTS, where=st.sampled_from(["spend_365d >= 1{}0", "orders_{}0d > 1", "{} = 1"]))
+def test_digits_of_other_scripts_are_refused_at_their_column(digit: str, where: str) -> None:
+    text = where.format(digit)
+    problems = _problems({"tiers": [{"name": "Gold", "condition": text}, {"name": "Bronze"}]})
+    column = text.index(digit) + 1
+    assert problems == [
+        f"policy.tiers[0].condition: unexpected character {digit!r} at column {column} "
+        "(write numbers with the digits 0-9)"
+    ]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "year(null) > 2000",
+        "month(null) = 3",
+        "day(null) = 1",
+        "days_since(null) > 3",
+        "days_until(null) < 3",
+        "year(coalesce(null, last_order_at)) = 2025 or month(null) is null",
+    ],
+)
+def test_date_functions_of_null_grade_as_null(store: Store, text: str) -> None:
+    store.member("m")
+    store.order("m", "10", day(1))
+    assert grade(store, {"tags": {"t": text, "always": "orders_lifetime = 1"}}, columns="tags")["m"] == [
+        "always",
+        *(["t"] if "is null" in text else []),
+    ]
+
+
+def quoted(text: str) -> str:
+    """A string literal of the condition language (a quote doubled, a backslash escaped)."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+KEY_CHARS = st.sampled_from(list("\\'\"./~[]$* aé0"))
+attribute_keys = st.one_of(st.text(max_size=10), st.text(KEY_CHARS, max_size=6), st.sampled_from(["a/b", "a.b", "~1"]))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    pairs=st.dictionaries(
+        attribute_keys, st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=6), max_size=8
+    )
+)
+def test_attr_reads_any_key_exactly(store: Store, pairs: dict[str, str]) -> None:
+    """Backslashes, quotes, dots, slashes, tildes and brackets in a key name only that key: one member per key."""
+    store.con.execute("DELETE FROM members")
+    attributes = [{key: value, "a": {"b": "nested"}, "~": "tilde"} for key, value in pairs.items()]
+    for i, attrs in enumerate(attributes):
+        store.member(f"m{i}", attributes=json.dumps(attrs))
+    tags = {f"t{i}": f"attr({quoted(key)}) = {quoted(value)}" for i, (key, value) in enumerate(pairs.items())}
+    graded = grade(store, {"tags": tags}, columns="tags") if tags else {}
+    for j, attrs in enumerate(attributes):
+        wanted = [f"t{i}" for i, (key, value) in enumerate(pairs.items()) if attrs.get(key) == value]
+        assert sorted(graded[f"m{j}"]) == sorted(wanted), (attrs, tags)
+
+
+@pytest.mark.parametrize(
+    ("text", "column"),
+    [
+        ("not " * 3000 + "true", 401),
+        (" and ".join(["true"] * 2000), None),
+        (" + ".join(["1"] * 3000) + " > 0", None),
+        ("- " * 3000 + "1 > 0", 199),
+        ("not (" * 1000 + "true" + ")" * 1000, 501),
+        ("abs(" * 500 + "1" + ")" * 500 + " > 0", None),
+    ],
+)
+def test_pathological_nesting_is_refused_not_a_recursion_error(text: str, column: int | None) -> None:
+    problems = _problems({"tiers": [{"name": "Gold", "condition": text}, {"name": "Bronze"}]})
+    assert len(problems) == 1
+    assert problems[0].startswith(
+        f"policy.tiers[0].condition: condition nests more than {MAX_DEPTH} levels deep at column "
+    )
+    if column is not None:
+        assert f"at column {column} " in problems[0]
+
+
+def test_nesting_up_to_the_limit_grades(store: Store) -> None:
+    store.member("m")
+    text = "not " * (MAX_DEPTH - 3) + "false"  # an odd number of nots, and the literal: within the limit
+    assert grade(store, {"tags": {"t": text}}, columns="tags")["m"] == ["t"]
+
+
+def test_overlong_condition_is_refused() -> None:
+    text = "orders_lifetime in (" + ", ".join(["1"] * (MAX_LENGTH // 3)) + ")"
+    problems = _problems({"tags": {"t": text}})
+    assert problems == [f"policy.tags.t: condition is {len(text)} characters long (at most {MAX_LENGTH})"]
+
+
+def test_what_the_database_refuses_is_reported_at_its_column() -> None:
+    # a constant that overflows the database's integers is found when the policy is checked, not in a run
+    problems = _problems({"tags": {"t": "orders_lifetime > 1 and 999999999999999999 * 999999999999999999 > 1"}})
+    assert len(problems) == 1, problems
+    assert problems[0].startswith("policy.tags.t: the database cannot evaluate this (Out of Range Error: Overflow")
+    assert problems[0].endswith(" at column 25")

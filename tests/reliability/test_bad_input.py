@@ -1,17 +1,23 @@
-"""Bad-input campaign: generated CSV files, policy conditions and settings files never reach the user as a traceback.
+"""Bad-input campaign: generated CSV files, policy conditions (digits of other scripts, null dates, any attribute
+key, pathological nesting), settings files, config path collisions, environment values and memory limits never
+reach the user as a traceback.
 
 Only :class:`~crmsync.CrmsyncError` subclasses (with the file and the key path) or rejections (with the file,
-the line and the field) may come out. ``GENERATED`` counts the cases tried, for the campaign's report.
+the line and the field) may come out; what a person must fix ends the command line with exit code 2.
+``GENERATED`` counts the cases tried, for the campaign's report.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
+import os
 import re
 import tempfile
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,11 +25,14 @@ from zoneinfo import ZoneInfo
 
 import crmsync_generic_csv
 import duckdb
+import pytest
 from crmsync_generic_csv import CsvConnector, CsvSettings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+import crmsync.plugins
+from crmsync.cli import main
 from crmsync.connector import ConnectorContext, Rejection, Stream
 from crmsync.errors import ConfigError, CrmsyncError, PolicyError
 from crmsync.models import Member, Order
@@ -161,6 +170,9 @@ def test_members_csv_every_row_is_a_record_or_a_rejection(rows: list[list[str]])
 
 # ---------------------------------------------------------------------------------------------- conditions
 
+OTHER_DIGITS = st.text(
+    alphabet=st.characters(categories=["Nd"]).filter(lambda c: c not in "0123456789"), min_size=1, max_size=3
+)
 METRICS = ["spend_365d", "orders_365d", "orders_lifetime", "spend_lifetime", "days_since_last_order", "points"]
 atom = st.one_of(
     st.sampled_from(METRICS),
@@ -169,6 +181,14 @@ atom = st.one_of(
     st.decimals(allow_nan=False, allow_infinity=False, places=3).map(str),
     st.text(max_size=6).map(lambda s: "'" + s.replace("'", "''") + "'"),
     st.sampled_from(["true", "false", "null", "(", ")", ",", "'", '"', "and", "not", "between"]),
+    # digits of other scripts (Arabic-Indic, Devanagari, full-width...), alone or inside a number or a name
+    st.tuples(st.sampled_from(["", "1", "spend_", "orders_"]), OTHER_DIGITS, st.sampled_from(["", "0", "d"])).map(
+        "".join
+    ),
+    # any key, quoted as the language quotes it: backslashes, quotes, dots, slashes, brackets, tildes
+    st.tuples(st.sampled_from(["attr", "attr_num", "attr_date"]), st.text(max_size=8)).map(
+        lambda t: f"{t[0]}('{t[1].replace(chr(92), chr(92) * 2).replace(chr(39), chr(39) * 2)}')"
+    ),
 )
 
 
@@ -178,15 +198,35 @@ def _combine(children: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
         st.tuples(children, ops, children).map(" ".join),
         children.map(lambda c: f"not ({c})"),
         children.map(lambda c: f"({c})"),
-        st.tuples(st.sampled_from(["days_since", "abs", "round", "min", "coalesce", "year", "bogus"]), children).map(
-            lambda t: f"{t[0]}({t[1]})"
-        ),
+        st.tuples(st.sampled_from(FUNCTIONS), children).map(lambda t: f"{t[0]}({t[1]})"),
         st.tuples(children, st.lists(children, max_size=3)).map(lambda t: f"{t[0]} in ({', '.join(t[1])})"),
         st.tuples(children, children, children).map(lambda t: f"{t[0]} between {t[1]} and {t[2]}"),
     )
 
 
-conditions = st.one_of(st.recursive(atom, _combine, max_leaves=8), st.text(max_size=30))
+FUNCTIONS = ["days_since", "days_until", "year", "month", "day", "abs", "round", "min", "coalesce", "bogus"]
+
+
+@st.composite
+def nested(draw: st.DrawFn) -> str:
+    """Pathological nesting: thousands of prefix operators, calls, parentheses or a long chain of one operator."""
+    depth = draw(st.integers(min_value=1, max_value=4000))
+    leaf = draw(st.sampled_from(["true", "null", "spend_365d > 1", "1", "last_order_at"]))
+    shape = draw(st.sampled_from(["not ", "- ", "(", "abs(", "year(", " and ", " + ", " or "]))
+    if shape.startswith(" "):
+        return shape.join([leaf] * depth)
+    closing = ")" * depth if shape.endswith("(") else ""
+    return shape * depth + leaf + closing
+
+
+conditions = st.one_of(
+    st.recursive(atom, _combine, max_leaves=8),
+    st.text(max_size=30),
+    nested(),
+    st.tuples(st.sampled_from(FUNCTIONS[:5]), st.sampled_from(["null", "(null)", "coalesce(null, null)"])).map(
+        lambda t: f"{t[0]}({t[1]}) > 1"
+    ),
+)
 
 
 def _grading_store() -> Store:
@@ -220,6 +260,8 @@ def test_conditions_compile_and_grade_or_fail_clearly(text: str) -> None:
         return
     except PolicyError as exc:
         assert exc.problems and all(p.startswith("policy.tiers[0].condition: ") for p in exc.problems), exc.problems
+        unplaced = ("empty condition", "characters long")  # the whole text is at fault
+        assert all(re.search(r" at column \d+", p) or any(u in p for u in unplaced) for p in exc.problems), exc.problems
         return
     STORE = STORE or _grading_store()
     try:
@@ -256,7 +298,7 @@ value = st.recursive(
 
 
 def _toml_key(key: str) -> str:
-    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key, ensure_ascii=False)
 
 
 def _toml_value(v: Any) -> str:
@@ -265,7 +307,7 @@ def _toml_value(v: Any) -> str:
     if isinstance(v, int | float):
         return repr(v)
     if isinstance(v, str):
-        return json.dumps(v)
+        return json.dumps(v, ensure_ascii=False).replace("\x7f", "\\u007f")  # TOML: no surrogate pairs, no DEL
     if isinstance(v, list):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
     return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(x)}" for k, x in v.items()) + "}"
@@ -349,3 +391,181 @@ def test_mutated_settings_load_or_name_the_key(text: str) -> None:
 def test_garbage_settings_files_fail_clearly(raw: bytes | str) -> None:
     GENERATED["settings files (garbage)"] += 1
     _load(raw)
+
+
+# ---------------------------------------------------------------------------------------------- what a person must fix
+# Config path collisions, bad JSON in environment variables, memory limits, log and store paths: each is refused
+# with its key path and exit code 2, by the loader and by the command line, and never reaches the user as a traceback.
+
+WRITES = ["store.path", "logging.file", "connectors.shop.output_path", "connectors.shop.rejects_path"]
+WRITTEN = {
+    "store.path": "store.duckdb",
+    "logging.file": "out/crmsync.log",
+    "connectors.shop.output_path": "out/p.csv",
+    "connectors.shop.rejects_path": "out/r.csv",
+}
+(SETTINGS_DIR / "sub").mkdir(exist_ok=True)
+(SETTINGS_DIR / "out").mkdir(exist_ok=True)
+(SETTINGS_DIR / "junk.bin").write_bytes(b"\x00" * 64)
+
+
+def _set(doc: dict[str, Any], key: str, value: Any) -> None:
+    *tables, name = key.split(".")
+    for table in tables:
+        doc = doc.setdefault(table, {})
+    doc[name] = value
+
+
+def _spelled(draw: st.DrawFn, target: str) -> str:
+    """The same path written another way: relative, ./x, out/../x, absolute, or through a symbolic link."""
+    how = draw(st.sampled_from(["plain", "dot", "updown", "absolute", "link"]))
+    if how == "link" and (SETTINGS_DIR / target).exists():
+        link = SETTINGS_DIR / ("link-" + target.replace("/", "-"))
+        if not link.is_symlink():
+            link.symlink_to(SETTINGS_DIR / target)
+        return link.name
+    return {"dot": f"./{target}", "updown": f"out/../{target}", "absolute": str(SETTINGS_DIR / target)}.get(how, target)
+
+
+@st.composite
+def collisions(draw: st.DrawFn) -> tuple[str, str]:
+    """A configuration in which one written path collides with an input, another written path, a folder, a file
+    it would lie under, or is a store path that holds something else; and the key that must be named."""
+    doc = json.loads(json.dumps(VALID))
+    for key, path in WRITTEN.items():
+        _set(doc, key, path)
+    key = draw(st.sampled_from(WRITES))
+    kind = draw(st.sampled_from(["input", "written", "folder", "under a file", "pattern", "not a store"]))
+    if kind == "input":
+        target = draw(st.sampled_from(["c.csv", "o.csv"]))
+    elif kind == "written":
+        target = WRITTEN[draw(st.sampled_from([k for k in WRITES if k != key]))]
+    elif kind == "folder":
+        target = draw(st.sampled_from(["out", "sub", "."]))
+    elif kind == "under a file":
+        target = draw(st.sampled_from(["c.csv/x", "junk.bin/deeper/x.db"]))
+    elif kind == "pattern":
+        _set(doc, "connectors.shop.orders_path", draw(st.sampled_from(["o*.csv", "*.csv", "?.csv", "[co].csv"])))
+        target = "o.csv"
+    else:
+        key, target = "store.path", draw(st.sampled_from(["junk.bin", "c.csv"]))
+    _set(doc, key, _spelled(draw, target) if target != "." else target)
+    return _toml(doc), key
+
+
+def _cli(path: Path, *args: str) -> tuple[int, str]:
+    """The command line's entry point in process: its exit code and what it wrote to stderr."""
+    err = io.StringIO()
+    code: int | str | None = 0
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            main(["--config", str(path), *args])
+        except SystemExit as exc:
+            code = exc.code
+    return int(code or 0), err.getvalue()
+
+
+def _refused(path: Path, key: str) -> None:
+    """Loader and command line both refuse the configuration, naming ``key``, with exit code 2 and no traceback."""
+    try:
+        load_settings(path, host=HOST)
+    except ConfigError as exc:
+        assert exc.exit_code == 2
+        assert any(p.startswith(f"{key}") or f" {key};" in p or f" {key} " in p for p in exc.problems), exc.problems
+    else:
+        raise AssertionError(f"{key}: accepted\n{path.read_text()}")
+    code, err = _cli(path, "runs")
+    assert code == 2, err
+    assert "Traceback" not in err and "unexpected" not in err and key in err, err
+
+
+@FAST
+@given(case=collisions())
+def test_config_path_collisions_are_refused_with_the_key(case: tuple[str, str], monkeypatch_host: None) -> None:
+    GENERATED["config path collisions"] += 1
+    text, key = case
+    path = SETTINGS_DIR / "crmsync.toml"
+    path.write_text(text, encoding="utf-8")
+    _refused(path, key)
+
+
+ENV_JSON = {
+    "CRMSYNC_SYNC__PUSH": "sync.push",
+    "CRMSYNC_SYNC__ORDERS": "sync.orders",
+    "CRMSYNC_SYNC__EXCHANGE_RATES": "sync.exchange_rates",
+    "CRMSYNC_POLICY__TIERS": "policy.tiers",
+    "CRMSYNC_POLICY__TAGS": "policy.tags",
+    "CRMSYNC_CONNECTORS__SHOP__MEMBERS_COLUMNS": "connectors.shop.members_columns",
+    "CRMSYNC_STORE": "store",
+    "CRMSYNC_STORE__MEMORY_LIMIT": "store.memory_limit",
+}
+broken_json = st.one_of(
+    st.sampled_from(["[shop", "{USD: 1", '{"USD": "x"}', "[1,2]", "{", "null", '"', '["shop",]', "lots; DROP", "[]"]),
+    st.text(max_size=16),
+    value.map(json.dumps),
+)
+
+
+@FAST
+@given(var=st.sampled_from(sorted(ENV_JSON)), raw=broken_json)
+def test_bad_environment_values_name_the_key(var: str, raw: str, monkeypatch_host: None) -> None:
+    GENERATED["environment values"] += 1
+    path = SETTINGS_DIR / "crmsync.toml"
+    path.write_text(_toml(VALID), encoding="utf-8")
+    key = ENV_JSON[var]
+    with env({var: raw.replace("\x00", "")}):
+        try:
+            loaded = load_settings(path, host=HOST)
+            compile_policy(loaded.policy)
+        except ConfigError as exc:
+            assert exc.problems and all(p.startswith(key) for p in exc.problems), (raw, exc.problems)
+            code, err = _cli(path, "runs")
+            assert code == 2 and key in err and "Traceback" not in err and "unexpected" not in err, err
+
+
+memory = st.one_of(
+    st.text(max_size=12),
+    st.tuples(
+        st.one_of(st.integers(0, 5000).map(str), st.decimals(0, 100, places=2).map(str), st.just(".5")),
+        st.sampled_from(["", " "]),
+        st.sampled_from(["GB", "gb", "MB", "MiB", "KiB", "TB", "G", "m", "bytes", "gigabytes", "%", "GBs", "XB", "B"]),
+    ).map("".join),
+)
+
+
+@FAST
+@given(limit=memory)
+def test_memory_limits_the_database_refuses_are_config_errors(limit: str) -> None:
+    GENERATED["memory limits"] += 1
+    doc = json.loads(json.dumps(VALID))
+    doc["store"]["memory_limit"] = limit.replace("\x00", "")
+    path = SETTINGS_DIR / "crmsync.toml"
+    path.write_text(_toml(doc), encoding="utf-8")
+    try:
+        accepted = load_settings(path, host=HOST).store.memory_limit
+    except ConfigError as exc:
+        assert [p.split(":")[0] for p in exc.problems] == ["store.memory_limit"], exc.problems
+        return
+    config = {"memory_limit": accepted} if accepted else {}
+    duckdb.connect(":memory:", config=config).close()  # what is accepted, the database accepts
+
+
+@pytest.fixture
+def monkeypatch_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(crmsync.plugins, "_HOST", HOST)
+    for name in [v for v in os.environ if v.startswith("CRMSYNC_")]:
+        monkeypatch.delenv(name)
+
+
+@contextlib.contextmanager
+def env(values: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

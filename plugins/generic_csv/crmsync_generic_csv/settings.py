@@ -28,8 +28,9 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from crmsync import ReadPath, WritePath
 from crmsync.models import PUSHED_FIELDS, OrderStatus
-from crmsync.settings import ConfigPath
+from crmsync.settings import ConfigPath, MemorySize
 
 MEMBER_FIELDS = ("external_id", "email", "phone", "first_name", "last_name", "created_at", "updated_at", "opt_in")
 ORDER_FIELDS = (
@@ -69,7 +70,7 @@ def _input(path: Path) -> Path:
     return path
 
 
-InputPath = Annotated[ConfigPath, AfterValidator(_input)]
+InputPath = Annotated[ReadPath, AfterValidator(_input)]
 """An input file, or a glob pattern of export files (read relative to the configuration file's folder)."""
 
 DEFAULT_STATUS_MAP: dict[str, OrderStatus] = {
@@ -107,8 +108,8 @@ class CsvSettings(BaseModel):
         None, description="orders CSV (one row per order or per line item), or a glob pattern of export files"
     )
     activities_path: InputPath | None = Field(None, description="activities CSV or glob pattern (optional)")
-    output_path: ConfigPath | None = Field(None, description="profiles CSV written by push (created if missing)")
-    rejects_path: ConfigPath | None = Field(
+    output_path: WritePath | None = Field(None, description="profiles CSV written by push (created if missing)")
+    rejects_path: WritePath | None = Field(
         None, description="CSV that bad rows are appended to (default: next to the output, or the input)"
     )
 
@@ -133,9 +134,8 @@ class CsvSettings(BaseModel):
         32 * 1024 * 1024, ge=1, description="orders files larger than this are grouped in partitions on disk"
     )
     spill_dir: ConfigPath | None = Field(None, description="folder for those partitions (default: system temp)")
-    memory_limit: str = Field(
+    memory_limit: MemorySize = Field(
         "600MB",
-        pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)$",
         description="DuckDB memory limit of the column-wise read of large files (beyond it DuckDB spills to disk)",
     )
     push_batch_size: int = Field(10_000, ge=1, description="changes per push call (one atomic rewrite each)")
