@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -306,3 +307,9 @@ def check_outcome(gen: GeneratedFile, got: Loaded, name: str) -> None:
     for (_, named, reason, _), (_, want, word) in zip(found, expected, strict=True):
         assert word in reason and (want is None or named == want), (named, reason, want, word)
     assert sorted(got.records) == sorted(r.expected["external_id"] for r in gen.good if r.expected)
+    for row in gen.good:  # stored exactly as written
+        assert row.expected is not None
+        stored = got.records[row.expected["external_id"]]
+        if "attributes" in row.expected:
+            stored = stored | {"attributes": json.loads(stored["attributes"] or "{}")}
+        assert {k: stored[k] for k in row.expected} == row.expected

@@ -53,11 +53,13 @@ def _errors(decoder: codecs.IncrementalDecoder, chunk: bytes, final: bool = Fals
 
 
 def _count_errors(path: Path, encoding: str) -> int:
+    """Undecodable bytes of ``path`` in ``encoding`` (an ASCII-compatible one: ASCII chunks are skipped)."""
     decoder = codecs.getincrementaldecoder(encoding)(errors="surrogateescape")
     bad = 0
     with path.open("rb") as fh:
         while chunk := fh.read(CHUNK):
-            bad += _errors(decoder, chunk)
+            if not (chunk.isascii() and not decoder.getstate()[0]):
+                bad += _errors(decoder, chunk)
     return bad + _errors(decoder, b"", final=True)
 
 
