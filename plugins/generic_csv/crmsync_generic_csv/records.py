@@ -63,42 +63,58 @@ def _body(text: str) -> int:
 class Lines:
     """The physical lines of ``text``, as ``csv.reader`` consumes them, none held longer than ``max_line``.
 
-    ``record`` holds the lines handed out since the caller last cleared it (the lines of the record being read) and
-    ``size`` their length; ``pending`` holds lines given back to be read again (and overlong lines met among them).
+    ``record`` holds the lines handed out since the caller last cleared it (the lines of the record being read) and,
+    once it has more than one, ``size`` their length; ``pending`` holds lines given back to be read again (and
+    overlong lines met among them); ``eof`` is set at the end of the text.
     """
 
     def __init__(self, text: TextIO, max_line: int) -> None:
         self._readline = text.readline
         self.max_line = max_line
+        self._want = max_line + 2  # room for CR LF: a line within the limit is always read whole
         self.pending: deque[str | _TooLong] = deque()
         self.record: list[str] = []
         self.size = 0
+        self.eof = False
         self._carry = ""
 
     def __iter__(self) -> Lines:
         return self
 
     def __next__(self) -> str:
-        item = self.pending.popleft() if self.pending else self._read()
+        if self.pending or self._carry:
+            text = self._again()
+        else:
+            text = self._readline(self._want)
+            if len(text) > self.max_line:  # perhaps too long: _body tells
+                text = self._checked(text)
+        if not text:
+            self.eof = True
+            raise StopIteration
+        record = self.record
+        record.append(text)
+        if len(record) > 1:  # a record over several lines: bounded as a whole
+            self.size = (self.size if len(record) > 2 else len(record[0])) + len(text)
+            if self.size > self.max_line:
+                raise _TooLong()
+        return text
+
+    def _again(self) -> str:
+        if not self.pending:
+            text, self._carry = self._carry, ""
+            if text == "\r":  # a bare CR left over is a line of its own
+                return text
+            return self._checked(text + self._readline(self._want - len(text)))
+        item = self.pending.popleft()
         if type(item) is not str:
             raise item
-        if not item:
-            raise StopIteration
-        self.record.append(item)
-        self.size += len(item)
-        if self.size > self.max_line and len(self.record) > 1:
-            raise _TooLong()
         return item
 
-    def _read(self) -> str | _TooLong:
-        want = self.max_line + 2  # room for CR LF: a line within the limit is always read whole
-        text, self._carry = self._carry, ""
-        if text != "\r":  # a bare CR left over is a line of its own
-            text += self._readline(want - len(text))
+    def _checked(self, text: str) -> str:
         length = _body(text)
         if length <= self.max_line:
             return text
-        return _TooLong(text[:PREVIEW], length + self._skip(text, want))
+        raise _TooLong(text[:PREVIEW], length + self._skip(text, self._want))
 
     def _skip(self, piece: str, want: int) -> int:
         """Read on to the end of the line ``piece`` (read asking for ``want`` characters) starts; the characters."""
@@ -143,11 +159,11 @@ class RecordReader:
         self._reader = csv.reader(self.lines, delimiter=delimiter)
 
     def __iter__(self) -> Iterator[tuple[int, list[str]]]:
-        lines = self.lines
+        lines, max_field = self.lines, self.max_field
+        record = lines.record
         while True:
             start = self.done + 1
-            lines.record.clear()
-            lines.size = 0
+            record.clear()
             try:
                 row = next(self._reader)
             except StopIteration:
@@ -158,16 +174,24 @@ class RecordReader:
             except csv.Error as exc:
                 yield start, self._again(f"not readable as CSV: {exc}")
                 continue
-            if len(lines.record) > 1 and (problem := self._malformed(row)):
-                yield start, self._again(problem)
-                continue
-            if row and row[-1].endswith(("\n", "\r")) and len(lines.record) == 1:  # still quoted at the end
-                yield start, self._again("unterminated quote: the quoted cell opened here runs to the end of the file")
-                continue
-            self.done += len(lines.record)
-            if lines.size > self.max_field:
-                row = oversized(row, self.max_field) or row
-            if row or isinstance(row, BadRow):
+            if len(record) == 1:
+                if lines.eof and row and row[-1].endswith(("\n", "\r")):  # still quoted at the end of the file
+                    yield (
+                        start,
+                        self._again("unterminated quote: the quoted cell opened here runs to the end of the file"),
+                    )
+                    continue
+                self.done = start
+                size = len(record[0])
+            else:
+                if problem := self._malformed(row):
+                    yield start, self._again(problem)
+                    continue
+                self.done += len(record)
+                size = lines.size
+            if size > max_field:
+                row = oversized(row, max_field) or row
+            if row:
                 yield start, row
 
     def _again(self, problem: str) -> BadRow:
