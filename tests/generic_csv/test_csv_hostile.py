@@ -117,6 +117,24 @@ def test_a_row_after_an_unterminated_quote_is_read_on_its_own(make_connector, wr
     assert any("unterminated quote" in q[2] for q in quarantine)
 
 
+@settings(max_examples=200, deadline=None)
+@given(before=st.integers(0, 5), after=st.integers(0, 40), limit=st.integers(12, 400), closed=st.booleans())
+def test_an_unterminated_quote_costs_its_own_row_only(before: int, after: int, limit: int, closed: bool) -> None:
+    """Whether the quote runs to the end of the file, past the length limit, or into a later stray quote."""
+    rows = [f"r{i},v{i}" for i in range(before)] + ['q,"open'] + [f"s{i},w{i}" for i in range(after)]
+    rows += ['z,"closed"x'] if closed else []
+    reader = RecordReader(io.StringIO("\n".join(rows) + "\n", newline=""), ",", max_line=limit, max_field=limit)
+    reader.width = 2
+    got = list(reader)
+    expected = [r.replace('"', "").split(",") for r in rows]
+    assert [line for line, _ in got] == list(range(1, len(rows) + 1))
+    for (_, row), want in zip(got, expected, strict=True):
+        if want[0] == "q":
+            assert isinstance(row, BadRow) and "unterminated quote" in row.problem and row[0] == "q"
+        else:
+            assert row == want and not isinstance(row, BadRow)
+
+
 def test_a_well_formed_cell_with_line_breaks_is_one_value(make_connector, write_csv):
     ids, quarantine = _quarantine_of(
         'external_id,email,note\nC1,a@b.cd,"one\ntwo, ""three"""\nC2,c@d.ef,x\n', make_connector, write_csv

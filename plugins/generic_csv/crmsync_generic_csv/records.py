@@ -206,7 +206,10 @@ class RecordReader:
     def _too_long(self, exc: _TooLong) -> BadRow:
         lines, limit = self.lines, self.lines.max_line
         if exc.preview is None:
-            return self._again(f"unterminated quote: the row starting here runs over {limit} characters")
+            return self._again(
+                f"unterminated quote, or a row too long: the row starting here runs over several lines beyond "
+                f"max_line_length ({limit})"
+            )
         if lines.record:  # a quoted cell left open ran into the overlong line: that line is met again later
             lines.pending.appendleft(exc)
             return self._again("unterminated quote: the row starting here runs into a line too long to read")
