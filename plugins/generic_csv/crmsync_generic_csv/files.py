@@ -214,7 +214,7 @@ class CsvFile:
         buffered = io.BufferedReader(self._hashing, buffer_size=CHUNK)
         errors = "strict" if info.clean else "surrogateescape"
         self._text = io.TextIOWrapper(buffered, encoding=info.encoding, errors=errors, newline="")
-        self._records = RecordReader(self._text, delimiter, max_line, max_field)  # type: ignore[arg-type]
+        self._records = RecordReader(self._text, delimiter, max_line, max_field)
         self._rows = iter(self._records)
         self.header: list[str] = []
         for line, row in self._rows:

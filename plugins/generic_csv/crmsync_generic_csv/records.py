@@ -106,7 +106,7 @@ class Lines:
                 return text
             return self._checked(text + self._readline(self._want - len(text)))
         item = self.pending.popleft()
-        if type(item) is not str:
+        if isinstance(item, _TooLong):
             raise item
         return item
 
