@@ -4,10 +4,10 @@
 ``scan`` reads a file about to be parsed once in large chunks to hash it, to measure its longest lines and to
 settle its encoding. With ``encoding = "auto"`` a byte-order mark decides; else a file that decodes as UTF-8 is
 UTF-8. A file with bytes that are not UTF-8 is read as GB18030 (the superset of GBK that Chinese spreadsheet
-exports use) only when it looks like one: none of its lines is UTF-8 that GB18030 cannot read, fewer of its
-non-ASCII lines are valid UTF-8 than are not, and GB18030 decodes it with fewer errors. Otherwise it stays UTF-8:
-one pasted GBK row never makes ``Müller`` read as ``M眉ller``. Undecodable bytes do not stop a read: they are kept
-as surrogate escapes and the rows holding them are rejected one by one.
+exports use) only when GB18030 decodes it with fewer errors and it looks like one (:func:`_may_be_gb18030`: a
+non-ASCII header that is not UTF-8, or mostly non-UTF-8 lines). Otherwise it stays UTF-8: one pasted GBK row never
+makes ``Müller`` read as ``M眉ller``. Undecodable bytes do not stop a read: they are kept as surrogate escapes and
+the rows holding them are rejected one by one.
 
 Rows come from :class:`~crmsync_generic_csv.records.RecordReader`: lines and cells are bounded, and a broken
 quote never swallows the rows after it.
