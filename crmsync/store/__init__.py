@@ -358,12 +358,20 @@ class Store:
         return [rej for rej in rejects if not names_erased(rej)]
 
     def _quarantine(self, connector: str, rej: Rejection, run_id: str) -> None:
+        """Keep ``rej``: one entry per rejected source row (several rows may share a record id, e.g. duplicates).
+
+        Entries of the record from earlier runs are replaced (a new read reports the record's rows anew); those
+        of this run are kept, except one at the same locator.
+        """
         key = rej.record_id or rej.locator
         raw = json.dumps(dict(rej.raw), default=str, ensure_ascii=False) if rej.raw is not None else None
         where = "connector = ? AND stream = ? AND record_key = ? AND NOT resolved"
         params = [connector, str(rej.stream), key]
         first = self.scalar(f"SELECT min(first_run) FROM quarantine WHERE {where}", params) or run_id
-        self.con.execute(f"DELETE FROM quarantine WHERE {where}", params)
+        self.con.execute(
+            f"DELETE FROM quarantine WHERE {where} AND (last_run IS DISTINCT FROM ? OR locator = ?)",
+            [*params, run_id, rej.locator],
+        )
         self.con.execute(
             "INSERT INTO quarantine VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, false, NULL)",
             [*params, rej.locator, rej.field, rej.reason, raw, first, run_id],

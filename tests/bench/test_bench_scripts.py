@@ -13,6 +13,7 @@ sys.path.insert(0, str(BENCH))
 
 import full  # noqa: E402
 import incremental  # noqa: E402
+import long_line  # noqa: E402
 import zoho_sync  # noqa: E402
 
 
@@ -84,3 +85,13 @@ def test_zoho_scenario_against_the_local_fake(capsys: pytest.CaptureFixture[str]
     assert first["api_calls"] >= first["minimum"] > 0
     assert same["pulled"]["orders"] == 0 and same["pushed"] == 0
     assert changed["pulled"]["orders"] == 20
+
+
+@pytest.mark.slow
+def test_long_line_is_rejected_and_the_rest_pulled(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["--line-mb", "3", "--customers", "200", "--orders", "2000", "--dir", str(tmp_path)]
+    assert long_line.main(args) == 0
+    figures = _figures(capsys)
+    assert figures["long_line_rejected"] and "max_line_length" in figures["reason"]
+    assert figures["orders_pulled"] == figures["control_orders_pulled"] > 0
+    assert figures["exit_code"] == 1 and figures["peak_mb"] > 0

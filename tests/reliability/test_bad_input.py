@@ -27,6 +27,7 @@ import crmsync_generic_csv
 import duckdb
 import pytest
 from crmsync_generic_csv import CsvConnector, CsvSettings
+from crmsync_generic_csv.files import scan
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -41,6 +42,19 @@ from crmsync.policy.compiled import compile_policy
 from crmsync.policy.model import Policy
 from crmsync.settings import load_settings
 from crmsync.store import Store
+
+from .hostile_support import (
+    amounts,
+    check_outcome,
+    european,
+    gbk_only,
+    load,
+    member_files,
+    order_files,
+    read_generated,
+    reading,
+)
+from .rel_support import AS_OF, CsvWorld, crmsync_env, digest, run_cli
 
 GENERATED: Counter[str] = Counter()
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
@@ -78,7 +92,7 @@ nasty = st.sampled_from(
         "9" * 40,
     ]
 )
-cell = st.one_of(nasty, st.text(max_size=12), st.decimals(allow_nan=False, allow_infinity=False).map(str))
+cell = st.one_of(nasty, st.text(max_size=12), st.decimals(allow_nan=False, allow_infinity=False).map(str), amounts)
 ORDER_HEADER = ["external_id", "member_external_id", "placed_at", "amount", "currency", "status"]
 MEMBER_HEADER = ["external_id", "email", "first_name", "last_name", "created_at"]
 
@@ -111,8 +125,9 @@ def _check_rejections(rejects: list[Rejection], file: str, lines: int) -> None:
     for rej in rejects:
         name, _, line = rej.locator.rpartition(":")
         assert name == file and line.isdigit() and 2 <= int(line) <= lines + 1, rej.locator
-        # a row of the wrong shape or encoding has no single field; its reason says what is wrong with the row
-        assert rej.field or "columns" in rej.reason or "bytes" in rej.reason, f"no field named: {rej}"
+        # a row of the wrong shape, encoding or length has no single field; its reason says what is wrong with it
+        row_level = ("columns", "bytes", "unterminated quote", "max_line_length")
+        assert rej.field or any(word in rej.reason for word in row_level), f"no field named: {rej}"
         assert rej.reason
 
 
@@ -166,6 +181,107 @@ def test_members_csv_every_row_is_a_record_or_a_rejection(rows: list[list[str]])
             Member.model_validate(rec.model_dump())
         rows_read = [r for r in physical if r]
         assert len(records) + len(rejects) == len(rows_read), "a row was neither read nor rejected"
+
+
+# ---------------------------------------------------------------------------------------------- hostile rows
+# Whole files mixing good rows with every class of bad row (see hostile_support), read by both readers into a
+# store: every good row stored exactly, every bad row quarantined once on its own line.
+
+CAMPAIGN = settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+STORE_HOSTILE = Store.open(None)
+
+
+HOSTILE_FILES = {
+    Stream.ORDERS: ("orders.csv", st.booleans().flatmap(lambda total: order_files(with_total=total))),
+    Stream.MEMBERS: ("customers.csv", member_files()),
+}
+
+
+@pytest.mark.parametrize("stream", list(HOSTILE_FILES))
+@CAMPAIGN
+@given(data=st.data(), columnwise=st.booleans())
+def test_generated_files_store_every_good_row_and_quarantine_every_bad_one(
+    stream: Stream, data: st.DataObject, columnwise: bool
+) -> None:
+    """Orders: generated amounts (with and without a total column); customers: every class of bad row."""
+    name, files = HOSTILE_FILES[stream]
+    gen = data.draw(files)
+    GENERATED[f"{name} files (hostile rows)"] += 1
+    check_outcome(gen, read_generated(STORE_HOSTILE, gen, stream, name, columnwise), name)
+
+
+@CAMPAIGN
+@given(
+    rows=st.lists(st.tuples(st.booleans(), european, gbk_only), min_size=1, max_size=12).filter(
+        lambda rows: sum(utf8 for utf8, _, _ in rows) * 2 >= len(rows)
+    ),
+    columnwise=st.booleans(),
+)
+def test_a_mostly_utf8_file_stays_utf8_and_rejects_its_other_rows(rows, columnwise) -> None:
+    """Each row in UTF-8 or in GBK; at least half UTF-8 with non-ASCII letters."""
+    GENERATED["customers.csv files (mixed encodings)"] += 1
+    data = b"external_id,first_name\n" + b"".join(
+        f"C{i},".encode() + (name.encode() if utf8 else gbk) + b"\n" for i, (utf8, name, gbk) in enumerate(rows)
+    )
+    with tempfile.TemporaryDirectory() as tmp, reading(columnwise):
+        (Path(tmp) / "customers.csv").write_bytes(data)
+        assert scan(Path(tmp) / "customers.csv").encoding == "utf-8"
+        got = load(STORE_HOSTILE, Path(tmp), Stream.MEMBERS, "customers.csv", {})
+    assert {k: v["first_name"] for k, v in got.records.items()} == {
+        f"C{i}": name for i, (utf8, name, _) in enumerate(rows) if utf8
+    }  # never reinterpreted: Müller stays Müller
+    assert [q[0] for q in got.quarantine] == sorted(
+        f"customers.csv:{i + 2}" for i, (u, _, _) in enumerate(rows) if not u
+    )
+    assert all("bytes that are not utf-8" in q[2] for q in got.quarantine)
+
+
+HOSTILE_MEMBERS = [  # (bytes of the row, the word its rejection holds; "" for a row that must be stored)
+    (b"C0001,dup1@example.com,D,D,2024-01-01 10:00:00\n", "duplicate customer id"),
+    (b"C0001,dup2@example.com,D,D,2024-01-01 10:00:00\n", "duplicate customer id"),
+    (b"C7001,gbk@example.com," + "张三".encode("gbk") + b",L,2024-01-01 10:00:00\n", "bytes that are not"),
+    (b'C7002,q@example.com,"Open,L,2024-01-01 10:00:00\n', "unterminated quote"),
+    ("C7003,after@example.com,Müller,L,2024-01-01 10:00:00\n".encode(), ""),  # must not vanish into the quote
+    (b"C7004,long@example.com," + b"x" * (1 << 21) + b",L,2024-01-01 10:00:00\n", "max_line_length"),
+    (b"C7005,field@example.com," + b"y" * 200_000 + b",L,2024-01-01 10:00:00\n", "max_field_length"),
+]
+HOSTILE_AMOUNTS = ["1e28", "1E+50", "-1e100", "NaN", "-Infinity", "1e-30", "9" * 30, "1" * 15 + ".12345"]
+
+
+@pytest.mark.slow
+def test_sync_over_every_class_of_hostile_row_exits_1_and_loses_nothing(tmp_path: Path) -> None:
+    """The command line, end to end: no traceback, every bad row in ``crmsync rejects`` on its own line."""
+    config = CsvWorld(tmp_path, members=20, orders=40, activities=5).write()
+    with (tmp_path / "customers.csv").open("ab") as fh:
+        fh.writelines(row for row, _ in HOSTILE_MEMBERS)
+    with (tmp_path / "orders.csv").open("a", encoding="utf-8") as fh:
+        fh.writelines(f"X{i},C0003,2025-06-01 10:00:00,{text},EUR,paid\n" for i, text in enumerate(HOSTILE_AMOUNTS))
+    done = run_cli(config, "sync", "--json", "--as-of", AS_OF, env=crmsync_env())
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    listed = run_cli(config, "rejects", "--json", env=crmsync_env())
+    assert listed.returncode == 0 and "Traceback" not in listed.stderr, listed.stderr
+    entries = {(e["stream"], e["locator"]): e for e in json.loads(listed.stdout)}
+    first = 2 + 20  # the line of the first hostile customer
+    for k, (_, word) in enumerate(HOSTILE_MEMBERS):
+        if word:
+            assert word in entries[("members", f"customers.csv:{first + k}")]["reason"]
+    first = 2 + 40 + 2  # after the two bad orders every world has
+    for k in range(len(HOSTILE_AMOUNTS)):
+        assert entries[("orders", f"orders.csv:{first + k}")]["field"] == "amount"
+    assert len(entries) == sum(1 for _, word in HOSTILE_MEMBERS if word) + len(HOSTILE_AMOUNTS) + 2
+    state = digest(tmp_path / "store.duckdb")
+    assert ("shop", "C7003", "after@example.com", "False") in state["members"]
+    assert len(state["orders"]) == 40  # every good order stored, no hostile one
+
+
+@pytest.mark.slow
+def test_a_duplicate_header_stops_the_sync_with_the_file_and_columns(tmp_path: Path) -> None:
+    config = CsvWorld(tmp_path, members=5, orders=5, activities=2).write()
+    text = (tmp_path / "orders.csv").read_text().replace("status", "Amount ", 1)
+    (tmp_path / "orders.csv").write_text(text)
+    done = run_cli(config, "sync", "--as-of", AS_OF, env=crmsync_env())
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "orders.csv" in done.stderr and "'amount'/'Amount'" in done.stderr and "columns 4 and 6" in done.stderr
 
 
 # ---------------------------------------------------------------------------------------------- conditions

@@ -15,8 +15,9 @@ decimal comma and, for orders, without ``total``, ``exchange_rate`` or ``updated
 
 from __future__ import annotations
 
+import bisect
 import codecs
-import csv
+import io
 import json
 import tempfile
 from collections.abc import Iterator
@@ -30,6 +31,7 @@ import pyarrow as pa
 from crmsync.connector import Batch, ConnectorContext, Rejection, Stream
 from crmsync_generic_csv.files import CHUNK, CsvFile
 from crmsync_generic_csv.reader import resolve_columns
+from crmsync_generic_csv.records import RecordReader, oversized
 from crmsync_generic_csv.settings import CsvSettings
 
 MIN_BYTES = 4 * 1024 * 1024
@@ -48,6 +50,8 @@ FALSE = ("0", "false", "no", "n", "f", "off", "否")
 def usable(stream: Stream, f: CsvFile, settings: CsvSettings) -> bool:
     """Whether the column-wise read gives exactly what the row reader gives for this file."""
     if f.info.size < MIN_BYTES or codecs.lookup(f.info.encoding).name not in ("utf-8", "utf-8-sig"):
+        return False
+    if f.info.long_line > settings.max_line_length:  # the row reader rejects it without reading it whole
         return False
     if f.header_line != 1 or settings.decimal_comma or len(set(f.header)) != len(f.header):
         return False
@@ -98,7 +102,8 @@ class ColumnarRead:
             f"""CREATE TABLE raw AS SELECT * FROM read_csv({_lit(str(self.f.path))}, header = true,
                 delim = {_lit(self.settings.delimiter)}, quote = '"', escape = '"', nullstr = '\x01',
                 auto_detect = false, columns = {columns}, store_rejects = true, rejects_table = '_rej',
-                rejects_scan = '_scan', strict_mode = true, null_padding = false)"""
+                rejects_scan = '_scan', strict_mode = true, null_padding = false,
+                max_line_size = {max(2_000_000, self.settings.max_line_length + 64)})"""
         )
         good = self.con.execute("SELECT count(*) FROM raw").fetchone()[0]
         self.bad_lines = sorted({r[0] for r in self.con.execute("SELECT line FROM _rej").fetchall()})
@@ -109,9 +114,12 @@ class ColumnarRead:
         return True
 
     def _cells(self, data: bytes) -> list[str]:
+        """The cells of one line DuckDB rejected, read as the row reader reads them (a :class:`BadRow` too)."""
         errors = "strict" if self.f.info.clean else "surrogateescape"
-        text = data.decode(self.f.info.encoding, errors).rstrip("\r\n")
-        return next(csv.reader([text], delimiter=self.settings.delimiter), [])
+        text = data.decode(self.f.info.encoding, errors).rstrip("\r\n") + "\n"
+        s = self.settings
+        records = RecordReader(io.StringIO(text, newline=""), s.delimiter, s.max_line_length, s.max_field_length)
+        return next((row for _, row in records), [])
 
     def line_of(self, rowids: list[int]) -> list[int]:
         """Physical line numbers of ``raw`` rows (sorted ``rowids``), skipping the lines DuckDB rejected."""
@@ -133,6 +141,11 @@ class ColumnarRead:
         return sorted(merged, key=lambda item: item[0])
 
     # ------------------------------------------------------------------ checks shared by the streams
+    def fits(self) -> str:
+        """SQL: no cell is longer than ``max_field_length`` (in bytes, so never more characters either)."""
+        cells = ", ".join(f"strlen(c{i})" for i in range(self.width))
+        return f"greatest({cells}) <= {self.settings.max_field_length}"
+
     def clean(self, field: str) -> str:
         """SQL: the cell of ``field`` is empty or has no whitespace around it."""
         c = self.col(field)
@@ -213,6 +226,7 @@ class ColumnarRead:
                 f"regexp_matches({amount}, '{PLAIN}')",
                 f"({cur} = '' OR regexp_matches({cur}, '^[A-Za-z]{{3}}$'))",
                 f"({status} = '' OR {status_case} IS NOT NULL)",
+                self.fits(),
             ]
         )
         oid = self.key("external_id")
@@ -265,7 +279,7 @@ class ColumnarRead:
         fields = ("external_id", "email", "phone", "first_name", "last_name", "created_at", "updated_at", "opt_in")
         row_ok = " AND ".join(
             [*(self.clean(f) for f in fields if f in self.idx), created_ok, updated_ok, email_ok, attr_ok,
-             f"({opt} = '' OR {bools} IS NOT NULL)", f"{ext} <> ''"]
+             f"({opt} = '' OR {bools} IS NOT NULL)", f"{ext} <> ''", self.fits()]
         )  # fmt: skip
         self.con.execute(
             f"""CREATE TEMP TABLE checked AS SELECT rowid AS r, {ext} AS external_id, {row_ok} AS ok,
@@ -295,7 +309,8 @@ class ColumnarRead:
         row_ok = " AND ".join(
             [*(self.clean(f) for f in fields if f in self.idx), when_ok, email_ok, attr_ok,
              f"({pts} = '' OR regexp_matches({pts}, '{PLAIN}'))", f"{kind} <> ''", f"{self.col('occurred_at')} <> ''",
-             f"({member} <> '' OR {self.col('member_email')} <> '')", f"{self.col('external_id')} <> ''"]
+             f"({member} <> '' OR {self.col('member_email')} <> '')", f"{self.col('external_id')} <> ''",
+             self.fits()]
         )  # fmt: skip
         ext = self.key("external_id")
         self._keys_table("handed", f"SELECT DISTINCT {ext} AS k FROM raw WHERE NOT ({row_ok})", self.idx["external_id"])
@@ -321,24 +336,35 @@ class ColumnarRead:
 
 
 def _lines(path: Path, wanted: set[int]) -> tuple[int, dict[int, bytes]]:
-    """Number of physical lines of ``path`` and the bytes of the ``wanted`` ones (1-based)."""
-    count, tail, found = 0, b"", {}
+    """Number of physical lines of ``path`` and the bytes of the ``wanted`` ones (1-based).
+
+    Only the wanted lines are kept; the file is read in chunks, so memory stays bounded by them.
+    """
+    count = 0
+    found: dict[int, bytes] = {}
+    pieces: list[bytes] = []  # of the current line, when it is wanted
+    partial = False  # the current line has bytes
+    ordered = sorted(wanted)
     with path.open("rb") as fh:
         while chunk := fh.read(CHUNK):
             n = chunk.count(b"\n")
-            if wanted and any(count < w <= count + n + 1 for w in wanted):
-                parts = (tail + chunk).split(b"\n")
-                for k, part in enumerate(parts[:-1]):
-                    if count + k + 1 in wanted:
-                        found[count + k + 1] = part
-                tail = parts[-1]
-            else:
-                tail = (tail + chunk).rsplit(b"\n", 1)[-1] if n else tail + chunk
+            first = bisect.bisect_left(ordered, count + 1)  # the first wanted line this chunk may hold
+            if first < len(ordered) and ordered[first] <= count + n + 1:
+                parts = chunk.split(b"\n")
+                for k, part in enumerate(parts):
+                    number = count + k + 1
+                    if number in wanted:
+                        pieces.append(part)
+                        if k < n:
+                            found[number] = b"".join(pieces)
+                    if k < n:
+                        pieces = []
             count += n
-    if tail:
+            partial = not chunk.endswith(b"\n")
+    if partial:
         count += 1
         if count in wanted:
-            found[count] = tail
+            found[count] = b"".join(pieces)
     return count, found
 
 
@@ -350,7 +376,8 @@ class _Rows:
         self.info = replace(f.info, size=0)  # a handful of rows: group them in memory
 
     def rows(self) -> Iterator[tuple[int, list[str]]]:
-        return iter(self._rows)
+        limit = self._f.max_field
+        return ((line, oversized(cells, limit) or cells) for line, cells in self._rows)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._f, name)

@@ -139,7 +139,7 @@ class CsvConnector(Connector):
         snapshot: bool,
     ) -> Iterator[Batch]:
         """Batches of one file; the last file's last batch carries the cursor of every file."""
-        with CsvFile(path, info, self.settings.delimiter) as f:
+        with self._open(path, info) as f:
             cursor = self._cursor(stream, state) if last else None
             fast = columnar.read_batches(
                 stream, f, self.settings, self.context, READERS[stream], cursor, snapshot and last
@@ -160,6 +160,10 @@ class CsvConnector(Connector):
             state[key] = [f.sha256, f.size]  # what was read
         new_cursor = self._cursor(stream, state) if last else None
         yield Batch(stream, records=records, rejects=rejects, cursor=new_cursor, snapshot_complete=snapshot and last)
+
+    def _open(self, path: Path, info: Any) -> CsvFile:
+        s = self.settings
+        return CsvFile(path, info, s.delimiter, s.max_line_length, s.max_field_length)
 
     # ------------------------------------------------------------------ push
     def push(self, changes: Sequence[ProfileChange]) -> list[RecordResult]:
@@ -208,7 +212,7 @@ class CsvConnector(Connector):
                 continue
             try:
                 info = scan(path, self.settings.encoding)
-                with CsvFile(path, info, self.settings.delimiter) as f:
+                with self._open(path, info) as f:
                     resolve_columns(stream.value, self.settings, f)
             except (CrmsyncError, OSError, UnicodeError) as exc:
                 results.append(CheckResult(name, False, str(exc)))

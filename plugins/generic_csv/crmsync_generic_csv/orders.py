@@ -110,7 +110,7 @@ class OrderReader(_RowReader):
     def _problem(self, row: list[str], oid: str) -> tuple[str | None, str] | None:
         shape = self.shape_error(row)
         if shape:
-            return None, shape
+            return shape
         if not oid:
             return "external_id", "missing order id"
         return None
@@ -119,7 +119,8 @@ class OrderReader(_RowReader):
         # Group state is kept column-wise (one list per value, an index per order id) rather than one object
         # per order: fewer objects for the garbage collector to walk, and less memory.
         comma = self.settings.decimal_comma
-        amount_i = None if "total" in self.idx else self.idx.get("amount")
+        total = "total" in self.idx  # the order's amount comes from its total; line amounts are still checked
+        amount_i = self.idx.get("amount")
         index: dict[str, int] = {}
         lines: list[int] = []
         bad: list[bool] = []
@@ -130,25 +131,22 @@ class OrderReader(_RowReader):
         id_i = self.idx["external_id"]
         for line, row, flagged in rows:
             oid = row[id_i].strip() if len(row) > id_i else ""
-            if check:
-                problem = self._problem(row, oid)
-                if problem:
-                    yield self.reject(line, problem[0], problem[1], row, oid)
-                    if not oid:
-                        continue
-                    flagged = True
+            if check and (problem := self._problem(row, oid)):
+                yield self.reject(line, problem[0], problem[1], row, oid)
+                if not oid:
+                    continue
+                flagged = True
             g = index.get(oid)
             if g is None:
                 g = index[oid] = len(lines)
                 lines.append(line)
-                bad.append(flagged)
+                bad.append(False)
                 for column in columns:
                     column.append(None)
-            elif flagged:
+            if flagged:  # already rejected on its own line
                 bad[g] = True
-            if bad[g]:
                 continue
-            try:
+            try:  # every line is checked, also in an order already rejected: each bad line is reported
                 for i, column, field, func in levels:
                     if column[g] is None and (text := row[i].strip()):
                         try:
@@ -156,20 +154,19 @@ class OrderReader(_RowReader):
                         except CellError as exc:
                             raise BadCell(field, str(exc)) from None
                 if amount_i is not None:
-                    text = row[amount_i].strip()
-                    if not text:
+                    if text := row[amount_i].strip():
+                        try:
+                            value = parse_amount(text, comma)
+                        except CellError as exc:
+                            raise BadCell("amount", str(exc)) from None
+                        amounts[g] = value if amounts[g] is None else amounts[g] + value
+                    elif not total:
                         raise BadCell("amount", "missing amount")
-                    try:
-                        value = parse_amount(text, comma)
-                    except CellError as exc:
-                        raise BadCell("amount", str(exc)) from None
-                    amounts[g] = value if amounts[g] is None else amounts[g] + value
             except BadCell as exc:
                 bad[g] = True
                 yield self.reject(line, exc.field, f"{exc.reason} (order {oid} skipped)", row, oid)
         empty = [None] * len(lines)
         get = {field: values.get(field, empty) for field in _LEVEL_FIELDS}
-        total = "total" in self.idx
         for oid, g in index.items():
             if not bad[g]:
                 amount = get["total"][g] if total else amounts[g]
@@ -178,14 +175,15 @@ class OrderReader(_RowReader):
     def _finish(self, oid: str, line: int, amount: Any, value: dict[str, Any]) -> Order | Rejection:
         member, email, placed_at = value["member_external_id"], value["member_email"], value["placed_at"]
         problem: tuple[str, str] | None = None
+        amount_field = "total" if "total" in self.idx else "amount"
         if placed_at is None:
             problem = ("placed_at", "missing order date")
         elif member is None and email is None:
             problem = ("member_external_id", "no customer id or email")
         elif amount is None:
-            problem = ("total" if "total" in self.idx else "amount", "missing amount")
+            problem = (amount_field, "missing amount")
         elif abs(amount) >= _MAX_AMOUNT:
-            problem = ("amount", f"order total too large: {amount}")
+            problem = (amount_field, f"order total too large: {amount}")
         if problem:
             return Rejection(self.stream, f"{self.f.name}:{line}", problem[0], problem[1], record_id=oid)
         return _new_order(

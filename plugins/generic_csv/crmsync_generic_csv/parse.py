@@ -75,9 +75,16 @@ def parse_amount(text: str, decimal_comma: bool = False) -> Decimal:
 
 
 def check_amount(value: Decimal, text: object = None) -> Decimal:
+    """``value`` as ``Order.amount`` holds it (18 digits, 4 of them decimals), or :class:`CellError`.
+
+    The size is checked before any rounding: rounding ``1E+28`` or a 40-digit number to whole units or to
+    4 places needs more digits than the decimal context has.
+    """
     shown = text if text is not None else str(value)
     if not value.is_finite():
         raise CellError(f"not an amount: {shown!r}")
+    if value.copy_abs() >= _MAX_AMOUNT:  # copy_abs: exact, never rounded nor overflowing
+        raise CellError(f"amount too large: {shown!r}")
     exponent = value.as_tuple().exponent
     if isinstance(exponent, int) and exponent < -4:
         rounded = value.quantize(_QUANTUM)
@@ -86,8 +93,6 @@ def check_amount(value: Decimal, text: object = None) -> Decimal:
         value = rounded
     elif isinstance(exponent, int) and exponent > 0:
         value = value.quantize(Decimal(1))
-    if abs(value) >= _MAX_AMOUNT:
-        raise CellError(f"amount too large: {shown!r}")
     return value
 
 

@@ -26,6 +26,7 @@ from crmsync_generic_csv.parse import (
     parse_email,
     parse_points,
 )
+from crmsync_generic_csv.records import BadRow
 from crmsync_generic_csv.settings import CsvSettings
 
 REQUIRED = {
@@ -72,7 +73,36 @@ def resolve_columns(stream: str, settings: CsvSettings, f: CsvFile) -> dict[str,
             f"{f.path}: missing " + "; ".join(missing),
             hint=f"the file's columns are: {found}",
         )
+    _refuse_duplicates(stream, settings, f, set(index.values()))
     return index
+
+
+def _refuse_duplicates(stream: str, settings: CsvSettings, f: CsvFile, mapped: set[int]) -> None:
+    """Raise :class:`ConfigError` when two columns that the read uses have the same header.
+
+    Headers are compared as they are matched (ignoring case and surrounding spaces). A column is used when a
+    field is mapped to it or when it is kept as an attribute (members: every unmapped column, or those named in
+    ``member_attributes``; activities: every unmapped column). Duplicates among columns never read are allowed.
+    """
+    groups: dict[str, list[int]] = {}
+    for i, name in enumerate(f.header):
+        if name:
+            groups.setdefault(name.casefold(), []).append(i)
+    wanted = settings.member_attributes if stream == "members" else None
+    keeps_all = stream == "activities" or (stream == "members" and wanted is None)
+    clashes = []
+    for positions in groups.values():
+        read = keeps_all or any(i in mapped or (wanted and f.header[i] in wanted) for i in positions)
+        if len(positions) > 1 and read:
+            names = "/".join(dict.fromkeys(repr(f.header[i]) for i in positions))
+            numbers = [str(i + 1) for i in positions]
+            clashes.append(f"{names} (columns {', '.join(numbers[:-1])} and {numbers[-1]})")
+    if clashes:
+        raise ConfigError(
+            f"{f.path}: the header names a column more than once: " + "; ".join(clashes),
+            hint="rename the columns in the file so that each name is used once "
+            "(names are compared ignoring case and surrounding spaces)",
+        )
 
 
 class _RowReader:
@@ -113,12 +143,23 @@ class _RowReader:
             raw=self.raw(row),
         )
 
-    def shape_error(self, row: list[str]) -> str | None:
+    def shape_error(self, row: list[str]) -> tuple[str | None, str] | None:
+        """(field, reason) when ``row`` is not a row of this file: bad shape, too long, undecodable bytes."""
+        if isinstance(row, BadRow):
+            return self.field_at(row.column), row.problem
         if len(row) != self.width:
-            return f"expected {self.width} columns, found {len(row)}"
+            return None, f"expected {self.width} columns, found {len(row)}"
         if not self.f.info.clean and self.f.undecodable(row):
-            return f"bytes that are not {self.f.info.encoding} (set encoding)"
+            encoding = self.f.info.encoding
+            return None, f"bytes that are not {encoding}: this row is in another encoding, or damaged (set encoding)"
         return None
+
+    def field_at(self, column: int | None) -> str | None:
+        """The canonical field read from ``column``, else its header (an attribute column), else ``None``."""
+        if column is None:
+            return None
+        field = next((f for f, i in self.idx.items() if i == column), None)
+        return field or (self.f.header[column] if column < self.width else None)
 
     def cell(self, row: list[str], field: str) -> str:
         i = self.idx.get(field)
@@ -152,7 +193,7 @@ class MemberReader(_RowReader):
             ext = self.cell(row, "external_id") if len(row) > self.idx["external_id"] else ""
             problem = self.shape_error(row)
             if problem:
-                yield self.reject(line, None, problem, row, ext)
+                yield self.reject(line, *problem, row, ext)
                 continue
             try:
                 if not ext:
@@ -197,7 +238,7 @@ class ActivityReader(_RowReader):
             ext = self.cell(row, "external_id") if len(row) == self.width else ""
             problem = self.shape_error(row)
             if problem:
-                yield self.reject(line, None, problem, row, ext)
+                yield self.reject(line, *problem, row, ext)
                 continue
             try:
                 if "external_id" in self.idx and not ext:

@@ -31,6 +31,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInf
 from crmsync import ReadPath, WritePath
 from crmsync.models import PUSHED_FIELDS, OrderStatus
 from crmsync.settings import ConfigPath, MemorySize
+from crmsync_generic_csv.records import CHUNK, LIMIT, MAX_FIELD, MAX_LINE
 
 MEMBER_FIELDS = ("external_id", "email", "phone", "first_name", "last_name", "created_at", "updated_at", "opt_in")
 ORDER_FIELDS = (
@@ -129,6 +130,16 @@ class CsvSettings(BaseModel):
     decimal_comma: bool = Field(False, description="amounts are written 1.234,56")
     status_map: dict[str, OrderStatus] = Field(default_factory=dict, description="source status -> canonical")
 
+    max_line_length: int = Field(
+        MAX_LINE,
+        ge=CHUNK,
+        le=LIMIT,
+        description="longest row in characters (its line, or the lines of a row with line breaks in a quoted cell); "
+        "a longer row is rejected with its line, and never held in memory whole",
+    )
+    max_field_length: int = Field(
+        MAX_FIELD, ge=1, le=LIMIT, description="longest cell in characters; a row with a longer cell is rejected"
+    )
     batch_size: int = Field(50_000, ge=1, description="records per batch")
     group_partition_bytes: int = Field(
         32 * 1024 * 1024, ge=1, description="orders files larger than this are grouped in partitions on disk"
@@ -201,7 +212,7 @@ class CsvSettings(BaseModel):
 
     def fingerprint(self, stream: str) -> str:
         """A short hash of every setting that changes how ``stream``'s file is read (part of the cursor)."""
-        relevant = {
+        relevant: dict[str, object] = {
             "columns": self.columns(stream),
             "attributes": self.member_attributes,
             "delimiter": self.delimiter,
@@ -211,4 +222,7 @@ class CsvSettings(BaseModel):
             "decimal_comma": self.decimal_comma,
             "status_map": {k: str(v) for k, v in sorted(self.status_map.items())},
         }
+        limits = [self.max_line_length, self.max_field_length]
+        if limits != [MAX_LINE, MAX_FIELD]:  # named only when set, so that cursors kept from before stay valid
+            relevant["limits"] = limits
         return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
