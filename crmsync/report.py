@@ -1,16 +1,65 @@
 """The run report: what a run did, for people (a table) and for machines (``--json``).
 
-It carries counts, member ids and reasons, never personal data (emails, names) or secrets.
+It carries counts, member ids and reasons, never personal data (emails, names) or secrets. A run ends in a
+:class:`RunStatus`; a failed one carries a :class:`RunError` saying what kind of error it was, the exit code it
+gives, when to try again (``retry_after``) and what to do (``hint``).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
-from crmsync.errors import ExitCode
+from crmsync.errors import CrmsyncError, ExitCode, RetryableError
+
+
+class RunStatus(StrEnum):
+    """How a run ended (``running`` while it runs)."""
+
+    RUNNING = "running"
+    OK = "ok"
+    """Done; every record was handled."""
+    REJECTED = "rejected"
+    """Done, but some records were rejected (source rows quarantined, or pushes refused)."""
+    FAILED = "failed"
+    """The run stopped on an error (see :attr:`RunReport.error`); the next run resumes."""
+    INTERRUPTED = "interrupted"
+    """The process was killed; a later run found it and resumed its work."""
+
+
+class RunError(BaseModel):
+    """Why a run failed."""
+
+    kind: str
+    """The error class (``RetryableError``, ``AuthError``, ``ConfigError``…, see :mod:`crmsync.errors`),
+    ``unexpected`` for an error crmsync did not raise on purpose, ``interrupted`` for a killed run."""
+    message: str
+    exit_code: ExitCode = ExitCode.FAILED
+    retry_after: float | None = None
+    """Seconds after which the failed call may succeed, when the system said (``Retry-After``)."""
+    hint: str | None = None
+
+    @classmethod
+    def of(cls, exc: BaseException) -> RunError:
+        if isinstance(exc, CrmsyncError):
+            retry_after = exc.retry_after if isinstance(exc, RetryableError) else None
+            return cls(
+                kind=type(exc).__name__,
+                message=exc.message,
+                exit_code=exc.exit_code,
+                retry_after=retry_after,
+                hint=exc.hint,
+            )
+        return cls(kind="unexpected", message=f"unexpected {type(exc).__name__}: {exc}")
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message}\n  hint: {self.hint}"
+
+
+INTERRUPTED = RunError(kind="interrupted", message="the run was interrupted; a later run resumed its work")
 
 
 class StreamCounts(BaseModel):
@@ -33,8 +82,7 @@ class RejectedItem(BaseModel):
 class RunReport(BaseModel):
     run_id: str
     command: str = "sync"
-    status: str = "running"
-    """``ok``, ``rejected`` (done, some records rejected), ``failed``."""
+    status: RunStatus = RunStatus.RUNNING
     started_at: datetime
     finished_at: datetime | None = None
     duration_s: float = 0.0
@@ -61,15 +109,22 @@ class RunReport(BaseModel):
     rejected_total: int = 0
     quarantined: int = 0
     """Source records still in quarantine after this run (from this or earlier runs), waiting for a fix."""
-    error: str | None = None
+    error: RunError | None = None
     timings: dict[str, float] = Field(default_factory=dict)
     extra: dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("error", mode="before")
+    @classmethod
+    def _legacy_error(cls, value: Any) -> Any:
+        """Reports stored by earlier versions hold the error as its message."""
+        return {"kind": "error", "message": value} if isinstance(value, str) else value
+
     @property
     def exit_code(self) -> ExitCode:
-        if self.status == "failed":
-            return ExitCode.FAILED
-        if self.status == "rejected":
+        """The exit code of the run: the error's for a failed run (2 for credentials or configuration, else 3)."""
+        if self.status in (RunStatus.FAILED, RunStatus.INTERRUPTED):
+            return self.error.exit_code if self.error else ExitCode.FAILED
+        if self.status == RunStatus.REJECTED:
             return ExitCode.REJECTED
         return ExitCode.OK
 
@@ -78,3 +133,10 @@ class RunReport(BaseModel):
         self.rejected_total += 1
         if len(self.rejected) < keep:
             self.rejected.append(item)
+
+    def done(self) -> None:
+        """The run finished: ``ok``, or ``rejected`` when some records were rejected."""
+        self.status = RunStatus.REJECTED if self.rejected_total else RunStatus.OK
+
+    def fail(self, exc: BaseException) -> None:
+        self.status, self.error = RunStatus.FAILED, RunError.of(exc)

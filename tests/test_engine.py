@@ -126,8 +126,9 @@ def test_crash_mid_pull_then_resume_counts_nothing_twice(run: Runner, world: Wor
     world.fail_after_batches = 4  # batches of 2: members (2, 2, 1), then orders: crash after o1, o2 are stored
     report = run().report
     assert report.status == "failed"
-    assert "simulated crash" in report.error
-    assert report.extra["exit_code"] == int(crmsync.ExitCode.FAILED)
+    assert report.error is not None and "simulated crash" in report.error.message
+    assert report.error.kind == "unexpected"
+    assert report.exit_code == report.error.exit_code == crmsync.ExitCode.FAILED
     assert world.pushed == {}
     with Store.open(uninterrupted_dir / "store.duckdb") as store:
         assert (store.count("members"), store.count("orders")) == (5, 2)
@@ -224,7 +225,7 @@ def test_run_history_is_recorded_and_pruned(run: Runner, world: World, memory_co
 
 
 def test_forget_erases_member_and_keeps_them_out(run: Runner, world: World, memory_config: Path) -> None:
-    from crmsync.store import forget_member
+    from crmsync.store.erasure import forget_member
 
     run()
     with Store.open(memory_config.parent / "store.duckdb") as store:

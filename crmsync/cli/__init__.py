@@ -49,10 +49,11 @@ class AppContext:
 
     @contextmanager
     def store(self) -> Any:
+        from crmsync.policy import STORE_EXTENSION
         from crmsync.store import Store
 
         s = self.settings.store
-        store = Store.open(s.path, memory_limit=s.memory_limit, threads=s.threads)
+        store = Store.open(s.path, memory_limit=s.memory_limit, threads=s.threads, extensions=[STORE_EXTENSION])
         try:
             yield store
         finally:

@@ -10,7 +10,6 @@ import click
 from crmsync.cli import AppContext, json_option
 from crmsync.cli.render import RichProgress, interactive, print_json, report_table
 from crmsync.engine import Engine, RunResult
-from crmsync.errors import ExitCode
 
 
 def _as_of(value: str | None) -> datetime | None:
@@ -30,9 +29,8 @@ def _run(app: AppContext, *, dry_run: bool, as_json: bool, as_of: str | None, co
 
 def _exit(result: RunResult) -> int:
     report = result.report
-    if report.status == "failed":
+    if report.error is not None:
         click.echo(f"error: {report.error}", err=True)
-        return int(report.extra.get("exit_code", ExitCode.FAILED))
     return int(report.exit_code)
 
 

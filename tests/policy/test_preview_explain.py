@@ -135,8 +135,8 @@ def test_chart_is_self_contained_svg(tmp_path) -> None:
 def test_rendered_tables_show_the_figures(store: Store) -> None:
     from rich.console import Console
 
+    from crmsync.cli.policy_view import backtest_table, explanation_table, overrides_table, preview_table
     from crmsync.policy import list_overrides, set_override
-    from crmsync.policy.render import backtest_table, explanation_table, overrides_table, preview_table
 
     _seed(store)
     p = compiled(POLICY)
