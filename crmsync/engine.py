@@ -1,7 +1,7 @@
-"""One sync run: pull -> store -> grade -> diff -> push -> report, through the connector contract only.
+"""One sync run, in the phases the README draws: pull, grade, diff, push, report.
 
-The engine orchestrates; the store keeps every record and decides nothing about them on its own SQL (see
-:mod:`crmsync.store`), the policy grades (:mod:`crmsync.policy`), connectors talk to their systems.
+The engine orchestrates: connectors talk to their systems (:mod:`crmsync.connector`), the store keeps every record
+and owns every statement on its tables (:mod:`crmsync.store`), the policy grades (:mod:`crmsync.policy`).
 
 Each phase commits on its own: a pulled batch with its cursor, grading with the outbox it produces, each push
 call's results. A run that dies anywhere is resumed by the next one: batches are re-pulled from the last stored
@@ -12,13 +12,11 @@ in the outbox are pushed again (pushing the same values twice is harmless).
 from __future__ import annotations
 
 import logging
-import secrets
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 import pyarrow as pa
@@ -36,7 +34,7 @@ from crmsync.connector import (
 from crmsync.errors import ConfigError
 from crmsync.models import PUSHED_FIELDS
 from crmsync.plugins import PluginHost
-from crmsync.report import RejectedItem, RunReport, StreamCounts
+from crmsync.report import PlanEntry, RejectedItem, RunReport, RunResult, StreamCounts
 from crmsync.settings import Settings
 from crmsync.store import Store, matching, profiles, quarantine, runs
 from crmsync.store.db import Connection
@@ -48,6 +46,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("crmsync.engine")
 
+__all__ = ["Engine", "PlanEntry", "Progress", "RunResult"]
+
 
 class Progress:
     """Receives progress events; the command line renders them as bars on a terminal, else ignores them."""
@@ -55,28 +55,6 @@ class Progress:
     def start(self, task: str, total: int | None = None) -> None: ...
     def advance(self, task: str, n: int = 1) -> None: ...
     def finish(self, task: str) -> None: ...
-
-
-def new_run_id(at: datetime) -> str:
-    return at.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
-
-
-@dataclass
-class PlanEntry:
-    target: str
-    member_id: str
-    changed: dict[str, tuple[Any, Any]]
-    """field -> (previous, new)."""
-
-    @classmethod
-    def of(cls, target: str, change: ProfileChange) -> PlanEntry:
-        return cls(target, change.member_id, {k: (change.previous.get(k), change.values[k]) for k in change.changed})
-
-
-@dataclass
-class RunResult:
-    report: RunReport
-    plan: list[PlanEntry] = field(default_factory=list)
 
 
 class Engine:
@@ -109,22 +87,24 @@ class Engine:
             spec = self.host.connector_spec(str(table["plugin"]))
             if spec is None or name not in self.settings.connector_settings:
                 raise ConfigError(f"connectors.{name}: plugin {table.get('plugin')!r} is not available")
-            from crmsync.policy.stages import push_values
-
-            values = push_values(self.settings.policy)
-            context = ConnectorContext(
-                name=name,
-                base_currency=self.settings.sync.base_currency,
-                timezone=ZoneInfo(self.settings.sync.timezone),
-                state=self.store.state(name),
-                logger=logging.getLogger(f"crmsync.connector.{name}"),
-                verbose=self.settings.logging.verbose_personal_data,
-                tier_names=values["tier"],
-                tag_names=values["tags"],
-                push_values=values,
-            )
-            self.connectors[name] = spec.factory(self.settings.connector_settings[name], context)
+            self.connectors[name] = spec.factory(self.settings.connector_settings[name], self._context(name))
         return self.connectors[name]
+
+    def _context(self, name: str) -> ConnectorContext:
+        from crmsync.policy.stages import push_values
+
+        values = push_values(self.settings.policy)
+        return ConnectorContext(
+            name=name,
+            base_currency=self.settings.sync.base_currency,
+            timezone=ZoneInfo(self.settings.sync.timezone),
+            state=self.store.state(name),
+            logger=logging.getLogger(f"crmsync.connector.{name}"),
+            verbose=self.settings.logging.verbose_personal_data,
+            tier_names=values["tier"],
+            tag_names=values["tags"],
+            push_values=values,
+        )
 
     def _require(self, name: str, capability: Capability, key: str) -> Connector:
         conn = self.connector(name)
@@ -158,13 +138,10 @@ class Engine:
 
     # ------------------------------------------------------------------ the run
     def run(self, *, dry_run: bool = False, as_of: datetime | None = None, command: str = "sync") -> RunResult:
-        started = self.clock()
-        report = RunReport(run_id=new_run_id(started), command=command, started_at=started, dry_run=dry_run)
-        result = RunResult(report)
-        t0 = time.perf_counter()
+        result = RunResult(RunReport.start(command, self.clock(), dry_run=dry_run))
+        report, t0 = result.report, time.perf_counter()
         with self.store.transaction() as con:
-            runs.close_interrupted(con)
-            runs.record(con, report)
+            runs.start(con, report)
         try:
             _ = self.policy  # a bad policy fails before anything is pulled
             with self._timed(report, "pull"):
@@ -180,23 +157,8 @@ class Engine:
             if report.error and report.error.kind == "unexpected":
                 log.exception("run %s failed", report.run_id)
         finally:
-            self._finish(report, time.perf_counter() - t0)
+            self._report(report, time.perf_counter() - t0)
         return result
-
-    def _finish(self, report: RunReport, seconds: float) -> None:
-        """Close the report, record the run, prune old ones, and tell the plugins."""
-        report.finished_at = self.clock()
-        report.duration_s = round(seconds, 3)
-        for name, conn in self.connectors.items():
-            if conn.context.api_calls:
-                report.api_calls[name] = dict(conn.context.api_calls)
-        with self.store.transaction() as con:
-            runs.record(con, report)
-            runs.prune(con, self.settings.store.keep_runs)
-        try:
-            self.host.hook.crmsync_run_finished(report=report)
-        except Exception as exc:
-            log.warning("a crmsync_run_finished hook failed: %s: %s", type(exc).__name__, exc)
 
     @contextmanager
     def _timed(self, report: RunReport, phase: str) -> Iterator[None]:
@@ -208,6 +170,7 @@ class Engine:
 
     # ------------------------------------------------------------------ pull
     def pull(self, report: RunReport) -> None:
+        """Pull every configured stream from its stored cursor; store each batch with its cursor."""
         sync = self.settings.sync
         plan = [(sync.members, Stream.MEMBERS, "sync.members")]
         plan += [(n, Stream.ORDERS, "sync.orders") for n in sync.orders]
@@ -226,17 +189,9 @@ class Engine:
                     rates=sync.exchange_rates,
                     match=self.member_match,
                 )
-                rows = len(batch.records) + (batch.table.num_rows if batch.table is not None else 0)
-                counts.batches += 1
-                counts.pulled += rows - (len(rejects) - len(batch.rejects))
-                counts.deleted += len(batch.deleted)
-                counts.rejected += len(rejects)
                 for rej in rejects:
-                    item = RejectedItem(
-                        connector=name, stream=stream.value, locator=rej.locator, field=rej.field, reason=rej.reason
-                    )
-                    report.add_rejected(item)
-                self.progress.advance(task, rows)
+                    report.add_rejected(RejectedItem.of(name, stream, rej))
+                self.progress.advance(task, counts.add(batch, rejects))
             self.progress.finish(task)
 
     # ------------------------------------------------------------------ grade + diff
@@ -254,11 +209,10 @@ class Engine:
             matching.resolve_unmatched(con, self.member_match)
 
     def grade(self, report: RunReport, *, as_of: datetime, dry_run: bool = False) -> list[PlanEntry]:
-        """Grade, keep the profiles and queue what each target should receive; a dry run keeps nothing and returns
-        the changes a push would make."""
+        """Grade, keep the profiles and queue what each target should receive, in one transaction; a dry run keeps
+        nothing and returns the changes a push would make."""
         from crmsync.policy import GradingMode
 
-        plan: list[PlanEntry] = []
         with self.store.transaction(rollback=dry_run) as con:
             self.resolve_members()
             report.unmatched_orders = matching.unmatched(con, "orders")
@@ -273,13 +227,7 @@ class Engine:
             report.members_graded = profiles.count(con)
             report.quarantined = quarantine.unresolved_count(con)
             report.tier_distribution = profiles.tier_distribution(con)
-            for target in self.settings.sync.push:
-                outbox = self.outbox(target)
-                outbox.enqueue(report.run_id, graded=grading.graded if grading.incremental else None)
-                report.pending[target] = outbox.counts()[0]
-                if dry_run:
-                    plan += [PlanEntry.of(target, change) for change in outbox.pending()]
-        return plan
+            return self.diff(report, grading, dry_run=dry_run)
 
     def _adjust_profiles(self, con: Connection, grading: Grading) -> None:
         """Let plugins add and remove tags on the profiles just graded (``crmsync_adjust_profiles``)."""
@@ -297,12 +245,24 @@ class Engine:
                     cur -= set(adj.remove)
         profiles.set_tags(con, grading.graded, changed)
 
+    def diff(self, report: RunReport, grading: Grading, *, dry_run: bool = False) -> list[PlanEntry]:
+        """Queue, per push target, every profile whose values differ from what it last accepted."""
+        plan: list[PlanEntry] = []
+        for target in self.settings.sync.push:
+            outbox = self.outbox(target)
+            outbox.enqueue(report.run_id, graded=grading.graded if grading.incremental else None)
+            report.pending[target] = outbox.counts()[0]
+            if dry_run:
+                plan += [PlanEntry.of(target, change) for change in outbox.pending()]
+        return plan
+
     def outbox(self, target: str) -> Outbox:
         conn = self._require(target, Capability.PUSH_PROFILES, "sync.push")
         return Outbox(self.store, target, conn.push_fields or PUSHED_FIELDS)
 
     # ------------------------------------------------------------------ push
     def push(self, report: RunReport) -> None:
+        """Push each target's pending changes; record each call's results as it completes."""
         for target in self.settings.sync.push:
             conn, outbox = self.connector(target), self.outbox(target)
             report.pushed[target] = 0
@@ -350,3 +310,18 @@ class Engine:
                 RejectedItem(connector=target, stream="push", locator=where, field=fld, reason=reason or "rejected")
             )
         outbox.record(results, run_id=report.run_id, at=self.clock(), max_attempts=self.settings.sync.max_attempts)
+
+    # ------------------------------------------------------------------ report
+    def _report(self, report: RunReport, seconds: float) -> None:
+        """Close the report, record the run (keeping the newest runs), and tell the plugins."""
+        report.finished_at = self.clock()
+        report.duration_s = round(seconds, 3)
+        for name, conn in self.connectors.items():
+            if conn.context.api_calls:
+                report.api_calls[name] = dict(conn.context.api_calls)
+        with self.store.transaction() as con:
+            runs.finish(con, report, keep=self.settings.store.keep_runs)
+        try:
+            self.host.hook.crmsync_run_finished(report=report)
+        except Exception as exc:
+            log.warning("a crmsync_run_finished hook failed: %s: %s", type(exc).__name__, exc)

@@ -7,13 +7,20 @@ gives, when to try again (``retry_after``) and what to do (``hint``).
 
 from __future__ import annotations
 
+import secrets
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field, field_validator
 
 from crmsync.errors import CrmsyncError, ExitCode, RetryableError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from crmsync.connector import Batch, ProfileChange, Rejection
 
 
 class RunStatus(StrEnum):
@@ -68,6 +75,15 @@ class StreamCounts(BaseModel):
     rejected: int = 0
     batches: int = 0
 
+    def add(self, batch: Batch, rejects: Sequence[Rejection]) -> int:
+        """Count a stored batch (``rejects``: every rejection of it); return its number of rows."""
+        rows = len(batch.records) + (batch.table.num_rows if batch.table is not None else 0)
+        self.batches += 1
+        self.pulled += rows - (len(rejects) - len(batch.rejects))
+        self.deleted += len(batch.deleted)
+        self.rejected += len(rejects)
+        return rows
+
 
 class RejectedItem(BaseModel):
     """A record that was quarantined (source) or refused by a push target."""
@@ -77,6 +93,10 @@ class RejectedItem(BaseModel):
     locator: str
     field: str | None = None
     reason: str
+
+    @classmethod
+    def of(cls, connector: str, stream: str, rej: Rejection) -> RejectedItem:
+        return cls(connector=connector, stream=str(stream), locator=rej.locator, field=rej.field, reason=rej.reason)
 
 
 class RunReport(BaseModel):
@@ -113,6 +133,12 @@ class RunReport(BaseModel):
     timings: dict[str, float] = Field(default_factory=dict)
     extra: dict[str, Any] = Field(default_factory=dict)
 
+    @classmethod
+    def start(cls, command: str, at: datetime, *, dry_run: bool = False) -> RunReport:
+        """The report of a run starting ``at``, with a new run id (``20260101T000000Z-1a2b3c``)."""
+        run_id = at.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+        return cls(run_id=run_id, command=command, started_at=at, dry_run=dry_run)
+
     @field_validator("error", mode="before")
     @classmethod
     def _legacy_error(cls, value: Any) -> Any:
@@ -140,3 +166,25 @@ class RunReport(BaseModel):
 
     def fail(self, exc: BaseException) -> None:
         self.status, self.error = RunStatus.FAILED, RunError.of(exc)
+
+
+@dataclass
+class PlanEntry:
+    """A change a dry run would push: a member's fields that differ from what the target holds."""
+
+    target: str
+    member_id: str
+    changed: dict[str, tuple[Any, Any]]
+    """field -> (previous, new)."""
+
+    @classmethod
+    def of(cls, target: str, change: ProfileChange) -> PlanEntry:
+        return cls(target, change.member_id, {k: (change.previous.get(k), change.values[k]) for k in change.changed})
+
+
+@dataclass
+class RunResult:
+    """What a run returns: its report, and for a dry run the changes a push would make."""
+
+    report: RunReport
+    plan: list[PlanEntry] = field(default_factory=list)

@@ -229,7 +229,8 @@ def test_forget_erases_member_and_keeps_them_out(run: Runner, world: World, memo
 
     run()
     with Store.open(memory_config.parent / "store.duckdb") as store:
-        counts = forget_member(store, "crm", "m1", actor="dpo", reason="GDPR art. 17")
+        with store.transaction() as con:
+            counts = forget_member(con, "crm", "m1", actor="dpo", reason="GDPR art. 17")
         assert counts["members"] == 1 and counts["orders"] == 2 and counts["profiles"] == 1
         for table in ("members", "profiles", "pushed", "push_audit"):
             col = "external_id" if table == "members" else "member_id"

@@ -32,7 +32,8 @@ def forget(app: AppContext, member: str, reason: str, yes: bool, as_json: bool) 
             raise ConfigError(f"no member with id {member!r} in connector {source!r}")
         if not yes and not as_json:
             click.confirm(f"Erase every local record of member {member}?", abort=True)
-        counts = forget_member(store, source, member, actor=getpass.getuser(), reason=reason)
+        with store.transaction() as con:
+            counts = forget_member(con, source, member, actor=getpass.getuser(), reason=reason)
     if as_json:
         print_json({"member_id": member, "erased": counts})
     else:

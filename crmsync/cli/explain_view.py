@@ -12,6 +12,7 @@ from crmsync.errors import ConfigError, ExitCode
 def explain_member(app: AppContext, member: str, as_json: bool, as_of: datetime | None = None) -> int:
     from crmsync.cli.policy_view import explanation_table
     from crmsync.engine import Engine
+    from crmsync.policy import explain
     from crmsync.store import profiles
 
     with app.store() as store:
@@ -20,7 +21,7 @@ def explain_member(app: AppContext, member: str, as_json: bool, as_of: datetime 
         engine = Engine(app.settings, app.host, store)
         with store.transaction(rollback=True) as con:
             engine.resolve_members()
-            explanation = engine.policy.explain(con, member, as_of or datetime.now(UTC))
+            explanation = explain(engine.policy, con, member, as_of or datetime.now(UTC))
         stored = profiles.summary(store.con, member)
     if as_json:
         doc = explanation.as_dict()

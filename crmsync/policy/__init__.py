@@ -8,7 +8,7 @@ SQL), ``points`` (ledger), ``stages`` (RFM, lifecycle, tiers, tags), ``compiled`
 
 from crmsync.policy.compiled import CompiledPolicy, Grading, compile_policy
 from crmsync.policy.ddl import POLICY_DDL, STORE_EXTENSION
-from crmsync.policy.explain import Explanation, Grade
+from crmsync.policy.explain import Explanation, Grade, explain
 from crmsync.policy.model import Policy, TierRule
 from crmsync.policy.modes import GradingMode
 from crmsync.policy.overrides import Override, audit_log, clear_override, list_overrides, set_override
@@ -31,6 +31,7 @@ __all__ = [
     "backtest",
     "clear_override",
     "compile_policy",
+    "explain",
     "list_overrides",
     "preview",
     "set_override",

@@ -7,7 +7,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import duckdb
 
@@ -20,9 +20,6 @@ from crmsync.policy.model import Policy
 from crmsync.policy.modes import GradingMode
 from crmsync.specs import MetricSpec
 from crmsync.store.db import Connection, scalar, table_exists
-
-if TYPE_CHECKING:
-    from crmsync.policy.explain import Explanation
 
 RFM_VARS = {"rfm_r": NUM, "rfm_f": NUM, "rfm_m": NUM, "rfm_fm": NUM}
 STAGE_VARS = {**RFM_VARS, "rfm_segment": STR, "lifecycle": STR}
@@ -125,12 +122,6 @@ class CompiledPolicy:
             return False
         row = con.execute(f"SELECT version, as_of FROM {CACHE_META}").fetchone()
         return row is not None and row[0] == _cache_version(self.version) and row[1] <= as_of
-
-    def explain(self, con: Connection, member_id: str, as_of: datetime) -> Explanation:
-        """Grade without writing anything and return one member's grades with metric values and rules."""
-        from crmsync.policy.explain import explain
-
-        return explain(self, con, member_id, as_of)
 
 
 @dataclass(frozen=True)

@@ -195,7 +195,11 @@ class Store:
         Returns every rejection of the batch (the connector's and those found while storing).
         """
         exchange = ExchangeRates(base_currency, rates)
-        return write_batch(self, connector, batch, run_id=run_id, rates=exchange, match=match)
+        with self.transaction() as con:
+            rejects = write_batch(con, connector, batch, run_id=run_id, rates=exchange, match=match)
+            if batch.cursor is not None:
+                self.set_cursor(connector, batch.stream, batch.cursor)
+        return rejects
 
     # ------------------------------------------------------------------ queries
     def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:

@@ -2,14 +2,13 @@
 
 The steps, in order: stage the rows (:mod:`.staging`), drop those of erased members (:mod:`.erasure`), note the
 member changes that may move orders and activities (:mod:`.matching`), replace the stored versions of the records,
-resolve their quarantine entries, mark deletions, quarantine the rejections, mark what a complete snapshot no longer
-holds as deleted, and store the cursor.
+resolve their quarantine entries, mark deletions, quarantine the rejections, and mark what a complete snapshot no
+longer holds as deleted. The store adds the batch's cursor in the same transaction.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from crmsync.connector import Batch, Rejection, Stream
 from crmsync.store import quarantine
@@ -19,42 +18,37 @@ from crmsync.store.matching import MemberMatch, clear_for_members, ensure_matchi
 from crmsync.store.records import TABLES
 from crmsync.store.staging import INCOMING, ExchangeRates, stage
 
-if TYPE_CHECKING:
-    from crmsync.store import Store
-
 MEMBER_CHANGES = "_member_changes"
 """Members new, deleted or with another email in this batch (``external_id``, ``email``): rows they may move."""
 
 
 def write_batch(
-    store: Store, connector: str, batch: Batch, *, run_id: str, rates: ExchangeRates, match: MemberMatch | None
+    con: Connection, connector: str, batch: Batch, *, run_id: str, rates: ExchangeRates, match: MemberMatch | None
 ) -> list[Rejection]:
-    """Store a batch (see :meth:`crmsync.store.Store.write_batch`); return every rejection of the batch."""
+    """Store a batch's records, deletions and rejections (see :meth:`crmsync.store.Store.write_batch`, which adds
+    the cursor in the same transaction); return every rejection of the batch."""
     stream = Stream(batch.stream)
     members = stream is Stream.MEMBERS
-    with store.transaction() as con:
-        if members:
-            con.execute(f"CREATE OR REPLACE TEMP TABLE {MEMBER_CHANGES} (external_id VARCHAR, email VARCHAR)")
-        elif match is not None:
-            ensure_matching(con, match)
-        try:
-            staged, refused = stage(con, connector, batch, rates)
-            if staged:
-                _store_staged(con, connector, stream, run_id, match)
-        finally:
-            con.execute(f"DROP TABLE IF EXISTS {INCOMING}")
-        rejects = [*batch.rejects, *refused]
-        if batch.deleted:
-            _mark_deleted(con, connector, stream, batch.deleted, run_id)
-        for rej in not_erased(con, connector, rejects):
-            quarantine.add(con, connector, rej, run_id)
-        if batch.snapshot_complete:
-            _mark_absent_deleted(con, connector, stream, run_id)
-        if members:
-            clear_for_members(con, MEMBER_CHANGES)
-            con.execute(f"DROP TABLE {MEMBER_CHANGES}")
-        if batch.cursor is not None:
-            store.set_cursor(connector, stream, batch.cursor)
+    if members:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {MEMBER_CHANGES} (external_id VARCHAR, email VARCHAR)")
+    elif match is not None:
+        ensure_matching(con, match)
+    try:
+        staged, refused = stage(con, connector, batch, rates)
+        if staged:
+            _store_staged(con, connector, stream, run_id, match)
+    finally:
+        con.execute(f"DROP TABLE IF EXISTS {INCOMING}")
+    rejects = [*batch.rejects, *refused]
+    if batch.deleted:
+        _mark_deleted(con, connector, stream, batch.deleted, run_id)
+    for rej in not_erased(con, connector, rejects):
+        quarantine.add(con, connector, rej, run_id)
+    if batch.snapshot_complete:
+        _mark_absent_deleted(con, connector, stream, run_id)
+    if members:
+        clear_for_members(con, MEMBER_CHANGES)
+        con.execute(f"DROP TABLE {MEMBER_CHANGES}")
     return rejects
 
 

@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from crmsync.connector import Rejection, Stream
 from crmsync.store.db import Connection, scalar, table_exists
 from crmsync.store.schema import extension_member_tables
 from crmsync.store.staging import INCOMING
-
-if TYPE_CHECKING:
-    from crmsync.store import Store
 
 MEMBER_TABLES = ("profiles", "pushed", "outbox", "push_audit")
 """The store's own tables with one or more rows per member (``member_id``), besides the records."""
@@ -61,24 +58,26 @@ def _delete(con: Connection, table: str, where: str, params: list[Any]) -> int:
     return n
 
 
-def forget_member(store: Store, source: str, external_id: str, *, actor: str, reason: str) -> dict[str, int]:
-    """Erase a member's local data; return the number of rows deleted per table. See the module's docstring."""
+def forget_member(con: Connection, source: str, external_id: str, *, actor: str, reason: str) -> dict[str, int]:
+    """Erase a member's local data; return the number of rows deleted per table. See the module's docstring.
+
+    Run it in one transaction (``with store.transaction() as con``): the erasure and its audit entry go together.
+    """
     counts: dict[str, int] = {}
-    with store.transaction() as con:
-        email = scalar(con, "SELECT email FROM members WHERE source = ? AND external_id = ?", [source, external_id])
-        for table in ("orders", "activities"):
-            where = "member_id = ? OR (member_external_id = ? AND source = ?)"
-            params: list[Any] = [external_id, external_id, source]
-            if email:
-                where += " OR member_email = ?"
-                params.append(email)
-            counts[table] = _delete(con, table, where, params)
-        counts["members"] = _delete(con, "members", "source = ? AND external_id = ?", [source, external_id])
-        for table in (*MEMBER_TABLES, *extension_member_tables(con)):
-            if table_exists(con, table):  # an extension may create some of its tables on first use
-                counts[table] = _delete(con, table, "member_id = ?", [external_id])
-        counts["quarantine"] = _forget_quarantined(con, source, external_id, email)
-        con.execute("INSERT INTO erasures VALUES (?, now(), ?, ?)", [member_hash(source, external_id), actor, reason])
+    email = scalar(con, "SELECT email FROM members WHERE source = ? AND external_id = ?", [source, external_id])
+    for table in ("orders", "activities"):
+        where = "member_id = ? OR (member_external_id = ? AND source = ?)"
+        params: list[Any] = [external_id, external_id, source]
+        if email:
+            where += " OR member_email = ?"
+            params.append(email)
+        counts[table] = _delete(con, table, where, params)
+    counts["members"] = _delete(con, "members", "source = ? AND external_id = ?", [source, external_id])
+    for table in (*MEMBER_TABLES, *extension_member_tables(con)):
+        if table_exists(con, table):  # an extension may create some of its tables on first use
+            counts[table] = _delete(con, table, "member_id = ?", [external_id])
+    counts["quarantine"] = _forget_quarantined(con, source, external_id, email)
+    con.execute("INSERT INTO erasures VALUES (?, now(), ?, ?)", [member_hash(source, external_id), actor, reason])
     return counts
 
 

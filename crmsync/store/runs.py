@@ -13,6 +13,18 @@ from crmsync.store import quarantine
 from crmsync.store.db import Connection
 
 
+def start(con: Connection, report: RunReport) -> None:
+    """Record a run starting (closing the runs a kill left open)."""
+    close_interrupted(con)
+    record(con, report)
+
+
+def finish(con: Connection, report: RunReport, *, keep: int) -> None:
+    """Record a run's final report, keeping the newest ``keep`` runs."""
+    record(con, report)
+    prune(con, keep)
+
+
 def record(con: Connection, report: RunReport) -> None:
     """Store (or replace) the run's record with its report as it is now."""
     con.execute("DELETE FROM runs WHERE run_id = ?", [report.run_id])
