@@ -144,25 +144,29 @@ def _converter(column: Column) -> Callable[[Any], Any] | None:
 
 def _amount_base(order: Order) -> Decimal | None:
     """The order's amount in the base currency when it carries its own exchange rate (exact: the stored rate is
-    rounded); otherwise the store converts it with the configured rates."""
+    rounded); otherwise, and when it does not fit the column, the store converts it (and refuses what does not fit)."""
     if order.exchange_rate is None:
         return None
-    return (order.amount * order.exchange_rate).quantize(Decimal("0.0001"))
+    digits = MONEY.precision - MONEY.scale
+    base = order.amount * order.exchange_rate
+    if base.adjusted() >= digits:
+        return None
+    base = base.quantize(Decimal(1).scaleb(-MONEY.scale))
+    return base if base.adjusted() < digits else None
 
 
 def to_arrow(stream: Stream, source: str, records: Sequence[Any]) -> tuple[pa.Table, list[Rejection]]:
-    """The records as a table of the stream's schema plus ``_locator`` (a later record with the same id wins);
-    anything that is not a record of the stream becomes a rejection."""
+    """The records, in order, as a table of the stream's schema plus ``_locator``; anything that is not a record of
+    the stream becomes a rejection."""
     table = TABLES[stream]
-    by_id: dict[str, Any] = {}
+    rows: list[Any] = []
     rejects: list[Rejection] = []
     for rec in records:
         if isinstance(rec, table.model):
-            by_id[rec.external_id] = rec
+            rows.append(rec)
         else:
             reason = f"expected {table.model.__name__}, got {type(rec).__name__}"
             rejects.append(Rejection(stream, f"{source} record", None, reason))
-    rows = list(by_id.values())
     arrays: list[pa.Array] = []
     for column in table.loaded:
         if column.name == "source":

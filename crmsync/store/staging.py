@@ -6,7 +6,8 @@ is written once, here:
 
 - a row without ``external_id`` is refused;
 - an order's ``amount_base`` is its amount times its own exchange rate, else times 1 in the base currency, else times
-  the configured rate of its currency; an order in a currency without a rate is refused, never guessed;
+  the configured rate of its currency; an order in a currency without a rate is refused, never guessed, and so is
+  one whose amount in the base currency the store cannot hold;
 - a later row with the same id wins over an earlier one.
 
 A refusal names the row's locator when the connector gave one (``orders.csv:17``), else ``<connector> order <id>``.
@@ -47,15 +48,15 @@ class ExchangeRates:
         configured = f"CASE currency WHEN '{self.base}' THEN CAST(1 AS DECIMAL(18, 8)){whens} END"
         return f"coalesce({own}, {configured})" if own else configured
 
-    def refusal(self, where: str, currency: str | None, record_id: str) -> Rejection:
-        """The rejection of an order whose currency has no rate."""
-        return Rejection(
-            Stream.ORDERS,
-            where,
-            "currency",
-            f"no exchange rate from {currency} to {self.base} (add sync.exchange_rates.{currency})",
-            record_id=record_id,
-        )
+    def refusal(
+        self, where: str, record_id: str, currency: str | None, amount: Decimal, rate: Decimal | None
+    ) -> Rejection:
+        """The rejection of an order whose amount cannot be converted: no rate for its currency, or out of range."""
+        if rate is None:
+            reason = f"no exchange rate from {currency} to {self.base} (add sync.exchange_rates.{currency})"
+            return Rejection(Stream.ORDERS, where, "currency", reason, record_id=record_id)
+        reason = f"{amount} {currency} at {rate} is out of range in {self.base}"
+        return Rejection(Stream.ORDERS, where, "amount", reason, record_id=record_id)
 
 
 def stage(con: Connection, source: str, batch: Batch, rates: ExchangeRates) -> tuple[int, list[Rejection]]:
@@ -72,7 +73,7 @@ def stage(con: Connection, source: str, batch: Batch, rates: ExchangeRates) -> t
             rejects += _append(con, table, source, arrow, rates, offset, exact)
             offset += arrow.num_rows
     staged = int(scalar(con, f"SELECT count(*) FROM {INCOMING}"))
-    if batch.table is not None and staged and _repeats_ids(con):
+    if staged and _repeats_ids(con):
         con.execute(f"DELETE FROM {INCOMING} WHERE _n NOT IN (SELECT max(_n) FROM {INCOMING} GROUP BY external_id)")
         staged = int(scalar(con, f"SELECT count(*) FROM {INCOMING}"))
     return staged, rejects
@@ -108,7 +109,7 @@ def _expr(column: Column, names: set[str], rates: ExchangeRates, exact: bool) ->
         return "$source AS source"
     if name == "amount_base":
         rate = rates.rate_sql("exchange_rate" if "exchange_rate" in names else None)
-        computed = f"CAST(round_even(amount * {rate}, 4) AS {sql_type})"
+        computed = f"TRY_CAST(round_even(CAST(amount AS DECIMAL(38, 4)) * {rate}, 4) AS {sql_type})"
         return f"coalesce(amount_base, {computed}) AS amount_base" if exact else f"{computed} AS amount_base"
     if name in names:
         return f"CAST({name} AS {sql_type}) AS {name}"
@@ -121,8 +122,8 @@ def _refuse(
     """Remove the rows just appended (from ``offset``) that the store refuses, and say why, in row order."""
     orders = table.stream is Stream.ORDERS
     bad = f"_n >= {offset} AND (external_id IS NULL" + (" OR amount_base IS NULL)" if orders else ")")
-    currency = "currency" if orders else "NULL"
-    rows = con.execute(f"SELECT _n, external_id, {currency} FROM {INCOMING} WHERE {bad} ORDER BY _n").fetchall()
+    money = f"currency, amount, {rates.rate_sql('exchange_rate')}" if orders else "NULL, NULL, NULL"
+    rows = con.execute(f"SELECT _n, external_id, {money} FROM {INCOMING} WHERE {bad} ORDER BY _n").fetchall()
     if not rows:
         return []
     locators: dict[int, str | None] = {}
@@ -131,10 +132,10 @@ def _refuse(
         locators = dict(con.execute(sql, [[r[0] for r in rows]]).fetchall())
     con.execute(f"DELETE FROM {INCOMING} WHERE {bad}")
     out = []
-    for n, ext, cur in rows:
+    for n, ext, currency, amount, rate in rows:
         where = locators.get(n) or f"{source} {table.stream.value[:-1]} {ext}"
         if ext is None:
             out.append(Rejection(table.stream, where, "external_id", "missing id"))
         else:
-            out.append(rates.refusal(where, cur, ext))
+            out.append(rates.refusal(where, ext, currency, amount, rate))
     return out
