@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import getpass
+from operator import itemgetter
 
 import click
-from rich.table import Table
 
 from crmsync.cli import AppContext, json_option
-from crmsync.cli.render import console, print_json
+from crmsync.cli.render import console, print_json, show_rows
 from crmsync.errors import ConfigError
 
 
@@ -53,21 +53,12 @@ def history(app: AppContext, member: str, as_json: bool) -> int:
 
     with app.store() as store:
         entries = push_history(store.con, member)
-    if as_json:
-        print_json(entries)
-        return 0
-    t = Table("pushed at", "run", "target", "field", "previous", "new", "reason")
-    for e in entries:
-        t.add_row(
-            f"{e['pushed_at']:%Y-%m-%d %H:%M}",
-            e["run_id"],
-            e["target"],
-            e["field"],
-            str(e["previous"]),
-            str(e["new"]),
-            e["reason"],
-        )
-    console().print(t if entries else f"nothing was ever pushed for member {member}")
+    columns = {
+        "pushed at": lambda e: f"{e['pushed_at']:%Y-%m-%d %H:%M}",
+        "run": itemgetter("run_id"),
+        **{name: itemgetter(name) for name in ("target", "field", "previous", "new", "reason")},
+    }
+    show_rows(entries, columns, as_json=as_json, empty=f"nothing was ever pushed for member {member}")
     return 0
 
 
@@ -81,21 +72,15 @@ def rejects(app: AppContext, as_json: bool, show_all: bool) -> int:
 
     with app.store() as store:
         entries = quarantined(store.con, include_resolved=show_all)
-    if as_json:
-        print_json(entries)
-        return 0
-    t = Table("connector", "stream", "where", "field", "reason", "since run", "resolved")
-    for e in entries:
-        t.add_row(
-            e["connector"],
-            e["stream"],
-            e["locator"],
-            e["field"] or "",
-            e["reason"],
-            e["first_run"],
-            "yes" if e["resolved"] else "",
-        )
-    console().print(t if entries else "no record is in quarantine")
+    columns = {
+        **{name: itemgetter(name) for name in ("connector", "stream")},
+        "where": itemgetter("locator"),
+        "field": lambda e: e["field"] or "",
+        "reason": itemgetter("reason"),
+        "since run": itemgetter("first_run"),
+        "resolved": lambda e: "yes" if e["resolved"] else "",
+    }
+    show_rows(entries, columns, as_json=as_json, empty="no record is in quarantine")
     return 0
 
 

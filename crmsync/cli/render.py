@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from rich.console import Console
@@ -20,6 +21,23 @@ def console(err: bool = False) -> Console:
     # On a terminal rich follows its width; in files and pipes tables get room instead of wrapping every cell.
     width = None if stream.isatty() or os.environ.get("COLUMNS") else 200
     return Console(stderr=err, highlight=False, width=width)
+
+
+def show_rows(
+    rows: Sequence[Mapping[str, Any]],
+    columns: Mapping[str, Callable[[Mapping[str, Any]], Any]],
+    *,
+    as_json: bool,
+    empty: str,
+) -> None:
+    """Rows as JSON, or as a table with one column per ``columns`` entry (heading -> cell), or ``empty``."""
+    if as_json:
+        print_json(list(rows))
+        return
+    table = Table(*columns)
+    for row in rows:
+        table.add_row(*(str(cell(row)) for cell in columns.values()))
+    console().print(table if rows else empty)
 
 
 def interactive() -> bool:

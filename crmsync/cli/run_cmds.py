@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import click
@@ -34,10 +35,13 @@ def _exit(result: RunResult) -> int:
     return int(report.exit_code)
 
 
-@click.command()
-@json_option
-@click.option("--as-of", metavar="DATETIME", help="Grade as of this ISO datetime instead of now.")
-@click.pass_obj
+def run_command(f: Callable[..., int]) -> click.Command:
+    """A command that runs the engine: ``--json``, ``--as-of``, the app context."""
+    as_of = click.option("--as-of", metavar="DATETIME", help="Grade as of this ISO datetime instead of now.")
+    return click.command()(json_option(as_of(click.pass_obj(f))))
+
+
+@run_command
 def sync(app: AppContext, as_json: bool, as_of: str | None) -> int:
     """Pull, grade, and push what changed to the CRM."""
     result = _run(app, dry_run=False, as_json=as_json, as_of=as_of, command="sync")
@@ -48,10 +52,7 @@ def sync(app: AppContext, as_json: bool, as_of: str | None) -> int:
     return _exit(result)
 
 
-@click.command()
-@json_option
-@click.option("--as-of", metavar="DATETIME", help="Grade as of this ISO datetime instead of now.")
-@click.pass_obj
+@run_command
 def plan(app: AppContext, as_json: bool, as_of: str | None) -> int:
     """Dry run: pull and grade, show what would be pushed, write nothing to any CRM."""
     result = _run(app, dry_run=True, as_json=as_json, as_of=as_of, command="plan")

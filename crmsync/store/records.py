@@ -54,15 +54,6 @@ class Column:
         return "JSON" if self.json else self.arrow_sql
 
 
-def _columns(*spec: tuple[str, pa.DataType] | Column) -> tuple[Column, ...]:
-    return tuple(c if isinstance(c, Column) else Column(*c) for c in spec)
-
-
-SOURCE, EXTERNAL_ID = ("source", STR), ("external_id", STR)
-MEMBER_ID, SEEN_RUN = Column("member_id", STR, loaded=False), Column("seen_run", STR, loaded=False)
-MEMBER_KEYS = (("member_external_id", STR), ("member_email", STR))
-
-
 @dataclass(frozen=True)
 class RecordTable:
     """The table holding one stream's records."""
@@ -95,32 +86,29 @@ class RecordTable:
         return f"CREATE TABLE IF NOT EXISTS {self.name} ({cols})"
 
 
-MEMBERS = RecordTable(
-    Stream.MEMBERS,
-    Member,
-    _columns(
-        SOURCE, EXTERNAL_ID, ("email", STR), ("phone", STR), ("first_name", STR), ("last_name", STR),
-        ("created_at", TS), ("updated_at", TS), Column("attributes", STR, json=True), ("opt_in", BOOL),
-        ("deleted", BOOL), SEEN_RUN,
-    ),
+def _table(stream: Stream, model: Any, *own: tuple[str, pa.DataType] | Column, linked: bool = True) -> RecordTable:
+    """A record table: ``source``, ``external_id``, the member it belongs to (``linked``: orders and activities),
+    its own columns, ``deleted`` and the run that last saw it."""
+    head: list[tuple[str, pa.DataType] | Column] = [("source", STR), ("external_id", STR)]
+    if linked:
+        head += [Column("member_id", STR, loaded=False), ("member_external_id", STR), ("member_email", STR)]
+    spec = [*head, *own, ("deleted", BOOL), Column("seen_run", STR, loaded=False)]
+    return RecordTable(stream, model, tuple(c if isinstance(c, Column) else Column(*c) for c in spec))
+
+
+ATTRIBUTES = Column("attributes", STR, json=True)
+MEMBERS = _table(
+    Stream.MEMBERS, Member,
+    ("email", STR), ("phone", STR), ("first_name", STR), ("last_name", STR), ("created_at", TS), ("updated_at", TS),
+    ATTRIBUTES, ("opt_in", BOOL),
+    linked=False,
 )  # fmt: skip
-ORDERS = RecordTable(
-    Stream.ORDERS,
-    Order,
-    _columns(
-        SOURCE, EXTERNAL_ID, MEMBER_ID, *MEMBER_KEYS, ("placed_at", TS), ("amount", MONEY), ("currency", STR),
-        ("exchange_rate", RATE), ("amount_base", MONEY), ("status", STR), ("updated_at", TS), ("deleted", BOOL),
-        SEEN_RUN,
-    ),
+ORDERS = _table(
+    Stream.ORDERS, Order,
+    ("placed_at", TS), ("amount", MONEY), ("currency", STR), ("exchange_rate", RATE), ("amount_base", MONEY),
+    ("status", STR), ("updated_at", TS),
 )  # fmt: skip
-ACTIVITIES = RecordTable(
-    Stream.ACTIVITIES,
-    Activity,
-    _columns(
-        SOURCE, EXTERNAL_ID, MEMBER_ID, *MEMBER_KEYS, ("kind", STR), ("occurred_at", TS), ("points", MONEY),
-        Column("attributes", STR, json=True), ("deleted", BOOL), SEEN_RUN,
-    ),
-)  # fmt: skip
+ACTIVITIES = _table(Stream.ACTIVITIES, Activity, ("kind", STR), ("occurred_at", TS), ("points", MONEY), ATTRIBUTES)
 TABLES: Mapping[Stream, RecordTable] = {t.stream: t for t in (MEMBERS, ORDERS, ACTIVITIES)}
 SCHEMAS: Mapping[Stream, pa.Schema] = {s: t.schema for s, t in TABLES.items()}
 """The Arrow schema of each stream's ``Batch.table``."""
