@@ -13,7 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, model_validator
 
 from crmsync.errors import CrmsyncError, ExitCode, RetryableError
 
@@ -139,11 +139,14 @@ class RunReport(BaseModel):
         run_id = at.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
         return cls(run_id=run_id, command=command, started_at=at, dry_run=dry_run)
 
-    @field_validator("error", mode="before")
+    @model_validator(mode="before")
     @classmethod
-    def _legacy_error(cls, value: Any) -> Any:
-        """Reports stored by earlier versions hold the error as its message."""
-        return {"kind": "error", "message": value} if isinstance(value, str) else value
+    def _legacy_error(cls, data: Any) -> Any:
+        """Reports stored by earlier versions hold the error as its message and its exit code in ``extra``."""
+        if isinstance(data, dict) and isinstance(data.get("error"), str):
+            code = (data.get("extra") or {}).get("exit_code", ExitCode.FAILED)
+            data = {**data, "error": {"kind": "error", "message": data["error"], "exit_code": code}}
+        return data
 
     @property
     def exit_code(self) -> ExitCode:

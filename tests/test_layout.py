@@ -147,3 +147,15 @@ def test_no_function_needs_scrolling() -> None:
                 if lines > 60:
                     long[f"{path.relative_to(ROOT)}:{node.name}"] = lines
     assert set(long) <= set(LONG_FUNCTIONS), {k: v for k, v in long.items() if k not in LONG_FUNCTIONS}
+
+
+def test_the_readme_names_the_file_of_each_phase() -> None:
+    from crmsync.engine import Engine
+
+    section = (ROOT / "README.md").read_text(encoding="utf-8").split("## How it works")[1].split("\n## ")[0]
+    rows = {line.split("|")[1].strip(): line for line in section.splitlines() if line.startswith("| ")}
+    assert {"config", "pull", "grade", "diff", "push", "report"} <= set(rows)
+    for phase in ("pull", "grade", "diff", "push"):
+        assert f"`Engine.{phase}`" in rows[phase] and callable(getattr(Engine, phase))
+    paths = re.findall(r"`(crmsync/[\w/]+\.py)`", section)
+    assert len(paths) >= 10 and [p for p in paths if not (ROOT / p).is_file()] == []

@@ -609,10 +609,11 @@ def test_runs_are_recorded_closed_when_killed_and_pruned() -> None:
         assert [r.started_at for r in runs.recent(con, 10)] == [T0 + timedelta(hours=h) for h in (9, 4, 3)]
 
 
-def test_a_report_stored_by_an_earlier_version_is_read() -> None:
-    legacy = {"run_id": "r0", "started_at": T0.isoformat(), "status": "failed", "error": "HTTP 503", "pulled": {}}
+@pytest.mark.parametrize(("extra", "code"), [({}, 3), ({"exit_code": 2}, 2), ({"exit_code": 3}, 3)])
+def test_a_report_stored_by_an_earlier_version_is_read(extra: dict[str, int], code: int) -> None:
+    legacy = {"run_id": "r0", "started_at": T0.isoformat(), "status": "failed", "error": "HTTP 401", "extra": extra}
     with Store.open(None) as store:
         store.con.execute("INSERT INTO runs VALUES ('r0', 'sync', ?, ?, 'failed', ?)", [T0, T0, json.dumps(legacy)])
         [report] = runs.recent(store.con, 5)
-    assert report.status == RunStatus.FAILED and report.error is not None and report.error.message == "HTTP 503"
-    assert report.exit_code == 3
+    assert report.status == RunStatus.FAILED and report.error is not None and report.error.message == "HTTP 401"
+    assert report.exit_code == code
