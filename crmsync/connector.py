@@ -102,13 +102,14 @@ class Batch:
     export): records of this stream and connector that none of this pull's batches contained are then
     marked deleted. Leave ``False`` for incremental pulls, which report deletions in ``deleted``."""
     table: pa.Table | None = None
-    """Records in columnar form, for large pulls (optional; may be combined with ``records``): an Arrow table with
-    columns named as in :data:`crmsync.store.records.SCHEMAS` for the stream. ``source`` and ``amount_base`` are
-    filled in by the store; other missing columns are null; ``deleted`` defaults to false. An optional string
-    column ``_locator`` says where each row came from (``orders.csv:17``). The connector validates the values as
-    it would for records; the store rejects rows without ``external_id`` and orders in a currency without an
-    exchange rate (as :class:`Rejection` values naming the locator), and a later row wins over an earlier one
-    with the same id."""
+    """Records in columnar form, for large pulls (optional; may be combined with ``records``, which come after the
+    table's rows): an Arrow table with columns named as in :data:`crmsync.store.records.SCHEMAS` for the stream.
+    ``source`` and ``amount_base`` are filled in by the store; other missing columns are null; ``deleted`` defaults
+    to false. An optional string column ``_locator`` says where each row came from (``orders.csv:17``), as
+    ``locator`` does for a record. The connector validates the values as it would for records; the store applies
+    the same rules to both (:mod:`crmsync.store.staging`): it rejects rows without ``external_id`` and orders in a
+    currency without an exchange rate (as :class:`Rejection` values naming the locator), and a later row wins over
+    an earlier one with the same id."""
 
 
 @dataclass(frozen=True)

@@ -98,8 +98,9 @@ def crmsync_commands() -> Iterable[click.Command]:
 def crmsync_adjust_profiles(profiles: Sequence[Profile]) -> Iterable[TagAdjustment] | None:
     """Add or remove tags on computed profiles before they are compared with what was pushed.
 
-    Called once per run with every profile that was (re)computed. Return adjustments only for the
-    members you change. Tags you add are treated like policy tags (pushed, explained as ``plugin:NAME``).
+    Called once per run with every profile that was (re)computed: the members whose grades may have changed, and
+    those whose stored tags a hook changed before (the others keep what they have). Return adjustments only for
+    the members you change. Tags you add are treated like policy tags (pushed, explained as ``plugin:NAME``).
 
     Args:
         profiles: the computed profiles, read-only.
@@ -123,8 +124,10 @@ def crmsync_adjust_profiles(profiles: Sequence[Profile]) -> Iterable[TagAdjustme
 def crmsync_run_finished(report: RunReport) -> None:
     """Called when a ``sync`` run ends, successfully or not, with its final report.
 
-    Use it to notify (chat, e-mail, metrics). Exceptions raised here are logged and do not change the
-    run's outcome. The report carries member ids and counts, never personal data or secrets.
+    Use it to notify (chat, e-mail, metrics). ``report.status`` is ``ok``, ``rejected`` or ``failed``;
+    ``report.exit_code`` is the command's exit code, and a failed run's ``report.error`` gives the error's
+    ``kind``, ``message``, ``exit_code``, ``retry_after`` and ``hint``. Exceptions raised here are logged and do
+    not change the run's outcome. The report carries member ids and counts, never personal data or secrets.
 
     Example::
 

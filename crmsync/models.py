@@ -67,6 +67,9 @@ class _Record(BaseModel):
     source: str = Field(min_length=1, description="configured name of the connector the record came from")
     external_id: str = Field(min_length=1, description="the record's id in its source system")
     deleted: bool = False
+    locator: str | None = Field(default=None, exclude=True)
+    """Where a person finds the record in its source (``orders.csv:17``, ``Sales_Orders 4711``), when the connector
+    knows: the store names it when it refuses the record. Not stored, and not part of the record's data."""
 
 
 class Member(_Record):

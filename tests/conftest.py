@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -36,6 +37,16 @@ condition = "spend_365d >= 200 or orders_lifetime >= 3"
 [[policy.tiers]]
 name = "Bronze"
 """
+
+
+@pytest.fixture(autouse=True)
+def crmsync_logger() -> Iterator[logging.Logger]:
+    """Commands configure the ``crmsync`` logger for their process (handlers on the streams of the moment); each
+    test gets the logger back as it was, so no later test logs to a stream that is gone."""
+    logger = logging.getLogger("crmsync")
+    handlers, level, propagate = list(logger.handlers), logger.level, logger.propagate
+    yield logger
+    logger.handlers, logger.level, logger.propagate = handlers, level, propagate
 
 
 @pytest.fixture

@@ -197,3 +197,36 @@ def test_override_preview_backtest_history_forget_rejects(
     assert json.loads(out) == []
     code, _, err = run_main([*cfg, "forget", "m3", "--yes"], capsys)
     assert code == 2 and "no member with id 'm3'" in err
+
+
+@pytest.mark.parametrize(("error", "code"), [("auth", 2), ("retry", 3)])
+def test_a_failed_sync_reports_its_error_kind_exit_code_and_hint(
+    memory_config: Path, world: World, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, error: str,
+    code: int,
+) -> None:  # fmt: skip
+    from crmsync.errors import AuthError, RetryableError
+    from tests.support import MemoryConnector
+
+    raised = {
+        "auth": AuthError("refresh token revoked", connector="crm", hint="run the connector's authorisation again"),
+        "retry": RetryableError("GET /contacts: HTTP 429; gave up after 5 attempt(s)", connector="crm", retry_after=60),
+    }[error]
+
+    def fail(self, stream, cursor):  # type: ignore[no-untyped-def]
+        raise raised
+
+    monkeypatch.setattr(MemoryConnector, "pull", fail)
+    got, out, err = run_main(["--config", str(memory_config), "sync", "--json"], capsys)
+    report = json.loads(out)
+    assert got == code and report["status"] == "failed"
+    assert report["error"] == {
+        "kind": type(raised).__name__,
+        "message": raised.message,
+        "exit_code": code,
+        "retry_after": getattr(raised, "retry_after", None),
+        "hint": raised.hint,
+    }
+    assert err.startswith(f"error: {raised.message}") and "Traceback" not in err
+    assert (f"hint: {raised.hint}" in err) == bool(raised.hint)
+    got, out, _ = run_main(["--config", str(memory_config), "runs", "--json"], capsys)
+    assert json.loads(out)[0]["error"] == report["error"]

@@ -126,8 +126,9 @@ def test_crash_mid_pull_then_resume_counts_nothing_twice(run: Runner, world: Wor
     world.fail_after_batches = 4  # batches of 2: members (2, 2, 1), then orders: crash after o1, o2 are stored
     report = run().report
     assert report.status == "failed"
-    assert "simulated crash" in report.error
-    assert report.extra["exit_code"] == int(crmsync.ExitCode.FAILED)
+    assert report.error is not None and "simulated crash" in report.error.message
+    assert report.error.kind == "unexpected"
+    assert report.exit_code == report.error.exit_code == crmsync.ExitCode.FAILED
     assert world.pushed == {}
     with Store.open(uninterrupted_dir / "store.duckdb") as store:
         assert (store.count("members"), store.count("orders")) == (5, 2)
@@ -224,11 +225,12 @@ def test_run_history_is_recorded_and_pruned(run: Runner, world: World, memory_co
 
 
 def test_forget_erases_member_and_keeps_them_out(run: Runner, world: World, memory_config: Path) -> None:
-    from crmsync.store import forget_member
+    from crmsync.store.erasure import forget_member
 
     run()
     with Store.open(memory_config.parent / "store.duckdb") as store:
-        counts = forget_member(store, "crm", "m1", actor="dpo", reason="GDPR art. 17")
+        with store.transaction() as con:
+            counts = forget_member(con, "crm", "m1", actor="dpo", reason="GDPR art. 17")
         assert counts["members"] == 1 and counts["orders"] == 2 and counts["profiles"] == 1
         for table in ("members", "profiles", "pushed", "push_audit"):
             col = "external_id" if table == "members" else "member_id"
@@ -288,3 +290,73 @@ def test_members_from_crm_orders_from_shop_matched_by_email(write_config, host: 
     assert tiers == {"m1": "Gold", "m2": "Basic"}
     assert report.unmatched_orders == 1 and report.extra["unmatched_orders_sample"] == ["shop:s3"]
     assert {k: v["tier"] for k, v in crm.pushed.items()} == tiers
+
+
+def test_a_profile_hook_sees_the_profiles_just_graded_and_grading_stays_incremental(
+    run: Runner, world: World, host: PluginHost
+) -> None:
+    seen: list[set[str]] = []
+
+    class TagPlugin:
+        @crmsync.hookimpl
+        def crmsync_adjust_profiles(self, profiles):  # type: ignore[no-untyped-def]
+            seen.append({p.member_id for p in profiles})
+            return [
+                crmsync.TagAdjustment(p.member_id, add=frozenset({"vip_call"})) for p in profiles if p.tier == "Gold"
+            ]
+
+    host.register(TagPlugin(), "tags")
+    first = run().report
+    assert first.members_recomputed == 5 and seen[-1] == {"m1", "m2", "m3", "m4", "m5"}
+    again = run().report
+    # nothing changed: no member is recomputed; m1, whose stored tags the hook changed, is shown to it again
+    assert again.members_recomputed == 0 and seen[-1] == {"m1"}
+    assert again.pushed == {"crm": 0} and world.pushed["m1"]["tags"] == ["vip_call"]
+    world.put(Stream.ORDERS, order("o8", "m2", "900", 1))  # m2 -> Gold
+    third = run().report
+    assert third.members_recomputed == 1 and {"m1", "m2"} <= seen[-1]
+    assert world.pushed["m2"]["tags"] == ["vip_call"] and "m2" in world.push_calls[-1]
+    assert world.pushed["m1"]["tags"] == ["vip_call"]
+
+
+@pytest.mark.parametrize(
+    ("error", "exit_code", "kind", "retry_after"),
+    [
+        (crmsync.AuthError("refresh token revoked", connector="crm", hint="reconnect"), 2, "AuthError", None),
+        (crmsync.RetryableError("HTTP 429; gave up", connector="crm", retry_after=30.0), 3, "RetryableError", 30.0),
+        (crmsync.ConfigError("connectors.crm.module: unknown"), 2, "ConfigError", None),
+        (crmsync.FatalAPIError("HTTP 400: bad criteria"), 3, "FatalAPIError", None),
+        (RuntimeError("disk on fire"), 3, "unexpected", None),
+    ],
+    ids=lambda v: type(v).__name__ if isinstance(v, Exception) else None,
+)
+def test_run_finished_listeners_see_how_the_run_failed(
+    run: Runner,
+    world: World,
+    host: PluginHost,
+    monkeypatch: pytest.MonkeyPatch,
+    error: Exception,
+    exit_code: int,
+    kind: str,
+    retry_after: float | None,
+) -> None:
+    from tests.support import MemoryConnector
+
+    heard: list[crmsync.ExitCode] = []
+
+    class Listener:
+        @crmsync.hookimpl
+        def crmsync_run_finished(self, report):  # type: ignore[no-untyped-def]
+            heard.append(report.exit_code)
+
+    def fail(self, stream, cursor):  # type: ignore[no-untyped-def]
+        raise error
+
+    host.register(Listener(), "listener")
+    monkeypatch.setattr(MemoryConnector, "pull", fail)
+    report = run().report
+    assert report.status == "failed" and heard == [exit_code] and report.exit_code == exit_code
+    assert report.error is not None and (report.error.kind, report.error.retry_after) == (kind, retry_after)
+    assert report.error.exit_code == exit_code and str(error) in str(report.error)
+    stored = report.model_validate_json(report.model_dump_json())
+    assert stored.error == report.error and stored.exit_code == exit_code

@@ -13,7 +13,14 @@ from pydantic import BaseModel, SecretStr
 from crmsync.store import Store
 from crmsync.store.sealed import MemoryState, SealedState, derive_key, sealed_state, secret_values
 
-TOKENS = st.text(alphabet=string.ascii_letters + string.digits + "._-", min_size=16, max_size=120)
+# token shapes: Zoho's "1000.<hex>.<hex>", Fxiaoke's opaque strings; random enough never to be a word of the schema
+TOKENS = st.builds(
+    lambda prefix, body: prefix + body,
+    st.sampled_from(["1000.", "", "tok_"]),
+    st.text(alphabet=string.ascii_letters + string.digits, min_size=24, max_size=96).filter(
+        lambda t: sum(c.isdigit() for c in t) >= 4
+    ),
+)
 
 
 class Inner(BaseModel):

@@ -62,11 +62,12 @@ class AppContext:
 
     @contextmanager
     def store(self) -> Any:
+        from crmsync.policy import STORE_EXTENSION
         from crmsync.store import Store
 
         s = self.settings.store
         try:
-            store = Store.open(s.path, memory_limit=s.memory_limit, threads=s.threads)
+            store = Store.open(s.path, memory_limit=s.memory_limit, threads=s.threads, extensions=[STORE_EXTENSION])
         except OSError as exc:
             raise path_error("store.path", s.path, exc) from None
         try:

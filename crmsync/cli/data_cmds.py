@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import getpass
-import json
+from operator import itemgetter
 
 import click
-from rich.table import Table
 
 from crmsync.cli import AppContext, json_option
-from crmsync.cli.render import console, print_json
+from crmsync.cli.render import console, print_json, show_rows
 from crmsync.errors import ConfigError
 
 
@@ -24,15 +23,17 @@ def forget(app: AppContext, member: str, reason: str, yes: bool, as_json: bool) 
 
     The CRM itself is not changed. An audit entry without personal data (a one-way hash of the id) is kept.
     """
-    from crmsync.store import forget_member
+    from crmsync.store.erasure import forget_member
+    from crmsync.store.profiles import member_exists
 
     source = app.settings.sync.members
     with app.store() as store:
-        if not store.count("members", "source = ? AND external_id = ?", [source, member]):
+        if not member_exists(store.con, member, source=source, deleted=True):
             raise ConfigError(f"no member with id {member!r} in connector {source!r}")
         if not yes and not as_json:
             click.confirm(f"Erase every local record of member {member}?", abort=True)
-        counts = forget_member(store, source, member, actor=getpass.getuser(), reason=reason)
+        with store.transaction() as con:
+            counts = forget_member(con, source, member, actor=getpass.getuser(), reason=reason)
     if as_json:
         print_json({"member_id": member, "erased": counts})
     else:
@@ -48,39 +49,16 @@ def forget(app: AppContext, member: str, reason: str, yes: bool, as_json: bool) 
 @click.pass_obj
 def history(app: AppContext, member: str, as_json: bool) -> int:
     """List every value pushed for MEMBER: run, target, field, previous and new value, reason."""
+    from crmsync.store.outbox import push_history
+
     with app.store() as store:
-        rows = store.con.execute(
-            "SELECT run_id, target, field, previous, new, reason, pushed_at FROM push_audit "
-            "WHERE member_id = ? ORDER BY pushed_at, target, field",
-            [member],
-        ).fetchall()
-    entries = [
-        {
-            "run_id": r[0],
-            "target": r[1],
-            "field": r[2],
-            "previous": json.loads(r[3]) if r[3] else None,
-            "new": json.loads(r[4]) if r[4] else None,
-            "reason": r[5],
-            "pushed_at": r[6],
-        }
-        for r in rows
-    ]
-    if as_json:
-        print_json(entries)
-        return 0
-    t = Table("pushed at", "run", "target", "field", "previous", "new", "reason")
-    for e in entries:
-        t.add_row(
-            f"{e['pushed_at']:%Y-%m-%d %H:%M}",
-            e["run_id"],
-            e["target"],
-            e["field"],
-            str(e["previous"]),
-            str(e["new"]),
-            e["reason"],
-        )
-    console().print(t if entries else f"nothing was ever pushed for member {member}")
+        entries = push_history(store.con, member)
+    columns = {
+        "pushed at": lambda e: f"{e['pushed_at']:%Y-%m-%d %H:%M}",
+        "run": itemgetter("run_id"),
+        **{name: itemgetter(name) for name in ("target", "field", "previous", "new", "reason")},
+    }
+    show_rows(entries, columns, as_json=as_json, empty=f"nothing was ever pushed for member {member}")
     return 0
 
 
@@ -90,29 +68,19 @@ def history(app: AppContext, member: str, as_json: bool) -> int:
 @click.pass_obj
 def rejects(app: AppContext, as_json: bool, show_all: bool) -> int:
     """List quarantined source records: where they are, which field, why. Fixed records leave on the next pull."""
-    where = "true" if show_all else "NOT resolved"
+    from crmsync.store.quarantine import entries as quarantined
+
     with app.store() as store:
-        cur = store.con.execute(
-            "SELECT connector, stream, locator, field, reason, first_run, last_run, resolved FROM quarantine "
-            f"WHERE {where} ORDER BY connector, stream, locator"
-        )
-        cols = [d[0] for d in cur.description]
-        entries = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
-    if as_json:
-        print_json(entries)
-        return 0
-    t = Table("connector", "stream", "where", "field", "reason", "since run", "resolved")
-    for e in entries:
-        t.add_row(
-            e["connector"],
-            e["stream"],
-            e["locator"],
-            e["field"] or "",
-            e["reason"],
-            e["first_run"],
-            "yes" if e["resolved"] else "",
-        )
-    console().print(t if entries else "no record is in quarantine")
+        entries = quarantined(store.con, include_resolved=show_all)
+    columns = {
+        **{name: itemgetter(name) for name in ("connector", "stream")},
+        "where": itemgetter("locator"),
+        "field": lambda e: e["field"] or "",
+        "reason": itemgetter("reason"),
+        "since run": itemgetter("first_run"),
+        "resolved": lambda e: "yes" if e["resolved"] else "",
+    }
+    show_rows(entries, columns, as_json=as_json, empty="no record is in quarantine")
     return 0
 
 

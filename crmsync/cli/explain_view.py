@@ -1,4 +1,4 @@
-"""Rendering of ``crmsync explain``: the policy's explanation of each grade of one member."""
+"""``crmsync explain``: the policy's explanation of each grade of one member, with the stored grades."""
 
 from __future__ import annotations
 
@@ -10,23 +10,23 @@ from crmsync.errors import ConfigError, ExitCode
 
 
 def explain_member(app: AppContext, member: str, as_json: bool, as_of: datetime | None = None) -> int:
+    from crmsync.cli.policy_view import explanation_table
     from crmsync.engine import Engine
-    from crmsync.policy.render import explanation_table
+    from crmsync.policy import explain
+    from crmsync.store import profiles
 
     with app.store() as store:
-        if not store.count("members", "external_id = ? AND NOT deleted", [member]):
+        if not profiles.member_exists(store.con, member):
             raise ConfigError(f"no member with id {member!r} in the store (run 'crmsync sync' first, or check the id)")
         engine = Engine(app.settings, app.host, store)
         with store.transaction(rollback=True) as con:
             engine.resolve_members()
-            explanation = engine.policy.explain(con, member, as_of or datetime.now(UTC))
-        stored = store.con.execute(
-            "SELECT tier, points, rfm_segment, lifecycle, tags FROM profiles WHERE member_id = ?", [member]
-        ).fetchone()
+            explanation = explain(engine.policy, con, member, as_of or datetime.now(UTC))
+        stored = profiles.summary(store.con, member)
     if as_json:
         doc = explanation.as_dict()
         if stored:
-            doc["profile"] = dict(zip(("tier", "points", "rfm_segment", "lifecycle", "tags"), stored, strict=True))
+            doc["profile"] = stored
         print_json(doc)
         return int(ExitCode.OK)
     console().print(explanation_table(explanation))

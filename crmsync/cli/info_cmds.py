@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 from rich.table import Table
 
@@ -59,29 +57,26 @@ def check(app: AppContext, as_json: bool, create_fields: bool) -> int:
 @click.pass_obj
 def runs(app: AppContext, as_json: bool, limit: int) -> int:
     """Show the history of runs."""
+    from crmsync.store.runs import recent
+
     with app.store() as store:
-        rows = store.con.execute(
-            "SELECT run_id, command, started_at, finished_at, status, report FROM runs "
-            "ORDER BY started_at DESC LIMIT ?",
-            [limit],
-        ).fetchall()
+        reports = recent(store.con, limit)
     if as_json:
-        print_json([json.loads(r[5]) for r in rows])
+        print_json([r.model_dump(mode="json") for r in reports])
         return 0
     t = Table("run", "command", "started", "status", "pulled", "changed", "pushed", "rejected", "seconds")
-    for run_id, command, started, _fin, status, rep in rows:
-        data = json.loads(rep)
-        pulled = sum(c["pulled"] for s in data.get("pulled", {}).values() for c in s.values())
+    for r in reports:
+        pulled = sum(c.pulled for s in r.pulled.values() for c in s.values())
         t.add_row(
-            run_id,
-            command,
-            f"{started:%Y-%m-%d %H:%M:%S}",
-            status,
+            r.run_id,
+            r.command,
+            f"{r.started_at:%Y-%m-%d %H:%M:%S}",
+            r.status,
             str(pulled),
-            str(data.get("profiles_changed", 0)),
-            str(sum(data.get("pushed", {}).values())),
-            str(data.get("rejected_total", 0)),
-            f"{data.get('duration_s', 0):.1f}",
+            str(r.profiles_changed),
+            str(sum(r.pushed.values())),
+            str(r.rejected_total),
+            f"{r.duration_s:.1f}",
         )
     console().print(t)
     return 0

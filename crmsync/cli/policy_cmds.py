@@ -48,8 +48,8 @@ def preview(app: AppContext, as_json: bool, as_of: str | None) -> int:
 
     Nothing is pulled or pushed; run 'crmsync sync' or 'crmsync plan' first to fill the store.
     """
+    from crmsync.cli.policy_view import preview_table
     from crmsync.policy.preview import preview as run_preview
-    from crmsync.policy.render import preview_table
 
     compiled = _compiled(app)
     with app.store() as store, store.transaction(rollback=True) as con:
@@ -72,9 +72,9 @@ def preview(app: AppContext, as_json: bool, as_of: str | None) -> int:
 @click.pass_obj
 def backtest(app: AppContext, as_json: bool, start: str, end: str, every: str, chart: Path | None) -> int:
     """Replay the policy over history: tier distribution and moves per period, before going live."""
+    from crmsync.cli.policy_view import backtest_table
     from crmsync.policy.preview import backtest as run_backtest
     from crmsync.policy.preview import write_chart
-    from crmsync.policy.render import backtest_table
 
     period: Any = int(every) if every.isdigit() else every
     if period not in ("day", "week", "month") and not isinstance(period, int):
@@ -122,8 +122,9 @@ def override(
     crmsync override 4711 --clear --reason "contract ended"
     crmsync override --list
     """
+    from crmsync.cli.policy_view import overrides_table
     from crmsync.policy import clear_override, list_overrides, set_override
-    from crmsync.policy.render import overrides_table
+    from crmsync.store.profiles import member_exists
 
     actor = getpass.getuser()
     with app.store() as store:
@@ -143,7 +144,7 @@ def override(
             return 0
         if not tier:
             raise ConfigError("override: give --tier (and --reason), or --clear, or --list")
-        if not store.count("members", "external_id = ? AND NOT deleted", [member]):
+        if not member_exists(store.con, member):
             raise ConfigError(f"no member with id {member!r} in the store (run 'crmsync sync' first?)")
         day: date | None = parse_when(until, end_of_day=False).date() if until else None
         compiled = _compiled(app)

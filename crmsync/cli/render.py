@@ -5,15 +5,15 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from crmsync.engine import PlanEntry
 from crmsync.engine import Progress as ProgressSink
-from crmsync.report import RunReport
+from crmsync.report import PlanEntry, RunReport, RunStatus
 
 
 def console(err: bool = False) -> Console:
@@ -21,6 +21,23 @@ def console(err: bool = False) -> Console:
     # On a terminal rich follows its width; in files and pipes tables get room instead of wrapping every cell.
     width = None if stream.isatty() or os.environ.get("COLUMNS") else 200
     return Console(stderr=err, highlight=False, width=width)
+
+
+def show_rows(
+    rows: Sequence[Mapping[str, Any]],
+    columns: Mapping[str, Callable[[Mapping[str, Any]], Any]],
+    *,
+    as_json: bool,
+    empty: str,
+) -> None:
+    """Rows as JSON, or as a table with one column per ``columns`` entry (heading -> cell), or ``empty``."""
+    if as_json:
+        print_json(list(rows))
+        return
+    table = Table(*columns)
+    for row in rows:
+        table.add_row(*(str(cell(row)) for cell in columns.values()))
+    console().print(table if rows else empty)
 
 
 def interactive() -> bool:
@@ -63,6 +80,7 @@ class RichProgress(ProgressSink):
 
 
 def report_table(report: RunReport, plan: list[PlanEntry] | None = None) -> None:
+    """The run report for people: what was pulled, the grades, what was pushed, what was rejected."""
     out = console()
     title = f"{report.command} {report.run_id}: {report.status}"
     if report.dry_run:
@@ -70,56 +88,87 @@ def report_table(report: RunReport, plan: list[PlanEntry] | None = None) -> None
     out.print(f"[bold]{title}[/bold]  ({report.duration_s:.1f}s)")
     if report.error:
         out.print(f"[red]error:[/red] {report.error}")
-    t = Table("connector", "stream", "pulled", "deleted", "rejected", title="Pulled", title_justify="left")
-    for conn, streams in report.pulled.items():
-        for stream, c in streams.items():
-            t.add_row(conn, stream, str(c.pulled), str(c.deleted), str(c.rejected))
-    if report.pulled:
-        out.print(t)
-    if report.tier_distribution:
-        total = sum(report.tier_distribution.values()) or 1
-        d = Table("tier", "members", "share", title="Tier distribution", title_justify="left")
-        for tier, n in report.tier_distribution.items():
-            d.add_row(tier, str(n), f"{100 * n / total:.1f}%")
-        out.print(d)
+    for part in (_pulled(report), _distribution(report)):
+        if part is not None:
+            out.print(part)
     out.print(
         f"members graded: {report.members_graded} ({report.members_recomputed} recomputed)   "
         f"profiles changed: {report.profiles_changed}   "
         f"unmatched orders: {report.unmatched_orders}"
     )
-    for target in sorted(set(report.pushed) | set(report.pending)):
-        line = f"{target}: pushed {report.pushed.get(target, 0)}"
-        if report.push_rejected.get(target):
-            line += f", rejected {report.push_rejected[target]}"
-        if report.dead.get(target):
-            line += f", given up {report.dead[target]}"
-        if report.pending.get(target):
-            line += f", pending {report.pending[target]}"
+    for line in _pushes(report):
         out.print(line)
-    if not report.dry_run and report.status in ("ok", "rejected") and not any(report.pushed.values()):
-        out.print("nothing changed: no profile needed to be pushed")
     if report.quarantined:
         out.print(f"records in quarantine, waiting for a fix in their source: {report.quarantined} (crmsync rejects)")
     for conn, calls in report.api_calls.items():
         out.print(f"API calls {conn}: " + ", ".join(f"{k}={v}" for k, v in sorted(calls.items())))
-    if report.rejected:
-        r = Table("connector", "where", "field", "reason", title="Rejected records", title_justify="left")
-        for item in report.rejected[:50]:
-            r.add_row(item.connector, item.locator, item.field or "", item.reason)
-        out.print(r)
-        if report.rejected_total > 50:
-            out.print(f"... and {report.rejected_total - 50} more (crmsync runs --json shows all kept in the report)")
+    _rejected(out, report)
     if plan is not None:
-        p = Table("target", "member", "field", "now", "would become", title="Planned changes", title_justify="left")
-        for entry in plan[:100]:
-            for fname, (old, new) in entry.changed.items():
-                p.add_row(entry.target, entry.member_id, fname, _cell(old), _cell(new))
-        if plan:
-            out.print(p)
-            if len(plan) > 100:
-                out.print(f"... {len(plan) - 100} more members (use --json for all)")
-        else:
-            out.print("no changes would be pushed")
+        _plan(out, plan)
+
+
+def _pulled(report: RunReport) -> Table | None:
+    if not report.pulled:
+        return None
+    t = Table("connector", "stream", "pulled", "deleted", "rejected", title="Pulled", title_justify="left")
+    for conn, streams in report.pulled.items():
+        for stream, c in streams.items():
+            t.add_row(conn, stream, str(c.pulled), str(c.deleted), str(c.rejected))
+    return t
+
+
+def _distribution(report: RunReport) -> Table | None:
+    if not report.tier_distribution:
+        return None
+    total = sum(report.tier_distribution.values()) or 1
+    t = Table("tier", "members", "share", title="Tier distribution", title_justify="left")
+    for tier, n in report.tier_distribution.items():
+        t.add_row(tier, str(n), f"{100 * n / total:.1f}%")
+    return t
+
+
+def _pushes(report: RunReport) -> list[str]:
+    """One line per push target; a line saying so when nothing needed to be pushed."""
+    lines = []
+    for target in sorted(set(report.pushed) | set(report.pending)):
+        line = f"{target}: pushed {report.pushed.get(target, 0)}"
+        for label, by_target in (
+            ("rejected", report.push_rejected),
+            ("given up", report.dead),
+            ("pending", report.pending),
+        ):
+            if by_target.get(target):
+                line += f", {label} {by_target[target]}"
+        lines.append(line)
+    done = report.status in (RunStatus.OK, RunStatus.REJECTED)
+    if not report.dry_run and done and not any(report.pushed.values()):
+        lines.append("nothing changed: no profile needed to be pushed")
+    return lines
+
+
+def _rejected(out: Console, report: RunReport, shown: int = 50) -> None:
+    if not report.rejected:
+        return
+    r = Table("connector", "where", "field", "reason", title="Rejected records", title_justify="left")
+    for item in report.rejected[:shown]:
+        r.add_row(item.connector, item.locator, item.field or "", item.reason)
+    out.print(r)
+    if report.rejected_total > shown:
+        more = report.rejected_total - shown
+        out.print(f"... and {more} more (crmsync runs --json shows all kept in the report)")
+
+
+def _plan(out: Console, plan: list[PlanEntry], shown: int = 100) -> None:
+    if not plan:
+        out.print("no changes would be pushed")
+        return
+    p = Table("target", "member", "field", "now", "would become", title="Planned changes", title_justify="left")
+    for entry in plan[:shown]:
+        for fname, (old, new) in entry.changed.items():
+            p.add_row(entry.target, entry.member_id, fname, _cell(old), _cell(new))
+    out.print(p)
+    if len(plan) > shown:
+        out.print(f"... {len(plan) - shown} more members (use --json for all)")
 
 
 def _cell(v: Any) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import click
@@ -11,7 +12,7 @@ import click
 from crmsync.cli import AppContext, json_option, where_to_look
 from crmsync.cli.render import RichProgress, interactive, print_json, report_table
 from crmsync.engine import Engine, RunResult
-from crmsync.errors import UNEXPECTED, ExitCode
+from crmsync.errors import UNEXPECTED
 
 log = logging.getLogger("crmsync.cli")
 
@@ -46,19 +47,21 @@ def _run(app: AppContext, *, dry_run: bool, as_json: bool, as_of: str | None, co
 
 def _exit(result: RunResult) -> int:
     report = result.report
-    if report.status == "failed":
+    if report.error is not None:
         error = str(report.error)
-        if error.startswith(UNEXPECTED):
+        if report.error.kind == UNEXPECTED:
             error += f" ({where_to_look()})"
         click.echo(f"error: {error}", err=True)
-        return int(report.extra.get("exit_code", ExitCode.FAILED))
     return int(report.exit_code)
 
 
-@click.command()
-@json_option
-@click.option("--as-of", metavar="DATETIME", help="Grade as of this ISO datetime instead of now.")
-@click.pass_obj
+def run_command(f: Callable[..., int]) -> click.Command:
+    """A command that runs the engine: ``--json``, ``--as-of``, the app context."""
+    as_of = click.option("--as-of", metavar="DATETIME", help="Grade as of this ISO datetime instead of now.")
+    return click.command()(json_option(as_of(click.pass_obj(f))))
+
+
+@run_command
 def sync(app: AppContext, as_json: bool, as_of: str | None) -> int:
     """Pull, grade, and push what changed to the CRM."""
     result = _run(app, dry_run=False, as_json=as_json, as_of=as_of, command="sync")
@@ -69,10 +72,7 @@ def sync(app: AppContext, as_json: bool, as_of: str | None) -> int:
     return _exit(result)
 
 
-@click.command()
-@json_option
-@click.option("--as-of", metavar="DATETIME", help="Grade as of this ISO datetime instead of now.")
-@click.pass_obj
+@run_command
 def plan(app: AppContext, as_json: bool, as_of: str | None) -> int:
     """Dry run: pull and grade, show what would be pushed, write nothing to any CRM."""
     result = _run(app, dry_run=True, as_json=as_json, as_of=as_of, command="plan")

@@ -8,24 +8,23 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import duckdb
 
 from crmsync.errors import PolicyError
 from crmsync.policy import metrics as M
 from crmsync.policy import overrides, points, stages
-from crmsync.policy.ddl import CACHE_TABLE, LEDGER_TABLE, OVERRIDES_TABLE, STATE_TABLE
+from crmsync.policy.ddl import CACHE_META, CACHE_TABLE, LEDGER_TABLE, OVERRIDES_TABLE
 from crmsync.policy.expr import NUM, STR, Compiler, ExprError, Var, names, parse
 from crmsync.policy.model import Policy
+from crmsync.policy.modes import GradingMode
 from crmsync.specs import MetricSpec
-
-if TYPE_CHECKING:
-    from crmsync.policy.explain import Explanation
+from crmsync.store.db import Connection, scalar, table_exists
 
 RFM_VARS = {"rfm_r": NUM, "rfm_f": NUM, "rfm_m": NUM, "rfm_fm": NUM}
 STAGE_VARS = {**RFM_VARS, "rfm_segment": STR, "lifecycle": STR}
 TAG_VARS = {**STAGE_VARS, "tier": STR, "tier_rank": NUM}
-CACHE_META = "policy_member_metrics_version"
-"""One row: the policy version and evaluation time :data:`CACHE_TABLE` was last computed for."""
 CACHE_FORMAT = 1
 ALWAYS = ("spend_lifetime", "orders_lifetime", "days_since_last_order", "days_since_first_order")
 
@@ -58,81 +57,43 @@ class CompiledPolicy:
     tag_rules: list[stages.Rule]
     used_metrics: dict[str, M.Metric] = field(default_factory=dict)
 
-    def grade(self, con: Any, as_of: datetime, *, incremental: bool = False) -> Grading:
-        """Grade the members into ``TEMP TABLE graded`` and update the policy's state tables.
+    def grade(self, con: Connection, as_of: datetime, *, incremental: bool = False) -> Grading:
+        """Grade the members into ``TEMP TABLE graded`` as a sync does (:attr:`GradingMode.SYNC`, or
+        :attr:`GradingMode.SYNC_FULL` without ``incremental``) and update the policy's state tables."""
+        return self.run(con, as_of, GradingMode.SYNC if incremental else GradingMode.SYNC_FULL)
 
-        With ``incremental``, ``graded`` holds only the members whose grade may have changed since the last
-        grading (see :data:`CACHE_TABLE`); without it, every member.
-
-        Raises:
-            PolicyError: a condition's arithmetic overflowed on the stored data (e.g. ``points * 1e18``).
-        """
-        return self.run(
-            con,
-            as_of,
-            out="graded",
-            stateful=True,
-            write_state=True,
-            write_ledger=True,
-            expire_locks=True,
-            incremental=incremental,
-        )
-
-    def run(
-        self,
-        con: Any,
-        as_of: datetime,
-        *,
-        out: str,
-        stateful: bool,
-        write_state: bool = False,
-        write_ledger: bool = False,
-        expire_locks: bool = False,
-        state_table: str = STATE_TABLE,
-        use_profiles: bool = True,
-        use_locks: bool = True,
-        incremental: bool = False,
-    ) -> Grading:
-        """Grade into the temporary table ``out``.
-
-        Args:
-            stateful: read the held tiers (``state_table``, else ``profiles``) and locks; otherwise every member
-                simply gets the tier it qualifies for.
-            write_state: store the tiers just decided in ``state_table`` (only with ``stateful``).
-            write_ledger: store the points ledger and the members' metrics just derived (:data:`CACHE_TABLE`).
-            expire_locks: remove and audit locks that have ended.
-            state_table: where held tiers are read and written (a temporary table in backtests).
-            use_profiles: fall back to ``profiles`` for members without state.
-            use_locks: apply manual tier locks.
-            incremental: (with ``write_ledger``) recompute the metrics and points of just the members whose
-                inputs changed or came due since the last grading, and put in ``out`` only the members among
-                them or whose grade differs from ``profiles``.
+    def run(self, con: Connection, as_of: datetime, mode: GradingMode) -> Grading:
+        """Grade as of ``as_of`` into the temporary table ``mode.out`` (see :class:`GradingMode`).
 
         Raises:
             PolicyError: a condition's arithmetic overflowed on the stored data (e.g. ``points * 1e18``).
         """
         if as_of.tzinfo is None:
             raise ValueError("as_of must be timezone-aware")
+        with _out_of_range():
+            con.execute(M.members_sql())
+            reuse = mode.incremental and self._cache_usable(con, as_of)
+            if mode.write_ledger:
+                con.execute(M.fingerprint_sql(as_of))
+            con.execute(_dirty_sql(as_of) if reuse else _ALL_DIRTY)
+            for stmt in self._statements(as_of, mode, reuse):
+                con.execute(stmt)
+        recomputed = scalar(con, "SELECT count(*) FROM _pol_dirty")
+        return Grading(incremental=reuse, recomputed=int(recomputed), graded=mode.out, members="_pol_members")
+
+    def _statements(self, as_of: datetime, mode: GradingMode, reuse: bool) -> list[str]:
+        """The grading's statements after ``_pol_members`` and ``_pol_dirty`` (the members to recompute)."""
         day = as_of.astimezone(UTC).date()
         statuses = self.policy.metrics.order_statuses
-        con.execute(M.members_sql())
-        reuse = incremental and write_ledger and self._cache_usable(con, as_of)
-        if write_ledger:
-            con.execute(M.fingerprint_sql(as_of))
-        if reuse:
-            con.execute(_dirty_sql(as_of))
-        else:
-            con.execute("CREATE OR REPLACE TEMP TABLE _pol_dirty AS SELECT member_id FROM _pol_members")
+        metrics = self.used_metrics.values()
         sql: list[str] = [*M.inputs_sql(as_of, statuses, "_pol_dirty")]
-        sql.append(_prev_sql(stateful, state_table, use_profiles))
-        sql.append(_overrides_sql(stateful and use_locks, day))
+        sql.append(_prev_sql(mode.stateful, mode.state_table, mode.use_profiles))
+        sql.append(_overrides_sql(mode.stateful and mode.use_locks, day))
         sql += points.points_sql(self.policy, as_of, LEDGER_TABLE, "_pol_dirty")
-        sql.append(M.aggregates_sql(self.used_metrics.values(), as_of, statuses, "_pol_dirty", write_ledger))
-        aggregates = "_pol_agg"
-        if write_ledger:
+        sql.append(M.aggregates_sql(metrics, as_of, statuses, "_pol_dirty", mode.write_ledger))
+        if mode.write_ledger:
             sql += _persist_sql(reuse, self.version, as_of)
-            aggregates = CACHE_TABLE
-        sql.append(M.metrics_sql(self.used_metrics.values(), as_of, aggregates))
+        sql.append(M.metrics_sql(metrics, as_of, CACHE_TABLE if mode.write_ledger else "_pol_agg"))
         sql.append(stages.rfm_sql(self.policy.rfm.bins))
         sql += stages.stage_sql(self.policy, self.segment_rules)
         sql.append(stages.tiers_sql(self.policy, self.tier_rules, day))
@@ -140,49 +101,39 @@ class CompiledPolicy:
         if reuse:
             sql.append(stages.changed_sql("_pol_dirty"))
         only = "_pol_changed" if reuse else None
-        sql.append(stages.final_sql(self.policy, self.tier_rules, self.tag_rules, self.version, out, only))
-        if stateful and write_state:
-            sql += _state_sql(state_table)
-        if expire_locks:
+        sql.append(stages.final_sql(self.policy, self.tier_rules, self.tag_rules, self.version, mode.out, only))
+        if mode.write_state:
+            sql += _state_sql(mode.state_table)
+        if mode.expire_locks:
             sql += overrides.expire_sql(day)
-        with _out_of_range():
-            for stmt in sql:
-                con.execute(stmt)
-        recomputed = con.execute("SELECT count(*) FROM _pol_dirty").fetchone()[0]
-        return Grading(incremental=reuse, recomputed=int(recomputed))
+        return sql
 
-    def _cache_usable(self, con: Any, as_of: datetime) -> bool:
+    def _cache_usable(self, con: Connection, as_of: datetime) -> bool:
         """Whether the stored metrics can be reused: same policy, no plugin metric (their SQL is opaque), not
         graded at a later time before."""
         if any(m.family == "plugin" for m in self.used_metrics.values()):
             return False
-        from crmsync.store import table_exists
-
         if not table_exists(con, CACHE_META):
             return False
         row = con.execute(f"SELECT version, as_of FROM {CACHE_META}").fetchone()
         return row is not None and row[0] == _cache_version(self.version) and row[1] <= as_of
 
-    def explain(self, con: Any, member_id: str, as_of: datetime) -> Explanation:
-        """Grade without writing anything and return one member's grades with metric values and rules."""
-        from crmsync.policy.explain import explain
-
-        return explain(self, con, member_id, as_of)
-
 
 @dataclass(frozen=True)
 class Grading:
-    """How a grading went: whether it reused the stored metrics, and for how many members it recomputed them."""
+    """How a grading went: whether it reused the stored metrics, for how many members it recomputed them, where the
+    grades are (``graded``: only the members whose grade may have changed when ``incremental``) and the table of
+    every member graded (``members``)."""
 
     incremental: bool
     recomputed: int
+    graded: str = "graded"
+    members: str = "_pol_members"
 
 
 @contextmanager
 def _out_of_range() -> Iterator[None]:
     """Turn the database's overflow of a condition's arithmetic into a :class:`PolicyError` (exit code 2)."""
-    import duckdb
-
     try:
         yield
     except (duckdb.OutOfRangeException, duckdb.ConversionException) as exc:
@@ -195,6 +146,9 @@ def _out_of_range() -> Iterator[None]:
 
 def _cache_version(policy_version: str) -> str:
     return f"{CACHE_FORMAT}:{policy_version}"
+
+
+_ALL_DIRTY = "CREATE OR REPLACE TEMP TABLE _pol_dirty AS SELECT member_id FROM _pol_members"
 
 
 def _dirty_sql(as_of: datetime) -> str:

@@ -1,4 +1,4 @@
-"""Tables the policy owns; the store runs :data:`POLICY_DDL` in its migration.
+"""Tables the policy owns, declared to the store as :data:`STORE_EXTENSION` (the store imports no policy).
 
 - ``policy_points_ledger``: every points entry (order, activity, redemption, expiry), recomputed each run.
 - ``policy_tier_overrides``: the active manual tier locks, one per member.
@@ -10,6 +10,8 @@
 """
 
 from __future__ import annotations
+
+from crmsync.store.schema import StoreExtension
 
 LEDGER_TABLE = "policy_points_ledger"
 OVERRIDES_TABLE = "policy_tier_overrides"
@@ -59,3 +61,14 @@ POLICY_DDL: list[str] = [
     )""",
 ]
 """``CREATE TABLE IF NOT EXISTS`` statements; uniqueness per member is kept by the code that writes them."""
+
+CACHE_META = "policy_member_metrics_version"
+"""One row: the policy version and evaluation time :data:`CACHE_TABLE` was last computed for."""
+
+STORE_EXTENSION = StoreExtension(
+    name="policy",
+    ddl=POLICY_DDL,
+    member_tables=(LEDGER_TABLE, OVERRIDES_TABLE, AUDIT_TABLE, STATE_TABLE, CACHE_TABLE),
+)
+"""The policy's tables in the store: created when the store is opened for grading, a member's rows erased with the
+member (the points ledger, tier locks and their audit, held tiers, stored metrics)."""

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from crmsync.errors import CrmsyncError
 from crmsync.policy.expr import DATE
+from crmsync.policy.modes import GradingMode
+from crmsync.store.db import Connection
 
 if TYPE_CHECKING:
     from crmsync.policy.compiled import CompiledPolicy
@@ -63,26 +65,26 @@ def aware(value: Any) -> Any:
     return value.replace(tzinfo=UTC) if isinstance(value, datetime) and value.tzinfo is None else value
 
 
-def _rows(con: Any, sql: str, params: list[Any]) -> list[dict[str, Any]]:
+def _rows(con: Connection, sql: str, params: list[Any]) -> list[dict[str, Any]]:
     cur = con.execute(sql, params)
     cols = [d[0] for d in cur.description]
     return [{c: aware(v) for c, v in zip(cols, r, strict=True)} for r in cur.fetchall()]
 
 
-def _row(con: Any, sql: str, params: list[Any]) -> dict[str, Any] | None:
+def _row(con: Connection, sql: str, params: list[Any]) -> dict[str, Any] | None:
     rows = _rows(con, sql, params)
     return rows[0] if rows else None
 
 
-def explain(compiled: CompiledPolicy, con: Any, member_id: str, as_of: datetime) -> Explanation:
+def explain(compiled: CompiledPolicy, con: Connection, member_id: str, as_of: datetime) -> Explanation:
     """Grade everyone without writing state, then describe ``member_id``.
 
     Raises:
         CrmsyncError: the member is unknown or deleted.
     """
-    compiled.run(con, as_of, out="_pol_explain", stateful=True)
+    out = compiled.run(con, as_of, GradingMode.EXPLAIN).graded
     graded = _row(
-        con, f"SELECT * EXCLUDE (computed_at), {utc('computed_at')} FROM _pol_explain WHERE member_id = ?", [member_id]
+        con, f"SELECT * EXCLUDE (computed_at), {utc('computed_at')} FROM {out} WHERE member_id = ?", [member_id]
     )
     if graded is None:
         raise CrmsyncError(f"member {member_id!r} not found (or deleted)")

@@ -154,6 +154,46 @@ def _exit(col: str, as_of: datetime, days: int) -> str:
     return f"min({col}) FILTER (WHERE {col} > {_cutoff(as_of, days)}) + INTERVAL {days * 86400} SECOND"
 
 
+@dataclass
+class _Parts:
+    """What the metrics a policy uses add to the aggregation: columns over each member's orders and activities,
+    joins of plugin metrics, and the output columns."""
+
+    orders: list[str]
+    activities: list[str]
+    joins: list[str]
+    select: list[str]
+
+
+def _parts(used: Sequence[Metric], as_of: datetime, ok: str) -> _Parts:
+    """The aggregation of the windowed, activity and plugin metrics in ``used``."""
+    parts = _Parts([], [], [], [])
+    for m in used:
+        q = f'"{m.name}"'
+        if m.family == "windowed":
+            cut = _cutoff(as_of, m.days or 0)
+            if m.measure == "refunds":
+                parts.orders.append(f"count(*) FILTER (WHERE status = 'refunded' AND placed_at > {cut}) AS {q}")
+                parts.select.append(f"coalesce(o.{q}, 0) AS {q}")
+                continue
+            expr = {"spend": "sum(amount)", "orders": "count(*)", "aov": "avg(amount)"}[m.measure]
+            parts.orders.append(f"{expr} FILTER (WHERE {ok} AND placed_at > {cut}) AS {q}")
+            parts.select.append(f"coalesce(o.{q}, {'NULL' if m.measure == 'aov' else '0'}) AS {q}")
+        elif m.family == "activity":
+            cond = f"kind = '{m.kind}'" + (f" AND occurred_at > {_cutoff(as_of, m.days)}" if m.days else "")
+            parts.activities.append(f"count(*) FILTER (WHERE {cond}) AS {q}")
+            parts.select.append(f"coalesce(a.{q}, 0) AS {q}")
+        elif m.family == "plugin" and m.spec is not None:
+            alias = f"p_{m.name}"
+            table = "_pol_orders" if m.spec.table == "orders" else "_pol_activities"
+            body = m.spec.sql.replace("{as_of}", ts(as_of))
+            sub = f"SELECT member_id, ({body}) AS {q} FROM {table} GROUP BY member_id"
+            parts.joins.append(f"LEFT JOIN ({sub}) {alias} USING (member_id)")
+            default = "NULL" if m.spec.default is None else repr(m.spec.default)
+            parts.select.append(f"coalesce({alias}.{q}, {default}) AS {q}")
+    return parts
+
+
 def aggregates_sql(
     used: Iterable[Metric], as_of: datetime, statuses: Sequence[str], scope: str, fingerprints: bool
 ) -> str:
@@ -163,39 +203,12 @@ def aggregates_sql(
 
     Needs ``_pol_all_orders``, ``_pol_activities``, ``_pol_points`` (and ``_pol_fp`` with ``fingerprints``).
     """
-    at = ts(as_of)
     ok = "status IN (" + ", ".join("'" + s + "'" for s in statuses) + ")"
-    used = sorted({m.name: m for m in used}.values(), key=lambda m: m.name)
-    order_cols, act_cols, plugin_joins, select = [], [], [], []
-    order_days = sorted({m.days for m in used if m.family == "windowed" and m.days})
-    act_days = sorted({m.days for m in used if m.family == "activity" and m.days})
+    metrics = sorted({m.name: m for m in used}.values(), key=lambda m: m.name)
+    parts = _parts(metrics, as_of, ok)
+    order_days = sorted({m.days for m in metrics if m.family == "windowed" and m.days})
+    act_days = sorted({m.days for m in metrics if m.family == "activity" and m.days})
     exits = [f"o._exit_{d}" for d in order_days] + [f"a._exit_{d}" for d in act_days]
-    order_cols += [f"{_exit('placed_at', as_of, d)} AS _exit_{d}" for d in order_days]
-    act_cols += [f"{_exit('occurred_at', as_of, d)} AS _exit_{d}" for d in act_days]
-    for m in used:
-        q = f'"{m.name}"'
-        if m.family == "windowed":
-            cut = _cutoff(as_of, m.days or 0)
-            if m.measure == "refunds":
-                order_cols.append(f"count(*) FILTER (WHERE status = 'refunded' AND placed_at > {cut}) AS {q}")
-                select.append(f"coalesce(o.{q}, 0) AS {q}")
-                continue
-            expr = {"spend": "sum(amount)", "orders": "count(*)", "aov": "avg(amount)"}[m.measure]
-            order_cols.append(f"{expr} FILTER (WHERE {ok} AND placed_at > {cut}) AS {q}")
-            default = "NULL" if m.measure == "aov" else "0"
-            select.append(f"coalesce(o.{q}, {default}) AS {q}")
-        elif m.family == "activity":
-            cond = f"kind = '{m.kind}'" + (f" AND occurred_at > {_cutoff(as_of, m.days)}" if m.days else "")
-            act_cols.append(f"count(*) FILTER (WHERE {cond}) AS {q}")
-            select.append(f"coalesce(a.{q}, 0) AS {q}")
-        elif m.family == "plugin" and m.spec is not None:
-            alias = f"p_{m.name}"
-            table = "_pol_orders" if m.spec.table == "orders" else "_pol_activities"
-            body = m.spec.sql.replace("{as_of}", at)
-            sub = f"SELECT member_id, ({body}) AS {q} FROM {table} GROUP BY member_id"
-            plugin_joins.append(f"LEFT JOIN ({sub}) {alias} USING (member_id)")
-            default = "NULL" if m.spec.default is None else repr(m.spec.default)
-            select.append(f"coalesce({alias}.{q}, {default}) AS {q}")
     orders_agg = ", ".join(
         [
             "member_id",
@@ -205,10 +218,12 @@ def aggregates_sql(
             f"min(placed_at) FILTER (WHERE {ok}) AS first_order_at",
             f"max(placed_at) FILTER (WHERE {ok}) AS last_order_at",
             "count(*) FILTER (WHERE status = 'refunded') AS refunds_lifetime",
-            *order_cols,
+            *(f"{_exit('placed_at', as_of, d)} AS _exit_{d}" for d in order_days),
+            *parts.orders,
         ]
     )
-    acts = ", ".join(["member_id", "count(*) AS _activities", *act_cols])
+    act_exits = [f"{_exit('occurred_at', as_of, d)} AS _exit_{d}" for d in act_days]
+    acts = ", ".join(["member_id", "count(*) AS _activities", *act_exits, *parts.activities])
     fp = "LEFT JOIN _pol_fp fp USING (member_id)" if fingerprints else ""
     stale = ", ".join(["pt.next_expiry", *exits, *(["fp.next_at"] if fingerprints else [])])
     return f"""
@@ -223,7 +238,7 @@ SELECT s.member_id,
   coalesce(pt.points_earned_lifetime, 0) AS points_earned_lifetime,
   coalesce(pt.points_redeemed_lifetime, 0) AS points_redeemed_lifetime,
   coalesce(pt.points_expired_lifetime, 0) AS points_expired_lifetime
-  {"".join(", " + s for s in select)},
+  {"".join(", " + s for s in parts.select)},
   least({stale}) AS stale_at,
   {"fp.fingerprint" if fingerprints else "NULL::UBIGINT"} AS fingerprint
 FROM {scope} s
@@ -231,7 +246,7 @@ LEFT JOIN (SELECT {orders_agg} FROM _pol_all_orders GROUP BY member_id) o USING 
 LEFT JOIN (SELECT {acts} FROM _pol_activities GROUP BY member_id) a USING (member_id)
 LEFT JOIN _pol_points pt USING (member_id)
 {fp}
-{" ".join(plugin_joins)}
+{" ".join(parts.joins)}
 """
 
 

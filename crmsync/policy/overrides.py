@@ -13,6 +13,7 @@ from typing import Any
 
 from crmsync.errors import PolicyError
 from crmsync.policy.ddl import AUDIT_TABLE, OVERRIDES_TABLE
+from crmsync.store.db import Connection
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ def _now() -> datetime:
 
 
 def _audit(
-    con: Any,
+    con: Connection,
     member_id: str,
     action: str,
     tier: str | None,
@@ -47,7 +48,7 @@ def _audit(
 
 
 def set_override(
-    con: Any,
+    con: Connection,
     member_id: str,
     tier: str,
     until: date | None,
@@ -80,7 +81,7 @@ def set_override(
     return Override(member_id, tier, until, reason, actor, now)
 
 
-def clear_override(con: Any, member_id: str, actor: str, reason: str | None = None) -> bool:
+def clear_override(con: Connection, member_id: str, actor: str, reason: str | None = None) -> bool:
     """Remove a member's lock; returns whether there was one. Audited as ``cleared``."""
     row = con.execute(f"SELECT tier, until FROM {OVERRIDES_TABLE} WHERE member_id = ?", [member_id]).fetchone()
     if row is None:
@@ -90,7 +91,7 @@ def clear_override(con: Any, member_id: str, actor: str, reason: str | None = No
     return True
 
 
-def list_overrides(con: Any, *, include_expired: bool = True, on: date | None = None) -> list[Override]:
+def list_overrides(con: Connection, *, include_expired: bool = True, on: date | None = None) -> list[Override]:
     """Locks ordered by member; with ``include_expired=False`` only those in force on ``on`` (default today)."""
     sql = f"SELECT member_id, tier, until, reason, actor, timezone('UTC', created_at) FROM {OVERRIDES_TABLE}"
     params: list[Any] = []
@@ -101,7 +102,7 @@ def list_overrides(con: Any, *, include_expired: bool = True, on: date | None = 
     return [Override(*r[:5], r[5].replace(tzinfo=UTC) if r[5] else None) for r in rows]
 
 
-def audit_log(con: Any, member_id: str | None = None) -> list[dict[str, Any]]:
+def audit_log(con: Connection, member_id: str | None = None) -> list[dict[str, Any]]:
     """The audit trail of locks, oldest first (optionally of one member)."""
     sql = (
         f"SELECT timezone('UTC', logged_at) AS logged_at, member_id, action, tier, until, reason, actor "

@@ -17,11 +17,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from crmsync.policy.compiled import CompiledPolicy
 from crmsync.policy.ddl import STATE_TABLE
+from crmsync.policy.modes import GradingMode
 from crmsync.policy.stages import rank_case
+from crmsync.store.db import Connection
 
 Every = Literal["day", "week", "month"] | int
 
@@ -57,7 +59,7 @@ class BacktestPeriod:
     moves: dict[str, int] = field(default_factory=dict)
 
 
-def _distribution(con: Any, compiled: CompiledPolicy, table: str) -> dict[str, int]:
+def _distribution(con: Connection, compiled: CompiledPolicy, table: str) -> dict[str, int]:
     counts = dict(con.execute(f"SELECT tier, count(*) FROM {table} GROUP BY tier").fetchall())
     return {name: int(counts.get(name, 0)) for name in compiled.tier_names}
 
@@ -67,17 +69,17 @@ def _costs(compiled: CompiledPolicy, distribution: dict[str, int]) -> dict[str, 
     return {name: cost[name] * n for name, n in distribution.items()}
 
 
-def preview(con: Any, compiled: CompiledPolicy, as_of: datetime) -> PreviewResult:
+def preview(con: Connection, compiled: CompiledPolicy, as_of: datetime) -> PreviewResult:
     """Grade as of ``as_of`` without history and compare with the current ``profiles``."""
-    compiled.run(con, as_of, out="_pol_preview", stateful=False)
-    dist = _distribution(con, compiled, "_pol_preview")
+    out = compiled.run(con, as_of, GradingMode.PREVIEW).graded
+    dist = _distribution(con, compiled, out)
     old_rank = rank_case(compiled.tier_names, "p.tier")
     up, down, same, new = con.execute(
         f"""SELECT count(*) FILTER (WHERE p.member_id IS NOT NULL AND g.tier_rank > coalesce({old_rank}, 0)),
                    count(*) FILTER (WHERE p.member_id IS NOT NULL AND g.tier_rank < {old_rank}),
                    count(*) FILTER (WHERE p.member_id IS NOT NULL AND g.tier_rank = {old_rank}),
                    count(*) FILTER (WHERE p.member_id IS NULL)
-            FROM _pol_preview g LEFT JOIN profiles p USING (member_id)"""
+            FROM {out} g LEFT JOIN profiles p USING (member_id)"""
     ).fetchone()
     return PreviewResult(
         as_of=as_of,
@@ -117,24 +119,15 @@ def period_ends(start: datetime, end: datetime, every: Every = "month") -> list[
 
 
 def backtest(
-    con: Any, compiled: CompiledPolicy, start: datetime, end: datetime, every: Every = "month"
+    con: Connection, compiled: CompiledPolicy, start: datetime, end: datetime, every: Every = "month"
 ) -> list[BacktestPeriod]:
     """Replay the policy at each period end with a simulated tier history."""
-    state = "_pol_bt_state"
+    mode = GradingMode.BACKTEST
+    state = mode.state_table
     con.execute(f"CREATE OR REPLACE TEMP TABLE {state} AS SELECT * FROM {STATE_TABLE} WHERE false")
     periods = []
     for at in period_ends(start, end, every):
-        compiled.run(
-            con,
-            at,
-            out="_pol_bt",
-            stateful=True,
-            write_state=True,
-            state_table=state,
-            use_profiles=False,
-            use_locks=False,
-        )
-        dist = _distribution(con, compiled, "_pol_bt")
+        dist = _distribution(con, compiled, compiled.run(con, at, mode).graded)
         moves = dict(con.execute("SELECT move, count(*) FROM _pol_tiers GROUP BY move").fetchall())
         periods.append(
             BacktestPeriod(

@@ -11,7 +11,8 @@ resolved with (members' source and ``match_by``); when the settings change, ever
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+
+from crmsync.store.db import Connection, get_meta, scalar, set_meta
 
 MATCH_KEY = "member_match"
 """The ``meta`` key holding the matching the stored ``member_id`` values were resolved with."""
@@ -50,18 +51,16 @@ class MemberMatch:
         return " ".join(joins), pick
 
 
-def ensure_matching(con: Any, match: MemberMatch) -> None:
+def ensure_matching(con: Connection, match: MemberMatch) -> None:
     """Clear every resolved ``member_id`` when the stored ones were resolved with another matching."""
-    rows = con.execute("SELECT value FROM meta WHERE key = ?", [MATCH_KEY]).fetchall()
-    if rows and rows[0][0] == match.key:
+    if get_meta(con, MATCH_KEY) == match.key:
         return
     for table in TABLES:
         con.execute(f"UPDATE {table} SET member_id = NULL WHERE member_id IS NOT NULL")
-    con.execute("DELETE FROM meta WHERE key = ?", [MATCH_KEY])
-    con.execute("INSERT INTO meta VALUES (?, ?)", [MATCH_KEY, match.key])
+    set_meta(con, MATCH_KEY, match.key)
 
 
-def resolve_unmatched(con: Any, match: MemberMatch) -> None:
+def resolve_unmatched(con: Connection, match: MemberMatch) -> None:
     """Resolve the rows without a member (new rows stored without matching, rows cleared by a member change)."""
     ensure_matching(con, match)
     for table in TABLES:
@@ -74,9 +73,9 @@ def resolve_unmatched(con: Any, match: MemberMatch) -> None:
         )
 
 
-def clear_for_members(con: Any, changed: str) -> None:
+def clear_for_members(con: Connection, changed: str) -> None:
     """Clear ``member_id`` of the rows a change of the members in table ``changed`` (external_id, email) may move."""
-    if not con.execute(f"SELECT count(*) FROM {changed}").fetchall()[0][0]:
+    if not scalar(con, f"SELECT count(*) FROM {changed}"):
         return
     for table in TABLES:
         con.execute(
@@ -85,3 +84,17 @@ def clear_for_members(con: Any, changed: str) -> None:
                     OR member_external_id IN (SELECT external_id FROM {changed})
                     OR member_email IN (SELECT email FROM {changed} WHERE email IS NOT NULL))"""
         )
+
+
+def unmatched(con: Connection, table: str) -> int:
+    """Rows of ``table`` (orders or activities) whose member could not be found (kept, not graded)."""
+    return int(scalar(con, f"SELECT count(*) FROM {table} WHERE member_id IS NULL AND NOT deleted") or 0)
+
+
+def unmatched_orders_sample(con: Connection, limit: int = 20) -> list[str]:
+    """The first ``limit`` unmatched orders, as ``source:external_id``."""
+    rows = con.execute(
+        "SELECT source || ':' || external_id FROM orders WHERE member_id IS NULL AND NOT deleted ORDER BY 1 LIMIT ?",
+        [limit],
+    ).fetchall()
+    return [r[0] for r in rows]

@@ -1,4 +1,8 @@
-"""The store's schema, as an ordered list of migrations.
+"""The store's schema: an ordered list of migrations, and the extensions other parts of crmsync add.
+
+The record tables are created from their declaration (:mod:`crmsync.store.records`); a later change of a declaration
+comes with a migration that brings existing stores to it (``ADD COLUMN IF NOT EXISTS``, so a new store, created with
+the new declaration, passes it unchanged).
 
 Tables have no primary-key constraints: uniqueness of (source, external_id) and similar keys is kept by the
 store's delete-then-insert writes, which keeps bulk loads fast and avoids constraint checks on rows replaced
@@ -7,23 +11,18 @@ within one transaction.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from crmsync.store.db import Connection, meta_like, set_meta
+from crmsync.store.records import TABLES
+
 MIGRATIONS: list[list[str]] = [
     # 1: initial schema
     [
         "CREATE TABLE IF NOT EXISTS meta (key VARCHAR, value VARCHAR)",
-        """CREATE TABLE IF NOT EXISTS members (
-            source VARCHAR, external_id VARCHAR, email VARCHAR, phone VARCHAR, first_name VARCHAR,
-            last_name VARCHAR, created_at TIMESTAMPTZ, updated_at TIMESTAMPTZ, attributes JSON, opt_in BOOLEAN,
-            deleted BOOLEAN, seen_run VARCHAR)""",
-        """CREATE TABLE IF NOT EXISTS orders (
-            source VARCHAR, external_id VARCHAR, member_id VARCHAR, member_external_id VARCHAR,
-            member_email VARCHAR, placed_at TIMESTAMPTZ, amount DECIMAL(18,4), currency VARCHAR,
-            exchange_rate DECIMAL(18,8), amount_base DECIMAL(18,4), status VARCHAR, updated_at TIMESTAMPTZ,
-            deleted BOOLEAN, seen_run VARCHAR)""",
-        """CREATE TABLE IF NOT EXISTS activities (
-            source VARCHAR, external_id VARCHAR, member_id VARCHAR, member_external_id VARCHAR,
-            member_email VARCHAR, kind VARCHAR, occurred_at TIMESTAMPTZ, points DECIMAL(18,4), attributes JSON,
-            deleted BOOLEAN, seen_run VARCHAR)""",
+        *(t.ddl for t in TABLES.values()),
         "CREATE TABLE IF NOT EXISTS cursors (connector VARCHAR, stream VARCHAR, value VARCHAR, updated_at TIMESTAMPTZ)",
         """CREATE TABLE IF NOT EXISTS connector_state (
             connector VARCHAR, key VARCHAR, value VARCHAR, updated_at TIMESTAMPTZ)""",
@@ -34,9 +33,8 @@ MIGRATIONS: list[list[str]] = [
         """CREATE TABLE IF NOT EXISTS pushed (
             target VARCHAR, member_id VARCHAR, fields VARCHAR, run_id VARCHAR, pushed_at TIMESTAMPTZ)""",
         """CREATE TABLE IF NOT EXISTS outbox (
-            target VARCHAR, member_id VARCHAR, fields VARCHAR, previous VARCHAR, changed VARCHAR[],
-            attempts INTEGER, status VARCHAR, last_error VARCHAR, last_field VARCHAR, created_run VARCHAR,
-            updated_at TIMESTAMPTZ)""",
+            target VARCHAR, member_id VARCHAR, fields VARCHAR, previous VARCHAR, attempts INTEGER, status VARCHAR,
+            last_error VARCHAR, last_field VARCHAR, created_run VARCHAR, updated_at TIMESTAMPTZ)""",
         """CREATE TABLE IF NOT EXISTS push_audit (
             run_id VARCHAR, target VARCHAR, member_id VARCHAR, field VARCHAR, previous VARCHAR, new VARCHAR,
             reason VARCHAR, pushed_at TIMESTAMPTZ)""",
@@ -49,6 +47,40 @@ MIGRATIONS: list[list[str]] = [
         """CREATE TABLE IF NOT EXISTS erasures (
             member_hash VARCHAR, erased_at TIMESTAMPTZ, actor VARCHAR, reason VARCHAR)""",
     ],
+    # 2: the outbox no longer keeps the names of the changed fields (they follow from fields and previous)
+    ["ALTER TABLE outbox DROP COLUMN IF EXISTS changed"],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
+
+EXTENSION_KEY = "extension:"
+"""``meta`` keys ``extension:NAME`` hold each installed extension's member tables (JSON)."""
+
+
+@dataclass(frozen=True)
+class StoreExtension:
+    """Tables another part of crmsync keeps in the store, declared to it (the store imports no such part).
+
+    Args:
+        name: who owns the tables (``policy``).
+        ddl: ``CREATE TABLE IF NOT EXISTS`` statements, run whenever the extension is installed.
+        member_tables: tables with a ``member_id`` column whose rows belong to one member each: erasing a member
+            deletes them (a table may be created later, by its first use).
+    """
+
+    name: str
+    ddl: Sequence[str] = ()
+    member_tables: Sequence[str] = ()
+
+
+def install(con: Connection, extension: StoreExtension) -> None:
+    """Create the extension's tables and remember its member tables in the store (so erasure finds them even
+    when the extension is not loaded)."""
+    for sql in extension.ddl:
+        con.execute(sql)
+    set_meta(con, EXTENSION_KEY + extension.name, json.dumps(list(extension.member_tables)))
+
+
+def extension_member_tables(con: Connection) -> list[str]:
+    """The member tables of every extension ever installed in this store."""
+    return [t for value in meta_like(con, EXTENSION_KEY).values() for t in json.loads(value)]

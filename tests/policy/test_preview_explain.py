@@ -10,6 +10,7 @@ import pytest
 from policy_support import NOW, Store, compiled, day
 
 from crmsync.errors import CrmsyncError
+from crmsync.policy.explain import explain
 from crmsync.policy.preview import backtest, chart_html, period_ends, preview, write_chart
 
 POLICY = {
@@ -45,7 +46,7 @@ def test_benefits_become_tags(store: Store) -> None:
 def test_explain_gives_metric_values_and_the_deciding_rule(store: Store) -> None:
     _seed(store)
     p = compiled(POLICY)
-    ex = p.explain(store.con, "a", NOW)
+    ex = explain(p, store.con, "a", NOW)
     assert ex.metrics["spend_365d"] == Decimal("1200")
     assert ex.grades["tier"].value == "Gold"
     assert ex.grades["tier"].reason == "qualifies for Gold: spend_365d >= 1000 (spend_365d=1200.0000)"
@@ -58,7 +59,7 @@ def test_explain_gives_metric_values_and_the_deciding_rule(store: Store) -> None
     # explain writes nothing
     assert store.con.execute("SELECT count(*) FROM policy_tier_state").fetchone() == (0,)
     with pytest.raises(CrmsyncError, match="not found"):
-        p.explain(store.con, "nobody", NOW)
+        explain(p, store.con, "nobody", NOW)
 
 
 def test_explain_names_the_grace_period(store: Store) -> None:
@@ -66,7 +67,7 @@ def test_explain_names_the_grace_period(store: Store) -> None:
     p = compiled({**POLICY, "downgrade": {"grace_days": 30}})
     p.grade(store.con, day(19))
     store.save_profiles()
-    ex = p.explain(store.con, "a", NOW + timedelta(days=180))  # the 400 order is still in the window, 800 is not
+    ex = explain(p, store.con, "a", NOW + timedelta(days=180))  # the 400 order is still in the window, 800 is not
     assert ex.grades["tier"].value == "Gold"
     assert ex.grades["tier"].reason.startswith("kept Gold in the grace period until ")
     assert "qualifies for Silver" in ex.grades["tier"].reason
@@ -135,14 +136,14 @@ def test_chart_is_self_contained_svg(tmp_path) -> None:
 def test_rendered_tables_show_the_figures(store: Store) -> None:
     from rich.console import Console
 
+    from crmsync.cli.policy_view import backtest_table, explanation_table, overrides_table, preview_table
     from crmsync.policy import list_overrides, set_override
-    from crmsync.policy.render import backtest_table, explanation_table, overrides_table, preview_table
 
     _seed(store)
     p = compiled(POLICY)
     set_override(store.con, "c", "Silver", None, "partner", "ops")
     console = Console(width=200, record=True, color_system=None)
-    console.print(explanation_table(p.explain(store.con, "a", NOW)))
+    console.print(explanation_table(explain(p, store.con, "a", NOW)))
     console.print(preview_table(preview(store.con, p, NOW)))
     console.print(backtest_table(backtest(store.con, p, day(10), NOW, every=5), p.tier_names))
     console.print(overrides_table(list_overrides(store.con)))

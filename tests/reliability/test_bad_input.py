@@ -38,6 +38,7 @@ from crmsync.connector import ConnectorContext, Rejection, Stream
 from crmsync.errors import ConfigError, CrmsyncError, PolicyError
 from crmsync.models import Member, Order
 from crmsync.plugins import PluginHost
+from crmsync.policy import STORE_EXTENSION
 from crmsync.policy.compiled import compile_policy
 from crmsync.policy.model import Policy
 from crmsync.settings import load_settings
@@ -346,7 +347,7 @@ conditions = st.one_of(
 
 
 def _grading_store() -> Store:
-    store = Store.open(None)
+    store = Store.open(None, extensions=[STORE_EXTENSION])  # the policy's tables
     now = datetime(2026, 1, 1, tzinfo=UTC)
     store.con.execute(
         "INSERT INTO members (source, external_id, email, attributes, deleted) VALUES "

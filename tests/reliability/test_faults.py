@@ -25,7 +25,6 @@ from .zoho_harness import (
     RETRY_BUDGET,
     FaultyZoho,
     crm_state,
-    exit_code,
     run_sync,
     secrets_env,
     seed,
@@ -96,6 +95,8 @@ class Case:
     """Most requests of ``kind`` the run may make."""
     slept: float | None = None
     """A wait the run must have honoured (Retry-After)."""
+    retry_after: float | None = None
+    """When a failed run's report says the failed call may succeed (the API's Retry-After)."""
 
 
 CASES: dict[str, Case] = {
@@ -106,7 +107,13 @@ CASES: dict[str, Case] = {
         "update Contacts", times(0, status(429)), "fail", 3, "HTTP 429", (MAX_RETRIES + 1) * 5
     ),
     "429 with Retry-After beyond the budget": Case(
-        "read Sales_Orders", times(0, status(429, headers={"Retry-After": "3600"})), "fail", 3, "HTTP 429", 1
+        "read Sales_Orders",
+        times(0, status(429, headers={"Retry-After": "3600"})),
+        "fail",
+        3,
+        "HTTP 429",
+        1,
+        retry_after=3600.0,
     ),
     "500 once": Case("read Contacts", times(1, status(500)), "complete"),
     "502 twice": Case("read Sales_Orders", times(2, status(502)), "complete"),
@@ -214,7 +221,7 @@ def test_fault(
     seed(zoho.fake)
     config = write_config(tmp_path)
     report = run_sync(config, zoho)
-    code = exit_code(report)
+    code = int(report.exit_code)
     # bounded: attempts per kind and total (no-op) sleep
     assert sum(zoho.fake.sleeps) <= RETRY_BUDGET * max(1, zoho.seen[case.kind])
     assert all(s <= RETRY_BUDGET for s in zoho.fake.sleeps)
@@ -228,9 +235,11 @@ def test_fault(
     else:
         assert report.status == "failed"
         assert code == (case.exit or 3), report.error
-        error = report.error or ""
+        assert report.error is not None and report.error.exit_code == code
+        assert report.error.retry_after == case.retry_after
+        error = str(report.error)
         assert case.message in error
-        assert not error.startswith("unexpected"), f"not a clear error: {error}"
+        assert report.error.kind != "unexpected" and not error.startswith("unexpected"), f"not a clear error: {error}"
         assert "Traceback" not in error and CLIENT_SECRET not in error and REFRESH_TOKEN not in error
         _assert_consistent(config.parent / "store.duckdb", zoho)
         zoho.faults.clear()

@@ -136,10 +136,6 @@ def run_sync(config: Path, zoho: FaultyZoho) -> RunReport:
     return run_engine(config, host, AS_OF).report
 
 
-def exit_code(report: RunReport) -> int:
-    return int(report.extra.get("exit_code", report.exit_code)) if report.status == "failed" else int(report.exit_code)
-
-
 def crm_state(fake: FakeZoho) -> dict[str, tuple[Any, ...]]:
     """The grades each contact holds in the CRM."""
     names = ("Loyalty_Tier", "Loyalty_Points", "Loyalty_Tags", "RFM_Segment", "Lifecycle_Stage")

@@ -1,7 +1,8 @@
 """Building canonical records from values the reader has already validated, without per-row pydantic work.
 
-``builder(Model)`` returns a function taking every field of ``Model`` as keyword arguments (in any order)
-and returning an instance, exactly as ``Model.model_construct`` would build it but several times faster.
+``builder(Model)`` returns a function taking the fields of ``Model`` as keyword arguments (in any order; a field
+with a plain default may be left out) and returning an instance, exactly as ``Model.model_construct`` would build
+it but several times faster.
 It is checked once against ``model_construct``; should a pydantic release build instances differently, the
 plain ``model_construct`` is used instead.
 """
@@ -34,13 +35,15 @@ SAMPLES: dict[type[BaseModel], dict[str, Any]] = {
 
 
 def _fast(model: type[M]) -> Callable[..., M]:
-    names = tuple(model.__pydantic_fields__)
+    fields = model.__pydantic_fields__
+    names = tuple(fields)
     all_fields = frozenset(names)
+    defaults = {n: f.default for n, f in fields.items() if not f.is_required() and f.default_factory is None}
     new = model.__new__
 
     def build(**values: Any) -> M:
         obj = new(model)
-        _set(obj, "__dict__", {name: values[name] for name in names})
+        _set(obj, "__dict__", {name: values[name] if name in values else defaults[name] for name in names})
         _set(obj, "__pydantic_fields_set__", set(all_fields))
         _set(obj, "__pydantic_extra__", None)
         _set(obj, "__pydantic_private__", None)
@@ -50,7 +53,8 @@ def _fast(model: type[M]) -> Callable[..., M]:
 
 
 def builder(model: type[M]) -> Callable[..., M]:
-    """A fast constructor for ``model`` (all fields must be passed), or ``model.model_construct``."""
+    """A fast constructor for ``model`` (every field without a plain default must be passed), or
+    ``model.model_construct``."""
     fallback: Callable[..., M] = model.model_construct
     if model.__pydantic_post_init__ or model.__private_attributes__ or model.__pydantic_root_model__:
         return fallback

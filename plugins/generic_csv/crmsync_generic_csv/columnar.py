@@ -130,6 +130,18 @@ class ColumnarRead:
             out.append(2 + r + skipped)
         return out
 
+    def locator_sql(self, rowid: str) -> str:
+        """SQL: where a ``raw`` row is in the file, as the row readers name it (``orders.csv:17``)."""
+        line = f"{rowid} + 2"
+        if self.bad_lines:  # as line_of: skip the lines DuckDB rejected
+            adj = [b - j for j, b in enumerate(self.bad_lines)]
+            self.con.execute(
+                "CREATE OR REPLACE TEMP TABLE _skipped AS SELECT unnest(?::BIGINT[]) AS adj, unnest(range(1, ?)) AS n",
+                [adj, len(adj) + 1],
+            )
+            line += f" + coalesce((SELECT max(n) FROM _skipped WHERE adj <= {rowid} + 2), 0)"
+        return f"{_lit(self.f.name + ':')} || ({line})"
+
     def handed_over(self, key_sql: str, keys_table: str) -> list[tuple[int, list[str]]]:
         """``(line, cells)`` of the rows whose key is in ``keys_table`` and of the rejected lines, in file order."""
         cols = ", ".join(f"c{i}" for i in range(self.width))
@@ -257,8 +269,8 @@ class ColumnarRead:
         self.con.execute("INSERT INTO handed VALUES ('')")  # rows without an order id: rejected one by one
         self.con.execute(
             f"""CREATE TEMP TABLE good AS SELECT external_id, member_external_id, member_email, placed_at, amount,
-                currency, status FROM grouped WHERE {vouched} AND external_id NOT IN (SELECT k FROM handed)
-                ORDER BY first_row"""
+                currency, status, {self.locator_sql("first_row")} AS _locator FROM grouped
+                WHERE {vouched} AND external_id NOT IN (SELECT k FROM handed) ORDER BY first_row"""
         )
         self.con.execute("DROP TABLE grouped")
         return self.handed_over(oid, "handed")

@@ -184,12 +184,14 @@ class OrderReader(_RowReader):
             problem = (amount_field, "missing amount")
         elif abs(amount) >= _MAX_AMOUNT:
             problem = (amount_field, f"order total too large: {amount}")
+        locator = f"{self.f.name}:{line}"
         if problem:
-            return Rejection(self.stream, f"{self.f.name}:{line}", problem[0], problem[1], record_id=oid)
+            return Rejection(self.stream, locator, problem[0], problem[1], record_id=oid)
         return _new_order(
             source=self.source,
             external_id=oid,
             deleted=False,
+            locator=locator,
             member_external_id=member,
             member_email=email,
             placed_at=placed_at,
