@@ -143,6 +143,8 @@ class BulkMixin:
                     v = v.get("id")
                 elif isinstance(v, list):
                     v = ";".join(v)
+                elif isinstance(v, bool):
+                    v = str(v).lower()
                 cells.append("" if v is None else str(v))
             writer.writerow(cells)
         return httpx.Response(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
@@ -21,6 +22,7 @@ from crmsync.connector import KeyValueState
 from crmsync.models import Member
 from crmsync_zoho.mapping import lookup_id
 
+_NUMBER = re.compile(r"-?\d+(\.\d+)?")
 SAVE_EVERY = 20
 """Batches between saves of the fingerprints (a large map: not rewritten after every page)."""
 
@@ -29,12 +31,13 @@ def _plain(value: Any) -> Any:
     """One form for a value whether it came from REST JSON or a Bulk Read CSV cell."""
     if isinstance(value, Mapping):
         return lookup_id(value)
-    if isinstance(value, list | tuple):
-        return ";".join(sorted(str(_plain(v)) for v in value)) or None
-    if isinstance(value, bool):
+    if isinstance(value, list | tuple) or (isinstance(value, str) and ";" in value):
+        items = value.split(";") if isinstance(value, str) else value
+        return ";".join(sorted(str(_plain(v)) for v in items)) or None  # a multi-select: array or "a;b" cell
+    if isinstance(value, bool) or (isinstance(value, str) and value.lower() in ("true", "false")):
         return str(value).lower()
-    if isinstance(value, int | float | Decimal):
-        return format(Decimal(str(value)).normalize(), "f")
+    if isinstance(value, int | float | Decimal) or (isinstance(value, str) and _NUMBER.fullmatch(value)):
+        return format(Decimal(str(value)).normalize(), "f")  # 12.50 in JSON, "12.5" or "12.50" in a CSV cell
     return None if value in (None, "") else str(value)
 
 
