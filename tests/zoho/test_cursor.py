@@ -145,3 +145,25 @@ def test_every_version_is_delivered_exactly_once(context, steps) -> None:
             expected = {(rid, r["Modified_Time"]) for rid, r in fake.records["Contacts"].items()} - delivered
             assert versions == expected
             delivered |= versions
+
+
+def test_a_large_change_found_on_rest_is_read_on_by_bulk_read(fake: FakeZoho, connect, context) -> None:
+    ids = fake.seed_contacts(3_000)
+    connector = connect(bulk_threshold=1_000)
+    _, _, cursor = pull(connector, None)  # a first pull: one export
+    fake.tick(3600)
+    fake.mass_update("Contacts", ids, Description="imported")
+    fake.tick(5)
+    late = fake.add("Contacts", Email="late@example.com", Last_Name="Late")
+    context.api_calls.clear()
+    got, _, cursor = pull(connector, cursor)
+    assert Counter(got) == Counter(dict.fromkeys([*ids, late], 1))  # every one, once, across both transports
+    # five REST pages (1,000 records) show the change is large; the rest comes in one export from the newest
+    # change those pages held
+    assert context.api_calls == {"read Contacts": 5, "bulk_read create": 1, "bulk_read status": 1,
+                                 "bulk_read download": 1, "deleted Contacts": 1}  # fmt: skip
+    export = json.loads([r for r in fake.requests if r.url.path == "/crm/bulk/v8/read"][-1].content)
+    (condition,) = export["query"]["criteria"]["group"]
+    assert datetime.fromisoformat(condition["value"]) == datetime.fromisoformat(fake.contact(ids[0])["Modified_Time"])
+    fake.tick(600)
+    assert pull(connector, cursor)[0] == []

@@ -53,6 +53,19 @@ def error_code(response: httpx.Response) -> str | None:
     return None
 
 
+def _read_params(fields: Sequence[str] | None) -> tuple[dict[str, Any], list[list[str]]]:
+    """Query of a records read (oldest change first), and the fields beyond the first 50 (read by ``ids``)."""
+    params: dict[str, Any] = {"per_page": PER_PAGE}
+    if fields is None:  # deleted records
+        return params | {"type": "all"}, []
+    names = list(dict.fromkeys(fields))
+    if "Modified_Time" in names:  # the first call carries what the cursor needs
+        names.insert(0, names.pop(names.index("Modified_Time")))
+    rest = [names[i : i + MAX_FIELDS] for i in range(MAX_FIELDS, len(names), MAX_FIELDS)]
+    params |= {"fields": ",".join(names[:MAX_FIELDS]), "sort_by": "Modified_Time", "sort_order": "asc"}
+    return params, rest
+
+
 def is_invalid_token(response: httpx.Response) -> bool:
     return response.status_code == 401 and error_code(response) in INVALID_TOKEN_CODES
 
@@ -258,16 +271,7 @@ class ZohoClient:
         (its ``Date``), a 304 or 204 included.
         """
         headers = {"If-Modified-Since": since.isoformat(timespec="seconds")} if since else {}
-        params: dict[str, Any] = {"per_page": PER_PAGE}
-        rest: list[list[str]] = []
-        if fields is not None:
-            names = list(dict.fromkeys(fields))
-            if "Modified_Time" in names:  # the first call carries what the cursor needs
-                names.insert(0, names.pop(names.index("Modified_Time")))
-            rest = [names[i : i + MAX_FIELDS] for i in range(MAX_FIELDS, len(names), MAX_FIELDS)]
-            params |= {"fields": ",".join(names[:MAX_FIELDS]), "sort_by": "Modified_Time", "sort_order": "asc"}
-        else:
-            params |= {"type": "all"}
+        params, rest = _read_params(fields)
         page, seen_tokens, previous_ids, number = 1, set(), frozenset[str](), 0
         target = self.url(f"{module}/{path}" if path else module)
         while True:

@@ -122,7 +122,8 @@ class ZohoConnector(Connector):
         written: int,
         echoes: Echoes | None,
     ) -> Iterator[Batch]:
-        """The records changed since the cursor, REST pages (oldest change first) or one Bulk Read export.
+        """The records changed since the cursor: REST pages (oldest change first), one Bulk Read export, or REST
+        pages until ``bulk_threshold`` records were read and an export of the rest (a mass update, an import).
 
         REST pages may each move the cursor, handed over when its size is paid for by the records read since the
         last one (a window of 50,000 versions is not serialised after every page); an export is unordered, so its
@@ -132,25 +133,31 @@ class ZohoConnector(Connector):
         since = mark.since(self.overlap)
         bulk = self._use_bulk_read(initial, written)
         clock = ServerClock()
-        reader = BulkReader(self.client, sleep=self.sleep)
-        if bulk:
-            pages: Iterable[list[dict[str, Any]]] = reader.pages(module, fields, since=since)
-        else:
-            pages = (p.records for p in self.client.records(module, fields, since=since, on_response=clock.see))
-        unpaid = 0
-        for records in pages:
-            out, rejects = self._convert(records, convert, mark, echoes)
-            unpaid += len(records)
-            handover = None
-            if not bulk:
+        unpaid = read = 0
+        if not bulk:
+            for page in self.client.records(module, fields, since=since, on_response=clock.see):
+                out, rejects = self._convert(page.records, convert, mark, echoes)
                 mark.prune(self.overlap)
+                unpaid, read = unpaid + len(page.records), read + len(page.records)
+                handover = None
                 if unpaid >= len(mark.seen) or len(mark.seen) <= CURSOR_EVERY_PAGE:
                     handover, unpaid = state.dumps(), 0
-            if out or rejects or handover:
-                yield Batch(stream, records=out, rejects=rejects, cursor=handover)
-        if bulk and reader.started is not None:
-            mark.cap(reader.started)
-        mark.complete(reader.started if bulk else clock.first, self.overlap)
+                if out or rejects or handover:
+                    yield Batch(stream, records=out, rejects=rejects, cursor=handover)
+                if page.info.get("more_records") and self._use_bulk_read(initial, read):
+                    self.context.logger.info("%s: %d %s changed records read, the rest by Bulk Read", self.name,
+                                             read, module)  # fmt: skip
+                    bulk, since = True, mark.at  # pages come oldest change first: older ones are all read
+                    break
+        reader = BulkReader(self.client, sleep=self.sleep)
+        if bulk:
+            for records in reader.pages(module, fields, since=since):
+                out, rejects = self._convert(records, convert, mark, echoes)
+                if out or rejects:
+                    yield Batch(stream, records=out, rejects=rejects)
+            if reader.started is not None:
+                mark.cap(reader.started)
+        mark.complete(clock.first or reader.started, self.overlap)
 
     def _convert(
         self,
@@ -199,17 +206,19 @@ class ZohoConnector(Connector):
         key = f"zoho:{self.context.name}:fingerprints:{module}"
         return Echoes(self.context.state, key, self.client.own_user(), active=active)
 
-    def _use_bulk_read(self, initial: bool, written: int) -> bool:
-        """Bulk Read for a first pull, or for a rerun that reads back at least ``bulk_threshold`` of our writes.
+    def _use_bulk_read(self, initial: bool, count: int) -> bool:
+        """Bulk Read for a first pull, or for a rerun with at least ``bulk_threshold`` records to read.
 
         A first pull does not ask for a count: an export costs three calls (create, status, download) whatever
-        the size, a count plus REST pages cost more from 600 records on. A rerun knows what it must read back: the
-        number of contacts written since the last pull (see :attr:`written`).
+        the size, a count plus REST pages cost more from 600 records on. A rerun knows part of what it must read
+        before it starts: the contacts written since the last pull (see :attr:`written`); a change made in Zoho
+        (a mass update, an import) shows as REST pages come, and the rest of it is exported once that many were
+        read.
         """
         s = self.settings
         if not s.bulk_read or s.bulk_threshold is None:
             return False
-        return initial or written >= s.bulk_threshold
+        return initial or count >= s.bulk_threshold
 
     @property
     def written(self) -> int:
