@@ -110,12 +110,15 @@ def test_unknown_field_is_rejected_with_its_name(fake: FakeZoho, connect) -> Non
         httpx.ConnectError("connection reset"),
     ],
 )
-def test_transient_failures_retry_and_resume(fake: FakeZoho, connect, failure) -> None:
+def test_transient_failures_retry_and_resume(fake: FakeZoho, connect, failure, caplog) -> None:
     (cid,) = fake.seed_contacts(1)
     fake.fail_next("update Contacts", failure)
-    (result,) = connect().push([change(cid, {"tier"})])
+    with caplog.at_level("INFO", logger="crmsync.connector"):
+        (result,) = connect().push([change(cid, {"tier"})])
     assert result.ok and fake.contact(cid)["Loyalty_Tier"] == "Gold"
     assert fake.calls("update Contacts") == 2 and len(fake.sleeps) == 1
+    assert "PUT www.zohoapis.com/crm/v8/Contacts" in caplog.text and "retried" in caplog.text  # logged, redacted
+    assert "Zoho-oauthtoken" not in caplog.text and not any(t in caplog.text for t in fake.access)
 
 
 def test_429_retry_after_is_honoured(fake: FakeZoho, connect) -> None:

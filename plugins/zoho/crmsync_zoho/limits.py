@@ -7,7 +7,7 @@ details. A 429 counts as exhausted credits when that header says 0, when the las
 when the message speaks of credits; it then raises :class:`~crmsync.RetryableError` with Zoho's reason and when
 credits come back (``Retry-After`` or ``details.retry_after`` when given, else as the rolling 24-hour window moves
 on), which no retry intercepts. Any other 429 (concurrency) goes back to the shared client, which retries it.
-429s and 5xx answers are logged (method, host and path only).
+429s, 5xx answers, timeouts and dropped connections are logged (method, host and path only).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 
 from crmsync.errors import RetryableError
-from crmsync.http import parse_retry_after
+from crmsync.http import RETRY_STATUSES, parse_retry_after
 from crmsync.redact import describe_request
 
 CREDITS_HEADER = "X-API-CREDITS-REMAINING"
@@ -65,13 +65,18 @@ class ZohoLimitsTransport(httpx.BaseTransport):
         """Credits left, as the last answer that said so put it."""
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        response = self._inner.handle_request(request)
+        try:
+            response = self._inner.handle_request(request)
+        except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+            self._log.info("%s to %s; retried within the budget", type(exc).__name__, describe_request(request))
+            raise
         left = _credits(response)
         if response.status_code == 429:
             response.read()
             self._too_many(request, response, left)
         elif response.status_code >= 500:
-            self._log.info("Zoho answered HTTP %d to %s", response.status_code, describe_request(request))
+            then = "retried within the budget" if response.status_code in RETRY_STATUSES else "not retried"
+            self._log.info("Zoho answered HTTP %d to %s; %s", response.status_code, describe_request(request), then)
         if left is not None:
             with self._lock:
                 self.remaining = left
