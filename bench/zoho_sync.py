@@ -223,6 +223,7 @@ def scenario(contacts: int, orders: int, changed: int, latency: float, timeout: 
                 {
                     "run": label,
                     "wall_s": m.wall_s,
+                    "timings": report.get("timings", {}),
                     "api_calls": sum(kinds.values()),
                     "minimum": minimum(source_changes, pushed, label == "first sync", read_back, 5_000),
                     "calls_by_kind": kinds,

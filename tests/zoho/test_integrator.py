@@ -116,3 +116,18 @@ def test_first_sync_after_create_fields_has_no_refusal(
     segments = {c.get("RFM_Segment") for c in held} - {None}
     stages = {c.get("Lifecycle_Stage") for c in held} - {None}
     assert len(segments) >= 5 and len(stages) >= 4 and any(c.get("Loyalty_Tags") for c in held)
+
+
+@pytest.mark.parametrize("command", [["check"], ["sync"]])
+def test_an_api_domain_of_another_host_stops_with_both_hosts_named(
+    tmp_path: Path, org: FakeZoho, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    org.token_api_domain = "https://www.zohoapis.com"  # the EU accounts server names the US API host
+    org.seed_contacts(3)
+    config = configure(tmp_path, capsys)
+    with org.router:
+        code, out = run(["--config", str(config), *command], capsys)
+    assert code == 2, out
+    assert "accounts.zoho.eu" in out and "www.zohoapis.com" in out and "api_url" in out
+    assert "API at" not in out and "Traceback" not in out
+    assert {r.url.host for r in org.requests} == {"accounts.zoho.eu"}  # no data went anywhere

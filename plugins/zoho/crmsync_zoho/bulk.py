@@ -234,13 +234,14 @@ class BulkWriter(_Job):
 
     @staticmethod
     def _results(
-        changes: Sequence[ProfileChange], rows: list[dict[str, str]], canonical_of: dict[str, str]
+        changes: Sequence[ProfileChange], rows: list[dict[str, str]], columns: dict[str, str]
     ) -> list[RecordResult]:
+        """A result per change from the result file's rows; ``columns`` maps canonical fields to api names."""
         by_id = {}
         for row in rows:
             rid = row.get("id") or row.get("RECORD_ID") or row.get("ID") or ""
             by_id[rid] = row
-        api_of = {api: c for c, api in canonical_of.items()}
+        canonical = {api: c for c, api in columns.items()}
         results = []
         for change in changes:
             row = by_id.get(change.member_id)
@@ -253,7 +254,8 @@ class BulkWriter(_Job):
             if field == "id" and code == "INVALID_DATA":
                 reason, retryable, field = "contact not found in Zoho (deleted meanwhile?)", False, ""
             else:
-                value = push_value(api_of[field], change.values.get(api_of[field])) if field in api_of else None
+                name = canonical.get(field)
+                value = push_value(name, change.values.get(name)) if name else None
                 reason, retryable = (f"{errors} ({field} = {value!r})" if field else errors), True
             failure = RecordResult(change.member_id, False, f"Bulk Write: {reason}", field or None, retryable)
             results.append(failure)

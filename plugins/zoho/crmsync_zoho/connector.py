@@ -1,10 +1,12 @@
 """The Zoho CRM connector: Contacts are members, an order module gives orders, grades go back to Contacts.
 
-Pulls page through ``GET /crm/v8/{module}`` oldest change first with ``If-Modified-Since`` from the cursor,
-then ask the deleted-records endpoint what disappeared. A first pull goes through Bulk Read (no count call: an
-export costs three calls whatever the size), and so does a rerun that must read back at least ``bulk_threshold``
-contacts the connector wrote itself (every write moves ``Modified_Time``). Pushes send only changed fields,
-100 contacts per update call or one Bulk Write job, automations off unless configured.
+Pulls page through ``GET /crm/v8/{module}`` oldest change first with ``If-Modified-Since`` from the cursor
+(:mod:`crmsync_zoho.cursor`), then ask the deleted-records endpoint what disappeared. A first pull goes through
+Bulk Read (no count call: an export costs three calls whatever the size), and so does a rerun that must read back
+at least ``bulk_threshold`` contacts the connector wrote itself (every write moves ``Modified_Time``) or that
+finds that many changed on REST. Contacts that come back only because of the connector's own write are read but
+not delivered again (:mod:`crmsync_zoho.echo`). Pushes send only changed fields, 100 contacts per update call or
+one Bulk Write job (updates again when Zoho refuses it), automations off unless configured.
 """
 
 from __future__ import annotations
