@@ -79,12 +79,17 @@ def test_zoho_scenario_against_the_local_fake(capsys: pytest.CaptureFixture[str]
     argv = ["--contacts", "300", "--orders", "900", "--changed", "20", "--latency", "0", "--timeout", "120"]
     assert zoho_sync.main(argv) == 0
     runs = _figures(capsys)["runs"]
-    assert [r["run"] for r in runs] == ["first sync", "rerun, no change", "rerun, 20 orders changed"]
-    first, same, changed = runs
+    assert [r["run"] for r in runs] == [
+        "first sync", "rerun, no change, after the full write-back", "rerun, no change", "rerun, 20 orders changed",
+        "rerun, mass update of 300 contacts in one second", "rerun, no change, after the mass update",
+    ]  # fmt: skip
+    first, read_back, same, changed, mass, settled = runs
     assert first["pulled"] == {"members": 300, "orders": 900}
     assert first["api_calls"] >= first["minimum"] > 0
-    assert same["pulled"]["orders"] == 0 and same["pushed"] == 0
+    assert read_back["pulled"] == {"members": 0, "orders": 0} and read_back["calls_by_kind"]["read Contacts"] == 2
+    assert same["pulled"]["orders"] == 0 and same["calls_by_kind"]["read Contacts"] == 1
     assert changed["pulled"]["orders"] == 20
+    assert mass["pulled"]["members"] == 300 and settled["pulled"] == {"members": 0, "orders": 0}
 
 
 @pytest.mark.slow

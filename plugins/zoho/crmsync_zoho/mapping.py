@@ -15,7 +15,10 @@ from crmsync.connector import ConnectorContext, ProfileChange, RecordResult, Rej
 from crmsync.models import Activity, Member, Order, OrderStatus, aware
 from crmsync_zoho.settings import ActivityFields, OrderFields, PushFields
 
-MEMBER_FIELDS = ("Email", "Phone", "First_Name", "Last_Name", "Created_Time", "Modified_Time", "Email_Opt_Out")
+MEMBER_FIELDS = (
+    "Email", "Phone", "First_Name", "Last_Name", "Created_Time", "Modified_Time", "Modified_By", "Email_Opt_Out",
+)  # fmt: skip
+"""Contacts fields every pull reads (``Modified_By`` tells the connector's own writes from others')."""
 
 
 class BadValue(ValueError):
@@ -195,28 +198,47 @@ def change_payload(change: ProfileChange, push: PushFields) -> dict[str, Any] | 
     return {"id": change.member_id, **payload} if payload else None
 
 
-RETRYABLE_CODES = frozenset({"RECORD_LOCKED", "NOT_APPROVED", "INTERNAL_ERROR", "TOO_MANY_REQUESTS", "LOCKED"})
+def _shown(value: Any) -> str:
+    return ", ".join(map(repr, value)) if isinstance(value, list) else repr(value)
 
 
-def record_result(member_id: str, answer: Mapping[str, Any]) -> RecordResult:
-    """One per-record write answer as a :class:`RecordResult` (field = the Zoho api name at fault)."""
+def refusal_reason(code: str, field: str | None, value: Any, details: Mapping[str, Any], message: str) -> str:
+    """Why Zoho refused a value, naming the field and the value (grades are not personal data)."""
+    allowed = details.get("supported_values")
+    if allowed:
+        values = value if isinstance(value, list) else [value]
+        off = [v for v in values if v not in allowed] or values
+        return (
+            f"{code}: {field} has no option {_shown(off if isinstance(value, list) else off[0])} "
+            f"(options: {', '.join(map(str, allowed))}); add it in Zoho or run `crmsync check --create-fields`"
+        )
+    if details.get("expected_data_type"):
+        return f"{code}: {field} expects {details['expected_data_type']}, not {_shown(value)}"
+    if details.get("maximum_length"):
+        return f"{code}: {field} holds at most {details['maximum_length']} characters, {_shown(value)} is longer"
+    if "api name" in message.lower():
+        return f"{code}: {field} is not a field of the module (create it or fix push_fields)"
+    where = f" ({field} = {_shown(value)})" if field else ""
+    return f"{code}: {message or 'refused'}{where}"
+
+
+def record_result(payload: Mapping[str, Any], answer: Mapping[str, Any]) -> RecordResult:
+    """One per-record write answer for ``payload`` (what was sent) as a :class:`RecordResult`.
+
+    ``field`` is the Zoho api name at fault and the reason names the value sent. Every refusal is ``retryable``
+    (an admin can add a picklist option, unlock a record, create a field) except a contact deleted meanwhile.
+    """
+    member_id = str(payload["id"])
     if str(answer.get("status", "")).lower() == "success" or answer.get("code") == "SUCCESS":
         return RecordResult(member_id, ok=True)
     code = str(answer.get("code") or "ERROR")
-    details = answer.get("details") or {}
-    field = details.get("api_name") if isinstance(details, Mapping) else None
+    details = answer.get("details")
+    details = details if isinstance(details, Mapping) else {}
+    field = details.get("api_name")
     message = str(answer.get("message") or "").strip()
-    reason = f"{code}: {message}" if message else code
-    retryable = code in RETRYABLE_CODES
-    if isinstance(details, Mapping):
-        if field == "id" and code == "INVALID_DATA":
-            reason = f"{code}: contact not found in Zoho (deleted meanwhile?)"
-            field = None
-        elif details.get("supported_values"):
-            allowed = ", ".join(map(str, details["supported_values"]))
-            reason = f"{code}: value not allowed for {field} (allowed: {allowed})"
-        elif details.get("expected_data_type"):
-            reason = f"{code}: {field} expects {details['expected_data_type']}"
-        elif details.get("maximum_length"):
-            reason = f"{code}: {field} longer than {details['maximum_length']}"
-    return RecordResult(member_id, ok=False, reason=reason, field=field, retryable=retryable)
+    if field == "id" and code == "INVALID_DATA":
+        return RecordResult(
+            member_id, ok=False, reason=f"{code}: contact not found in Zoho (deleted meanwhile?)", retryable=False
+        )
+    reason = refusal_reason(code, field, payload.get(field) if field else None, details, message)
+    return RecordResult(member_id, ok=False, reason=reason, field=field, retryable=True)
