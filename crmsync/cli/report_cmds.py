@@ -83,8 +83,10 @@ def export(
     crmsync export members.parquet
     crmsync export members.csv --columns member_id,tier,points,spend_365d,days_since_last_order --as-of 2026-12-31
 
-    Emails, phones and names are left out unless --personal is given or logging.verbose_personal_data is true.
-    An unknown, repeated or personal column that is not allowed stops the export with exit code 2.
+    Emails, phones and names are exported only with --personal (which adds them), or when named in --columns
+    with logging.verbose_personal_data = true. An unknown or repeated column, or a personal one not allowed,
+    stops the export with exit code 2. CSV: tags joined with '|', times in UTC, cells a spreadsheet would run as
+    a formula prefixed with "'". Columns and their meaning: docs/policy.md.
     """
     from crmsync.policy.export import available
     from crmsync.policy.export import export as run_export

@@ -106,7 +106,7 @@ def resolve_columns(
         problems.append("no column chosen")
     if problems:
         raise ConfigError(
-            "export --columns: " + "; ".join(problems), hint="crmsync export --list-columns shows every column"
+            "export --columns", problems=problems, hint="crmsync export --list-columns shows every column"
         )
     return out
 

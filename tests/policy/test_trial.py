@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-import duckdb
 import pytest
-from policy_support import NOW, STORE_DDL, Store, compiled
+from policy_support import NOW, START, Store, World, compiled
 
-from crmsync.policy import POLICY_DDL, GradingMode, set_override
+from crmsync.policy import GradingMode, set_override
 from crmsync.policy.preview import backtest, period_ends, preview
 from crmsync.policy.trial import NEW, cost_periods, shift
 
@@ -32,43 +30,6 @@ POLICY: dict[str, Any] = {
     "lifecycle": {"dormant_days": 40, "churned_days": 90},
     "costs": {"period": "month", "point_value": "0.01"},
 }  # fmt: skip
-START = datetime(2024, 1, 31, 12, tzinfo=UTC)
-
-
-def _connect() -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect(":memory:")
-    con.execute("SET TimeZone = 'UTC'")
-    for stmt in STORE_DDL + POLICY_DDL:
-        con.execute(stmt)
-    return con
-
-
-@dataclass
-class World:
-    """The same random members, orders and activities in two stores; ``orders`` keeps them for reference sums."""
-
-    seed: int
-    stores: list[Store] = field(default_factory=list)
-    orders: list[tuple[str, Decimal, datetime, str]] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        rng = random.Random(self.seed)
-        self.stores = [Store(_connect()), Store(_connect())]
-        members = [f"m{i:02d}" for i in range(rng.randint(8, 25))]
-        for s in self.stores:
-            for m in members:
-                s.member(m, created_at=START - timedelta(days=500))
-        for n in range(rng.randint(20, 120)):
-            m, at = rng.choice(members), START + timedelta(days=rng.uniform(-150, 200), hours=rng.randint(0, 23))
-            amount, status = Decimal(rng.choice([25, 60, 140, 260, 410])), rng.choice(["paid"] * 5 + ["refunded"])
-            self.orders.append((m, amount, at, status))
-            for s in self.stores:
-                s.order(m, amount, at, status=status, external_id=f"o{n}")
-        for _ in range(rng.randint(0, 30)):
-            m, at = rng.choice(members), START + timedelta(days=rng.uniform(-100, 200))
-            kind = rng.choice(["review", "redeem", "login"])
-            for s in self.stores:
-                s.activity(m, kind, at, points="30" if kind == "redeem" else None)
 
 
 def _syncs(store: Store, policy: Any, ends: list[datetime]) -> list[dict[str, Any]]:
