@@ -21,6 +21,8 @@ BUILTIN = [
     "explain",
     "preview",
     "backtest",
+    "report",
+    "export",
     "override",
     "runs",
     "rejects",

@@ -20,7 +20,7 @@ import click
 
 from crmsync.errors import ConfigError, CrmsyncError, ExitCode, PluginError, StoreError, describe_unexpected
 
-BUILTIN_MODULES = ("run_cmds", "info_cmds", "init_cmd", "policy_cmds", "data_cmds")
+BUILTIN_MODULES = ("run_cmds", "info_cmds", "init_cmd", "policy_cmds", "report_cmds", "data_cmds")
 
 
 @dataclass

@@ -56,6 +56,7 @@ class CompiledPolicy:
     segment_rules: list[stages.Rule]
     tag_rules: list[stages.Rule]
     used_metrics: dict[str, M.Metric] = field(default_factory=dict)
+    base_currency: str = "EUR"
 
     def grade(self, con: Connection, as_of: datetime, *, incremental: bool = False) -> Grading:
         """Grade the members into ``TEMP TABLE graded`` as a sync does (:attr:`GradingMode.SYNC`, or
@@ -289,4 +290,5 @@ def compile_policy(policy: Policy, metrics: Sequence[MetricSpec] = (), *, base_c
         segment_rules=[r for r in segment_rules if r],
         tag_rules=[r for r in tag_rules if r],
         used_metrics=used,
+        base_currency=base_currency,
     )

@@ -100,11 +100,12 @@ def _cutoff(as_of: datetime, days: int) -> str:
     return ts(as_of - timedelta(days=days))
 
 
-def members_sql() -> str:
-    """The statement building ``_pol_members``: every member that is not deleted, one row each."""
+def members_sql(table: str = "_pol_members", columns: str = "created_at, attributes AS _attributes") -> str:
+    """The statement building ``table`` (``_pol_members``): every member that is not deleted, one row each (the
+    latest version of a member kept by several sources), its ``member_id`` and ``columns`` of ``members``."""
     return (
-        "CREATE OR REPLACE TEMP TABLE _pol_members AS SELECT external_id AS member_id, created_at, "
-        "attributes AS _attributes FROM members WHERE NOT coalesce(deleted, false) "
+        f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT external_id AS member_id, {columns} "
+        "FROM members WHERE NOT coalesce(deleted, false) "
         "QUALIFY row_number() OVER (PARTITION BY external_id ORDER BY updated_at DESC NULLS LAST, source) = 1"
     )
 

@@ -9,6 +9,7 @@ Shape of the table (every key optional; see ``docs/policy.md`` for the reference
     [policy.rfm]                bins and segment map
     [policy.lifecycle]          stage thresholds
     [policy.tags]               tag name = condition
+    [policy.costs]              the period of the tiers' benefit cost, the value of a point
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ class TierRule(_Strict):
         "the last (default) tier has none",
     )
     benefits: list[str] = Field(default_factory=list, description="free-form labels; may become tags")
-    cost: Decimal | None = Field(None, ge=0, description="benefit cost per member (per evaluation), for previews")
+    cost: Decimal | None = Field(
+        None, ge=0, description="benefit cost per member per costs.period (base currency), for previews and backtests"
+    )
     points_multiplier: Decimal = Field(
         Decimal(1), ge=0, description="multiplier applied to points earned while a member holds this tier"
     )
@@ -125,6 +128,17 @@ class LifecycleSettings(_Strict):
         return self
 
 
+class CostSettings(_Strict):
+    """The units of the programme's cost in previews, backtests and reports."""
+
+    period: Literal["day", "week", "month", "quarter", "year"] = Field(
+        "month", description="the period a tier's cost is for: its cost per member per period"
+    )
+    point_value: Decimal | None = Field(
+        None, ge=0, description="base-currency value of one point: the outstanding points' liability in money"
+    )
+
+
 class Policy(_Strict):
     """The ``[policy]`` table."""
 
@@ -139,6 +153,7 @@ class Policy(_Strict):
     tags: dict[str, str] = Field(default_factory=dict, description="tag name = condition")
     benefit_tags: bool = Field(False, description="add each benefit of a member's tier as a tag")
     benefit_tag_prefix: str = Field("", description="prefix of tags made from benefits, e.g. 'benefit_'")
+    costs: CostSettings = Field(default_factory=CostSettings)
 
     @field_validator("tiers")
     @classmethod

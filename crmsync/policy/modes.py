@@ -7,7 +7,7 @@ SYNC      what a sync pushes: held tiers, grace periods and locks apply; the hel
           are stored; expired locks are removed; only members whose inputs changed or came due are recomputed
 SYNC_FULL as ``SYNC``, every member recomputed
 EXPLAIN   as a sync would grade now, writing nothing
-PREVIEW   without history: each member gets the tier it qualifies for (no held tiers, grace periods or locks)
+PREVIEW   as ``EXPLAIN``: held tiers, grace periods and locks apply as a sync would apply them; writes nothing
 BACKTEST  with a simulated tier history kept in a temporary table (grace periods and maximum drops; no locks)
 ========= ========================================================================================================
 """
@@ -69,7 +69,7 @@ GradingMode.SYNC = GradingMode(
 )
 GradingMode.SYNC_FULL = replace(GradingMode.SYNC, incremental=False)
 GradingMode.EXPLAIN = GradingMode(out="_pol_explain", stateful=True)
-GradingMode.PREVIEW = GradingMode(out="_pol_preview", stateful=False)
+GradingMode.PREVIEW = replace(GradingMode.EXPLAIN, out="_pol_preview")
 GradingMode.BACKTEST = GradingMode(
     out="_pol_bt", stateful=True, write_state=True, state_table="_pol_bt_state", use_profiles=False, use_locks=False
 )

@@ -100,3 +100,13 @@ def test_long_line_is_rejected_and_the_rest_pulled(tmp_path: Path, capsys: pytes
     assert figures["long_line_rejected"] and "max_line_length" in figures["reason"]
     assert figures["orders_pulled"] == figures["control_orders_pulled"] > 0
     assert figures["exit_code"] == 1 and figures["peak_mb"] > 0
+
+
+def test_export_and_backtest_at_a_small_size(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import export
+
+    assert export.main(["--customers", "300", "--orders", "3000", "--dir", str(tmp_path)]) == 0
+    figures = _figures(capsys)
+    assert figures["csv"]["rows"] == figures["parquet"]["rows"] == 300  # main exits with an error otherwise
+    assert figures["backtest_4_months"]["periods"] == 4
+    assert all(figures[k]["peak_mb"] > 0 and figures[k]["wall_s"] > 0 for k in ("csv", "parquet", "backtest_4_months"))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -27,6 +29,8 @@ STORE_DDL = [
 ]
 
 NOW = datetime(2024, 6, 30, 12, 0, tzinfo=UTC)
+START = datetime(2024, 1, 31, 12, tzinfo=UTC)
+"""The first period end of the random worlds' trial runs (:class:`World`)."""
 
 
 def day(n: int, base: datetime = NOW) -> datetime:
@@ -115,3 +119,40 @@ def grade(store: Store, data: dict[str, Any], as_of: datetime = NOW, columns: st
     policy = compiled(data)
     policy.grade(store.con, as_of)
     return store.graded(columns)
+
+
+def connect() -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(":memory:")
+    con.execute("SET TimeZone = 'UTC'")
+    for stmt in STORE_DDL + POLICY_DDL:
+        con.execute(stmt)
+    return con
+
+
+@dataclass
+class World:
+    """The same random members, orders and activities in two stores; ``orders`` keeps them for reference sums."""
+
+    seed: int
+    stores: list[Store] = field(default_factory=list)
+    orders: list[tuple[str, Decimal, datetime, str]] = field(default_factory=list)
+    members: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        rng = random.Random(self.seed)
+        self.stores = [Store(connect()), Store(connect())]
+        members = self.members = [f"m{i:02d}" for i in range(rng.randint(8, 25))]
+        for s in self.stores:
+            for m in members:
+                s.member(m, created_at=START - timedelta(days=500))
+        for n in range(rng.randint(20, 120)):
+            m, at = rng.choice(members), START + timedelta(days=rng.uniform(-150, 200), hours=rng.randint(0, 23))
+            amount, status = Decimal(rng.choice([25, 60, 140, 260, 410])), rng.choice(["paid"] * 5 + ["refunded"])
+            self.orders.append((m, amount, at, status))
+            for s in self.stores:
+                s.order(m, amount, at, status=status, external_id=f"o{n}")
+        for _ in range(rng.randint(0, 30)):
+            m, at = rng.choice(members), START + timedelta(days=rng.uniform(-100, 200))
+            kind = rng.choice(["review", "redeem", "login"])
+            for s in self.stores:
+                s.activity(m, kind, at, points="30" if kind == "redeem" else None)

@@ -10,9 +10,9 @@ from typing import Any
 
 import duckdb
 import pytest
-from policy_support import NOW, STORE_DDL, Store, compiled
+from policy_support import NOW, Store, compiled
+from policy_support import connect as _connect
 
-from crmsync.policy import POLICY_DDL
 from crmsync.policy.stages import GRADE_COLUMNS
 
 POLICY: dict[str, Any] = {
@@ -34,14 +34,6 @@ POLICY: dict[str, Any] = {
 }
 MEMBERS = [f"m{i}" for i in range(12)]
 GRADES = ", ".join(GRADE_COLUMNS)
-
-
-def _connect() -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect(":memory:")
-    con.execute("SET TimeZone = 'UTC'")
-    for stmt in STORE_DDL + POLICY_DDL:
-        con.execute(stmt)
-    return con
 
 
 def _save(con: duckdb.DuckDBPyConnection, incremental: bool) -> None:
