@@ -6,6 +6,7 @@ Regenerate it with ``CRMSYNC_UPDATE_DOCS=1 pytest tests/test_docs.py``.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -56,3 +57,13 @@ def test_cli_reference_matches_help() -> None:
     )
     for name in BUILTIN:
         assert cli.get_command(None, name) is not None, name  # type: ignore[arg-type]
+
+
+def test_ci_runs_the_readme_test_command_verbatim() -> None:
+    """CI must run exactly what README.md tells a newcomer to run for the tests."""
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```sh\n(.*?)\n```", readme, flags=re.S)
+    [test_command] = [b for b in blocks if "pytest" in b]
+    ci_lines = (root / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    assert test_command in ci_lines
