@@ -5,8 +5,9 @@ exactly 365 days before the evaluation time is outside), the points balance (one
 paid order, rounded down per order, plus 20 per review and 50 per referral), RFM quintiles with crmsync's tie
 rule (``1 + floor(5 * strictly_worse / n)`` among members with a paid order), the standard segment map, the
 default lifecycle thresholds and two tags. Bad rows are dropped the way crmsync quarantines them: a row with a
-bad date, amount, status, email, id, column count or undecodable bytes drops its whole order. Money is summed
-in integer cents, so no float rounding decides a tier.
+bad date, amount, status, email, id, column count or undecodable bytes (in any cell) drops its whole order; a
+short row is caught by what it lacks (an order row its amount), since pandas reads missing cells as empty. Money
+is summed in integer cents, so no float rounding decides a tier.
 
     python bench/baseline_pandas.py --data DIR --as-of 2026-11-01T00:00:00+00:00 --out profiles.csv
 """
@@ -28,6 +29,7 @@ STATUSES = {
 }  # fmt: skip
 EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 BAD = "\ufffd"
+EXTRA = "\x00extra"  # the name of the column that only a row with a cell too many fills
 TIERS = [  # highest first: (name, spend_365d >=, orders_365d >=) ; Silver is "spend >= 150 or lifetime >= 4"
     ("Platinum", 150_000, 6),
     ("Gold", 60_000, 3),
@@ -43,15 +45,27 @@ SEGMENTS = {  # (R, FM) -> segment; the standard map
 
 
 def read(path: Path, usecols: list[str]) -> pd.DataFrame:
-    df = pd.read_csv(path, dtype=str, usecols=usecols, keep_default_na=False, encoding_errors="replace")
-    return df.fillna("")  # short rows leave the missing cells empty
+    """``usecols`` of ``path`` as text, and ``bad_row``: a cell beyond the header's, or undecodable bytes in any.
+
+    The file is read with one column more than its header, which only a row with a cell too many fills; the
+    cells a short row lacks read as empty (such a row is caught by the empty cell it needs, such as an amount).
+    """
+    header = list(pd.read_csv(path, nrows=0, encoding_errors="replace").columns)
+    names = [*header, EXTRA]
+    df = pd.read_csv(
+        path, dtype=str, header=None, skiprows=1, names=names, keep_default_na=False, encoding_errors="replace"
+    )
+    bad = df[EXTRA] != ""
+    for col in header:
+        bad |= df[col].str.contains(BAD, regex=False)
+    return df[usecols].assign(bad_row=bad)
 
 
 def load_members(path: Path) -> pd.DataFrame:
     m = read(path, ["customer_id", "email"])
     m["customer_id"] = m["customer_id"].str.strip()
     m["email"] = m["email"].str.strip().str.lower()
-    ok = (m["customer_id"] != "") & ~m["customer_id"].str.contains(BAD, regex=False)
+    ok = (m["customer_id"] != "") & ~m["bad_row"]
     ok &= (m["email"] == "") | m["email"].str.match(EMAIL)
     m = m[ok]
     return m[~m["customer_id"].duplicated(keep="first")].reset_index(drop=True)
@@ -61,7 +75,7 @@ def load_orders(path: Path, members: pd.DataFrame) -> pd.DataFrame:
     cols = ["order_id", "customer_id", "customer_email", "order_date", "status", "currency", "line_amount", "sku"]
     o = read(path, cols)
     o = o[o["order_id"] != ""]
-    bad = o["sku"].str.contains(BAD, regex=False) | o["order_id"].str.contains(BAD, regex=False)
+    bad = o["bad_row"].copy()
     cents = pd.to_numeric(o["line_amount"].str.replace(",", "", regex=False), errors="coerce")
     bad |= cents.isna() | ~o["line_amount"].str.fullmatch(r"-?\d+(\.\d{1,2})?")
     o["cents"] = (cents.fillna(0) * 100).round().astype("int64")
@@ -94,8 +108,8 @@ def load_activities(path: Path, members: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame({"member_id": [], "kind": [], "occurred_at": []})
     a = read(path, ["customer_id", "kind", "occurred_at"])
     a["occurred_at"] = pd.to_datetime(a["occurred_at"], format="ISO8601", errors="coerce", utc=True)
-    a = a[a["occurred_at"].notna() & a["customer_id"].isin(members["customer_id"])]
-    return a.rename(columns={"customer_id": "member_id"})
+    a = a[a["occurred_at"].notna() & ~a["bad_row"] & a["customer_id"].isin(members["customer_id"])]
+    return a.drop(columns="bad_row").rename(columns={"customer_id": "member_id"})
 
 
 def grade(members: pd.DataFrame, orders: pd.DataFrame, acts: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
