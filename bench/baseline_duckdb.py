@@ -14,26 +14,14 @@ order. This module only fills in the file names and the evaluation time and runs
 
 from __future__ import annotations
 
-import argparse
 import csv
 import sys
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
-
-STATUSES = {
-    "paid": "paid", "completed": "paid", "complete": "paid", "fulfilled": "paid", "shipped": "paid",
-    "delivered": "paid", "refunded": "refunded", "cancelled": "cancelled", "canceled": "cancelled",
-    "voided": "cancelled", "pending": "pending", "processing": "pending", "on-hold": "pending", "unpaid": "pending",
-}  # fmt: skip
-SEGMENTS = {  # (R, FM) -> segment; the standard map
-    5: ["New", "Potential Loyalist", "Loyal", "Champions", "Champions"],
-    4: ["Promising", "Potential Loyalist", "Loyal", "Champions", "Champions"],
-    3: ["About to Sleep", "Need Attention", "Need Attention", "Loyal", "Loyal"],
-    2: ["Hibernating", "About to Sleep", "At Risk", "At Risk", "Can't Lose Them"],
-    1: ["Lost", "Hibernating", "At Risk", "Can't Lose Them", "Can't Lose Them"],
-}
+import rules
+from rules import ACTIVITY_POINTS, EMAIL, ORDER_LEVEL, SEGMENT_OF, SILVER, STATUSES, TIERS, arguments
 
 SCRIPT = r"""
 SET TimeZone = 'UTC';
@@ -66,7 +54,7 @@ FROM reject_errors e JOIN reject_scans s USING (scan_id, file_id);
 CREATE TEMP TABLE orders AS
 WITH checked AS (
     SELECT f.*, try_cast(order_date AS TIMESTAMPTZ) AS placed_at, lower(customer_email) AS email,
-        CASE lower(coalesce(status, 'paid')) {status_case} END AS state
+        CASE lower(coalesce(status, {paid})) {status_case} END AS state
     FROM file_orders f
     WHERE NOT bad AND NOT EXISTS (SELECT 1 FROM rejected r WHERE r.file_path = f.file_path AND r.order_id = f.order_id)
 ),
@@ -75,7 +63,7 @@ good AS (
     WHERE placed_at IS NOT NULL AND state IS NOT NULL AND amount IS NOT NULL
         AND (email IS NULL OR regexp_matches(email, {email_re}))
         AND (customer_id IS NOT NULL OR email IS NOT NULL)
-        AND upper(coalesce(currency, 'EUR')) = 'EUR'
+        AND upper(coalesce(currency, {currency})) = {currency}
 ),
 by_email AS (SELECT email, min(member_id) AS member_id FROM members WHERE email <> '' GROUP BY email)
 SELECT g.order_id, coalesce(m.member_id, e.member_id) AS member_id, g.placed_at, g.state,
@@ -88,8 +76,8 @@ WHERE coalesce(m.member_id, e.member_id) IS NOT NULL
 
 CREATE TEMP TABLE figures AS
 WITH paid AS (
-    SELECT *, placed_at > getvariable('as_of') - INTERVAL 365 DAY AS recent
-    FROM orders WHERE state = 'paid' AND placed_at <= getvariable('as_of')
+    SELECT *, placed_at > getvariable('as_of') - INTERVAL {window_days} DAY AS recent
+    FROM orders WHERE state = {paid} AND placed_at <= getvariable('as_of')
 ),
 per_member AS (
     SELECT member_id, sum(cents) AS spend, count(*) AS orders, min(placed_at) AS first, max(placed_at) AS last,
@@ -98,7 +86,7 @@ per_member AS (
     FROM paid GROUP BY member_id
 ),
 activity_points AS (
-    SELECT member_id, sum(CASE kind WHEN 'review' THEN 20 WHEN 'referral' THEN 50 ELSE 0 END) AS points
+    SELECT member_id, sum(CASE kind {activity_case} ELSE 0 END) AS points
     FROM activities
     WHERE occurred_at <= getvariable('as_of') AND member_id IN (SELECT member_id FROM members)
     GROUP BY member_id
@@ -127,27 +115,22 @@ SELECT member_id, CASE 10 * r + (f + m + 1) // 2 {segment_case} END AS rfm_segme
 COPY (
     WITH graded AS (
         SELECT f.*, r.rfm_segment,
-            CASE
-                WHEN spend_365 >= 150000 AND orders_365 >= 6 THEN 'Platinum'
-                WHEN spend_365 >= 60000 AND orders_365 >= 3 THEN 'Gold'
-                WHEN spend_365 >= 15000 OR orders >= 4 THEN 'Silver'
-                ELSE 'Bronze'
-            END AS tier,
+            CASE {tier_case} END AS tier,
             CASE
                 WHEN orders = 0 THEN 'potential'
-                WHEN since_last >= 365 THEN 'churned'
-                WHEN since_last >= 180 THEN 'dormant'
-                WHEN orders >= 20 AND since_first >= 365 THEN 'loyal'
-                WHEN orders >= 10 THEN 'mature'
-                WHEN orders >= 2 THEN 'returning'
+                WHEN since_last >= {churned} THEN 'churned'
+                WHEN since_last >= {dormant} THEN 'dormant'
+                WHEN orders >= {loyal_orders} AND since_first >= {loyal_days} THEN 'loyal'
+                WHEN orders >= {mature} THEN 'mature'
+                WHEN orders >= {returning} THEN 'returning'
                 ELSE 'new'
             END AS lifecycle
         FROM figures f LEFT JOIN rfm r USING (member_id)
     )
     SELECT member_id, tier, points,
         concat_ws('|',
-            CASE WHEN tier IN ('Platinum', 'Gold') AND since_last > 90 THEN 'at_risk_vip' END,
-            CASE WHEN spend >= 200000 THEN 'big_spender' END) AS tags,
+            CASE WHEN tier IN {vip_tiers} AND since_last > {vip_quiet} THEN 'at_risk_vip' END,
+            CASE WHEN spend >= {big_spender} THEN 'big_spender' END) AS tags,
         rfm_segment, lifecycle
     FROM graded
     ORDER BY member_id
@@ -157,13 +140,10 @@ COPY (
 FILE_ORDERS = """SELECT {path} AS file_path, {file_no} AS file_no, order_id,
     {firsts},
     sum(try_cast(line_amount AS DECIMAL(18, 2))) AS amount,
-    bool_or(NOT coalesce(regexp_full_match(line_amount, '-?[0-9]+(\\.[0-9]{{1,2}})?'), false)) AS bad{cells}
+    bool_or(NOT coalesce(regexp_matches(line_amount, {amount_re}), false)) AS bad{cells}
 FROM (SELECT *, row_number() OVER () AS n FROM {csv})
 WHERE order_id IS NOT NULL
 GROUP BY order_id"""
-LEVEL = ("customer_id", "customer_email", "order_date", "status", "currency")
-"""Order-level values: each order takes the first non-empty one of its rows (in file order)."""
-EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 WS = "' ' || chr(9) || chr(10) || chr(11) || chr(12) || chr(13)"
 """The whitespace ``trim`` removes around ids and emails, as SQL."""
 
@@ -199,16 +179,18 @@ def id_pattern(path: Path, column: str) -> str:
 
 def unused(path: Path) -> str:
     """SQL aggregates that read the columns of an orders file the script has no use for (so DuckDB checks them)."""
-    used = {"order_id", "line_amount", *LEVEL}
+    used = {"order_id", "line_amount", *ORDER_LEVEL}
     return "".join(f",\n    count({ident(c)}) AS {ident(c + ' cells')}" for c in header(path) if c not in used)
 
 
 def script(data: Path, as_of: datetime, out: Path) -> str:
     """The SQL script for the exports in ``data``: profiles as of ``as_of`` written to ``out``."""
     orders = sorted(data.glob("orders*.csv"))
-    firsts = ",\n    ".join(f"arg_min({c}, n) FILTER (WHERE {c} IS NOT NULL) AS {c}" for c in LEVEL)
+    firsts = ",\n    ".join(f"arg_min({c}, n) FILTER (WHERE {c} IS NOT NULL) AS {c}" for c in ORDER_LEVEL)
     file_orders = "\nUNION ALL\n".join(
-        FILE_ORDERS.format(path=lit(str(p)), file_no=i, firsts=firsts, cells=unused(p), csv=read_csv(p))
+        FILE_ORDERS.format(
+            path=lit(str(p)), file_no=i, firsts=firsts, amount_re=lit(rules.AMOUNT), cells=unused(p), csv=read_csv(p)
+        )
         for i, p in enumerate(orders)
     )
     activities = data / "activities.csv"
@@ -216,10 +198,6 @@ def script(data: Path, as_of: datetime, out: Path) -> str:
         read_csv(activities)
         if activities.exists()
         else "(SELECT NULL AS customer_id, NULL AS kind, NULL AS occurred_at WHERE false)"
-    )
-    status_case = " ".join(f"WHEN {lit(k)} THEN {lit(v)}" for k, v in STATUSES.items())
-    segment_case = " ".join(
-        f"WHEN {10 * r + fm} THEN {lit(name)}" for r, names in SEGMENTS.items() for fm, name in enumerate(names, 1)
     )
     return SCRIPT.format(
         as_of=lit(as_of.isoformat()),
@@ -229,31 +207,41 @@ def script(data: Path, as_of: datetime, out: Path) -> str:
         file_orders=file_orders,
         activities_csv=acts,
         id_re=lit(id_pattern(orders[0], "order_id")) if orders else "''",
-        status_case=status_case,
-        segment_case=segment_case,
         latest="QUALIFY g.file_no = max(g.file_no) OVER (PARTITION BY g.order_id)" if len(orders) > 1 else "",
         out=lit(str(out)),
+        **policy(),
     )
 
 
+def policy() -> dict[str, str]:
+    """The benchmark policy's values (``rules``) as SQL, by the name the script uses."""
+    tiers = [f"WHEN spend_365 >= {spend} AND orders_365 >= {count} THEN {lit(name)}" for name, spend, count in TIERS]
+    tiers.append(f"WHEN spend_365 >= {SILVER[1]} OR orders >= {SILVER[2]} THEN {lit(SILVER[0])}")
+    return {
+        "paid": lit(rules.PAID),
+        "currency": lit(rules.CURRENCY),
+        "window_days": str(rules.WINDOW_DAYS),
+        "status_case": " ".join(f"WHEN {lit(k)} THEN {lit(v)}" for k, v in STATUSES.items()),
+        "activity_case": " ".join(f"WHEN {lit(k)} THEN {v}" for k, v in ACTIVITY_POINTS.items()),
+        "segment_case": " ".join(f"WHEN {key} THEN {lit(name)}" for key, name in SEGMENT_OF.items()),
+        "tier_case": " ".join(tiers) + f" ELSE {lit(rules.LOWEST)}",
+        "churned": str(rules.CHURNED_DAYS),
+        "dormant": str(rules.DORMANT_DAYS),
+        "loyal_orders": str(rules.LOYAL[0]),
+        "loyal_days": str(rules.LOYAL[1]),
+        "mature": str(rules.MATURE),
+        "returning": str(rules.RETURNING),
+        "vip_tiers": "(" + ", ".join(map(lit, rules.VIP_TIERS)) + ")",
+        "vip_quiet": str(rules.VIP_QUIET_DAYS),
+        "big_spender": str(rules.BIG_SPENDER),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, required=True, help="folder with customers.csv, orders.csv...")
-    parser.add_argument("--as-of", required=True, help="evaluation time, ISO 8601 with offset")
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--print", action="store_true", help="print the SQL script instead of running it")
-    args = parser.parse_args(argv)
-    as_of = datetime.fromisoformat(args.as_of)
-    if as_of.tzinfo is None:
-        parser.error("--as-of needs an offset, e.g. 2026-11-01T00:00:00+00:00")
-    sql = script(args.data, as_of.astimezone(UTC), args.out)
-    if args.print:
-        print(sql)
-        return 0
-    args.out.parent.mkdir(parents=True, exist_ok=True)
+    data, as_of, out = arguments(__doc__ or "", argv)
     with duckdb.connect() as con:
-        con.execute(sql)
-    print(f"{args.out}: written", file=sys.stderr)
+        con.execute(script(data, as_of, out))
+    print(f"{out}: written", file=sys.stderr)
     return 0
 
 

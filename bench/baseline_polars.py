@@ -14,24 +14,14 @@ row lacks as empty, so a short row is caught by what it lacks (an order row its 
 
 from __future__ import annotations
 
-import argparse
 import csv
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import polars as pl
+import rules as policy
 
-PAID = "paid"
-STATUSES = {
-    "paid": "paid", "completed": "paid", "complete": "paid", "fulfilled": "paid", "shipped": "paid",
-    "delivered": "paid", "refunded": "refunded", "cancelled": "cancelled", "canceled": "cancelled",
-    "voided": "cancelled", "pending": "pending", "processing": "pending", "on-hold": "pending", "unpaid": "pending",
-}  # fmt: skip
-EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
-AMOUNT = r"^-?[0-9]+(\.[0-9]{1,2})?$"
-BAD = "\ufffd"
-EXTRA = "\x00extra"  # the name of the column that only a row with a cell too many fills
 DATE_FORMATS = (
     "%Y-%m-%d %H:%M:%S",
     "%Y-%m-%d %H:%M:%S%.f",
@@ -40,17 +30,6 @@ DATE_FORMATS = (
     "%Y-%m-%d",
 )
 """ISO 8601: date and time (space or ``T``, optional fraction, optional ``Z`` or offset), or a date alone."""
-LEVEL = ("customer_id", "customer_email", "order_date", "status", "currency")
-"""Order-level values: each order takes the first non-empty one of its rows."""
-ACTIVITY_POINTS = {"review": 20, "referral": 50}
-SEGMENTS = {  # (R, FM) -> segment; the standard map
-    5: ["New", "Potential Loyalist", "Loyal", "Champions", "Champions"],
-    4: ["Promising", "Potential Loyalist", "Loyal", "Champions", "Champions"],
-    3: ["About to Sleep", "Need Attention", "Need Attention", "Loyal", "Loyal"],
-    2: ["Hibernating", "About to Sleep", "At Risk", "At Risk", "Can't Lose Them"],
-    1: ["Lost", "Hibernating", "At Risk", "Can't Lose Them", "Can't Lose Them"],
-}
-SEGMENT_OF = {10 * r + fm: name for r, names in SEGMENTS.items() for fm, name in enumerate(names, 1)}
 DAY_US = 86_400_000_000
 
 
@@ -62,13 +41,13 @@ def scan(path: Path) -> pl.LazyFrame:
     """
     with path.open(encoding="utf-8", errors="replace", newline="") as fh:
         header = next(csv.reader(fh))
-    schema = dict.fromkeys([*header, EXTRA], pl.String)
+    schema = dict.fromkeys([*header, policy.EXTRA], pl.String)
     frame = pl.scan_csv(
         path, has_header=False, skip_rows=1, schema=schema, missing_columns="insert", truncate_ragged_lines=True,
         encoding="utf8-lossy", null_values=[""],
     )  # fmt: skip
-    undecodable = pl.any_horizontal(pl.col(header).str.contains(BAD, literal=True)).fill_null(False)
-    return frame.with_columns((undecodable | pl.col(EXTRA).is_not_null()).alias("bad_row")).drop(EXTRA)
+    undecodable = pl.any_horizontal(pl.col(header).str.contains(policy.BAD, literal=True)).fill_null(False)
+    return frame.with_columns((undecodable | pl.col(policy.EXTRA).is_not_null()).alias("bad_row")).drop(policy.EXTRA)
 
 
 def with_time(frame: pl.LazyFrame, text: str, name: str) -> pl.LazyFrame:
@@ -91,7 +70,7 @@ def load_members(path: Path) -> pl.LazyFrame:
         "bad_row",
     )
     ok = (pl.col("member_id") != "") & ~pl.col("bad_row")
-    ok &= (pl.col("email") == "") | pl.col("email").str.contains(EMAIL)
+    ok &= (pl.col("email") == "") | pl.col("email").str.contains(policy.EMAIL)
     return m.filter(ok.fill_null(False)).unique("member_id", keep="first", maintain_order=True).drop("bad_row")
 
 
@@ -99,17 +78,17 @@ def group_orders(path: Path) -> pl.LazyFrame:
     """One row per order of one file: its order-level values, amount in cents and whether a row of it is bad."""
     rows = scan(path).filter(pl.col("order_id").is_not_null())
     amount = pl.col("line_amount")
-    bad_row = pl.col("bad_row") | ~amount.str.contains(AMOUNT).fill_null(False)
+    bad_row = pl.col("bad_row") | ~amount.str.contains(policy.AMOUNT).fill_null(False)
     return (
         rows.select(
             "order_id",
-            *LEVEL,
+            *policy.ORDER_LEVEL,
             amount.cast(pl.Decimal(18, 2), strict=False).alias("amount"),
             bad_row.alias("bad"),
         )
         .group_by("order_id")
         .agg(
-            *(pl.col(c).first(ignore_nulls=True) for c in LEVEL),
+            *(pl.col(c).first(ignore_nulls=True) for c in policy.ORDER_LEVEL),
             pl.col("amount").sum(),
             pl.col("bad").any(),
         )
@@ -119,12 +98,12 @@ def group_orders(path: Path) -> pl.LazyFrame:
 def load_orders(path: Path, file_no: int, members: pl.LazyFrame) -> pl.LazyFrame:
     """The good orders of one file with their member (by customer id, else by email)."""
     email = pl.col("customer_email").str.to_lowercase()
-    status = pl.col("status").fill_null(PAID).str.to_lowercase().replace_strict(STATUSES, default=None)
+    status = pl.col("status").fill_null(policy.PAID).str.to_lowercase().replace_strict(policy.STATUSES, default=None)
     orders = with_time(group_orders(path), "order_date", "placed_at").with_columns(status, email)
     bad = pl.col("bad") | pl.col("placed_at").is_null() | pl.col("status").is_null() | pl.col("amount").is_null()
-    bad |= email.is_not_null() & ~email.str.contains(EMAIL).fill_null(False)
+    bad |= email.is_not_null() & ~email.str.contains(policy.EMAIL).fill_null(False)
     bad |= pl.col("customer_id").is_null() & email.is_null()
-    bad |= pl.col("currency").fill_null("EUR").str.to_uppercase() != "EUR"
+    bad |= pl.col("currency").fill_null(policy.CURRENCY).str.to_uppercase() != policy.CURRENCY
     by_id = members.select(pl.col("member_id").alias("customer_id"), pl.col("member_id").alias("by_id"))
     by_email = members.filter(pl.col("email") != "").group_by("email").agg(pl.col("member_id").min().alias("by_mail"))
     return (
@@ -164,8 +143,8 @@ def load_activities(path: Path, members: pl.LazyFrame) -> pl.LazyFrame:
 
 def figures(orders: pl.LazyFrame, acts: pl.LazyFrame, as_of: datetime) -> tuple[pl.LazyFrame, pl.LazyFrame]:
     """Per member: paid spend and order counts (lifetime and last 365 days), first/last order, points."""
-    paid = orders.filter((pl.col("placed_at") <= as_of) & (pl.col("status") == PAID))
-    recent = pl.col("placed_at") > as_of - timedelta(days=365)
+    paid = orders.filter((pl.col("placed_at") <= as_of) & (pl.col("status") == policy.PAID))
+    recent = pl.col("placed_at") > as_of - timedelta(days=policy.WINDOW_DAYS)
     cents = pl.col("cents")
     per_member = paid.group_by("member_id").agg(
         cents.sum().alias("spend"),
@@ -179,7 +158,7 @@ def figures(orders: pl.LazyFrame, acts: pl.LazyFrame, as_of: datetime) -> tuple[
     act_points = (
         acts.filter(pl.col("occurred_at") <= as_of)
         .group_by("member_id")
-        .agg(pl.col("kind").replace_strict(ACTIVITY_POINTS, default=0, return_dtype=pl.Int64).sum().alias("act"))
+        .agg(pl.col("kind").replace_strict(policy.ACTIVITY_POINTS, default=0, return_dtype=pl.Int64).sum().alias("act"))
     )
     return per_member, act_points
 
@@ -195,7 +174,7 @@ def rfm_segment() -> pl.Expr:
 
     r, f, m = score("since_last", True), score("orders", False), score("spend", False)
     key = 10 * r + (f + m + 1) // 2
-    return key.replace_strict(SEGMENT_OF, default=None, return_dtype=pl.String).alias("rfm_segment")
+    return key.replace_strict(policy.SEGMENT_OF, default=None, return_dtype=pl.String).alias("rfm_segment")
 
 
 def grade(members: pl.LazyFrame, orders: pl.LazyFrame, acts: pl.LazyFrame, as_of: datetime) -> pl.LazyFrame:
@@ -215,22 +194,23 @@ def grade(members: pl.LazyFrame, orders: pl.LazyFrame, acts: pl.LazyFrame, as_of
     o, last, spend_365, orders_365 = pl.col("orders"), pl.col("since_last"), pl.col("spend_365"), pl.col("orders_365")
     lifecycle = (
         pl.when(o == 0).then(pl.lit("potential"))
-        .when(last >= 365).then(pl.lit("churned"))
-        .when(last >= 180).then(pl.lit("dormant"))
-        .when((o >= 20) & (pl.col("since_first") >= 365)).then(pl.lit("loyal"))
-        .when(o >= 10).then(pl.lit("mature"))
-        .when(o >= 2).then(pl.lit("returning"))
+        .when(last >= policy.CHURNED_DAYS).then(pl.lit("churned"))
+        .when(last >= policy.DORMANT_DAYS).then(pl.lit("dormant"))
+        .when((o >= policy.LOYAL[0]) & (pl.col("since_first") >= policy.LOYAL[1])).then(pl.lit("loyal"))
+        .when(o >= policy.MATURE).then(pl.lit("mature"))
+        .when(o >= policy.RETURNING).then(pl.lit("returning"))
         .otherwise(pl.lit("new"))
     )  # fmt: skip
     tier = (
-        pl.when((spend_365 >= 150_000) & (orders_365 >= 6)).then(pl.lit("Platinum"))
-        .when((spend_365 >= 60_000) & (orders_365 >= 3)).then(pl.lit("Gold"))
-        .when((spend_365 >= 15_000) | (o >= 4)).then(pl.lit("Silver"))
-        .otherwise(pl.lit("Bronze"))
-    )  # fmt: skip
+        pl.when((spend_365 >= policy.SILVER[1]) | (o >= policy.SILVER[2]))
+        .then(pl.lit(policy.SILVER[0]))
+        .otherwise(pl.lit(policy.LOWEST))
+    )
+    for name, spend, count in reversed(policy.TIERS):  # the highest tier that applies
+        tier = pl.when((spend_365 >= spend) & (orders_365 >= count)).then(pl.lit(name)).otherwise(tier)
     out = out.with_columns(rfm_segment(), lifecycle.alias("lifecycle"), tier.alias("tier"))
-    vip = pl.col("tier").is_in(["Platinum", "Gold"]) & (last > 90).fill_null(False)
-    big = pl.col("spend") >= 200_000
+    vip = pl.col("tier").is_in(policy.VIP_TIERS) & (last > policy.VIP_QUIET_DAYS).fill_null(False)
+    big = pl.col("spend") >= policy.BIG_SPENDER
     tags = [pl.when(vip).then(pl.lit("at_risk_vip")), pl.when(big).then(pl.lit("big_spender"))]
     out = out.with_columns(pl.concat_str(tags, separator="|", ignore_nulls=True).alias("tags"))
     return out.select("member_id", "tier", "points", "tags", "rfm_segment", "lifecycle").sort("member_id")
@@ -245,17 +225,9 @@ def plan(data: Path, as_of: datetime) -> pl.LazyFrame:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, required=True, help="folder with customers.csv, orders.csv...")
-    parser.add_argument("--as-of", required=True, help="evaluation time, ISO 8601 with offset")
-    parser.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args(argv)
-    as_of = datetime.fromisoformat(args.as_of)
-    if as_of.tzinfo is None:
-        parser.error("--as-of needs an offset, e.g. 2026-11-01T00:00:00+00:00")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    plan(args.data, as_of.astimezone(UTC)).sink_csv(args.out, engine="streaming")
-    print(f"{args.out}: written", file=sys.stderr)
+    data, as_of, out = policy.arguments(__doc__ or "", argv)
+    plan(data, as_of).sink_csv(out, engine="streaming")
+    print(f"{out}: written", file=sys.stderr)
     return 0
 
 
