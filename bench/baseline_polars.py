@@ -27,6 +27,7 @@ DATE_FORMATS = (
     "%Y-%m-%d %H:%M:%S%.f",
     "%Y-%m-%dT%H:%M:%S%.f",
     "%Y-%m-%dT%H:%M:%S%.f%#z",
+    "%Y-%m-%d %H:%M:%S%.f%#z",
     "%Y-%m-%d",
 )
 """ISO 8601: date and time (space or ``T``, optional fraction, optional ``Z`` or offset), or a date alone."""

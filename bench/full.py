@@ -92,6 +92,7 @@ def full(
     for name, runs in theirs.items():
         s = summary(runs, orders)
         s["time_ratio"] = round(crmsync["wall_s"] / s["wall_s"], 3)
+        s["time_ratio_min"] = round(crmsync["wall_s_min"] / s["wall_s_min"], 3)  # the least disturbed runs
         s["memory_ratio"] = round(crmsync["peak_mb"] / s["peak_mb"], 3)
         results[name] = s
     return {
@@ -124,8 +125,9 @@ def table(r: dict[str, Any]) -> list[tuple[Any, ...]]:
         ("wall time s, min", c["wall_s_min"], *(b[n]["wall_s_min"] for n in names)),
         ("peak memory MB, median", c["peak_mb"], *(b[n]["peak_mb"] for n in names)),
         ("peak memory MB, min", c["peak_mb_min"], *(b[n]["peak_mb_min"] for n in names)),
-        ("crmsync time / this", 1.0, *(b[n]["time_ratio"] for n in names)),
-        ("crmsync memory / this", 1.0, *(b[n]["memory_ratio"] for n in names)),
+        ("crmsync time / this, medians", 1.0, *(b[n]["time_ratio"] for n in names)),
+        ("crmsync time / this, minima", 1.0, *(b[n]["time_ratio_min"] for n in names)),
+        ("crmsync memory / this, medians", 1.0, *(b[n]["memory_ratio"] for n in names)),
         ("target time/memory", "", *(target[n] for n in names)),
         ("target met", "", *(verdict[n] for n in names)),
     ]

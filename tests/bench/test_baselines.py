@@ -44,6 +44,7 @@ KEPT = {  # edits every reader must accept, and read the same way
     "date alone": lambda rows: rows[0].__setitem__(3, rows[0][3][:10]),
     "date in UTC with Z": lambda rows: rows[0].__setitem__(3, rows[0][3].replace(" ", "T") + "Z"),
     "date with an offset": lambda rows: rows[0].__setitem__(3, rows[0][3].replace(" ", "T") + "+05:30"),
+    "date and time with a space and an offset": lambda rows: rows[0].__setitem__(3, rows[0][3] + ".25-03:00"),
     "negative line": lambda rows: rows[1].__setitem__(6, "-" + rows[1][6]),
 }
 
