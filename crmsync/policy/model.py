@@ -18,7 +18,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-_NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
+from crmsync.policy.names import tag_name_problem
 
 
 class _Strict(BaseModel):
@@ -159,9 +159,21 @@ class Policy(_Strict):
     @field_validator("tags")
     @classmethod
     def _tag_names(cls, v: dict[str, str]) -> dict[str, str]:
-        import re
-
-        bad = [k for k in v if not re.match(_NAME_PATTERN, k)]
-        if bad:
-            raise ValueError(f"tag names are lower-case letters, digits and underscores (bad: {', '.join(bad)})")
+        problems = [p for p in map(tag_name_problem, v) if p]
+        if problems:
+            raise ValueError("; ".join(problems))
         return v
+
+    @model_validator(mode="after")
+    def _benefit_tag_names(self) -> Policy:
+        if not self.benefit_tags:
+            return self
+        problems = [
+            f"tiers[{i}].benefits: benefit tag {problem}"
+            for i, tier in enumerate(self.tiers)
+            for b in tier.benefits
+            if (problem := tag_name_problem(self.benefit_tag_prefix + b))
+        ]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
