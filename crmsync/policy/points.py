@@ -3,7 +3,9 @@ whose inputs changed since the last evaluation).
 
 Entries (one row each in ``policy_points_ledger``):
 
-- ``order``: a *paid* order earns ``amount_base * per_currency_unit * multiplier`` points, rounded per order.
+- ``order``: a *paid* order earns ``net * per_currency_unit * multiplier`` points, rounded per order, where ``net``
+  is its amount in the base currency less what was refunded on it (``refunded_amount``): a partial refund takes
+  back the points of the amount refunded (the entry is that of the net amount, rounded once).
   The multiplier is that of the tier the member held when the entry first appeared; it is kept in the ledger
   so a re-evaluation never changes it. A refunded, cancelled or deleted order has no entry, so its points
   disappear from the balance: an order re-pulled or refunded is never counted twice.
@@ -61,7 +63,7 @@ def points_sql(policy: Policy, as_of: datetime, ledger_table: str, scope: str = 
         ref = "'order:' || o.source || ':' || o.external_id"
         base = (
             f"SELECT o.member_id, {ref} AS entry_ref, 'order' AS kind, o.placed_at AS occurred_at, "
-            f"CAST(o.amount * {cfg.per_currency_unit} AS DECIMAL(18,4)) AS base_points, "
+            f"CAST(o.net * {cfg.per_currency_unit} AS DECIMAL(18,4)) AS base_points, "
         )
         if all(t.points_multiplier == 1 for t in policy.tiers):  # no tier multiplies: nothing to look up
             parts.append(base + "CAST(1 AS DECIMAL(9,4)) AS multiplier FROM _pol_all_orders o WHERE o.status = 'paid'")
