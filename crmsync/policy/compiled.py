@@ -14,7 +14,7 @@ import duckdb
 
 from crmsync.errors import PolicyError
 from crmsync.policy import metrics as M
-from crmsync.policy import overrides, points, stages
+from crmsync.policy import overrides, points, rfm, stages
 from crmsync.policy.ddl import CACHE_META, CACHE_TABLE, LEDGER_TABLE, OVERRIDES_TABLE
 from crmsync.policy.expr import NUM, STR, Compiler, ExprError, Var, names, parse
 from crmsync.policy.model import Policy
@@ -94,7 +94,7 @@ class CompiledPolicy:
         if mode.write_ledger:
             sql += _persist_sql(reuse, self.version, as_of)
         sql.append(M.metrics_sql(metrics, as_of, CACHE_TABLE if mode.write_ledger else "_pol_agg"))
-        sql.append(stages.rfm_sql(self.policy.rfm.bins))
+        sql.append(rfm.scores_sql(self.policy.rfm))
         sql += stages.stage_sql(self.policy, self.segment_rules)
         sql.append(stages.tiers_sql(self.policy, self.tier_rules, day))
         sql.append(stages.grades_sql(self.policy, self.tag_rules))
@@ -268,13 +268,9 @@ def compile_policy(policy: Policy, metrics: Sequence[MetricSpec] = (), *, base_c
     tier_rules = [
         build(f"tiers[{i}].condition", t.name, t.condition or "", STAGE_VARS) for i, t in enumerate(policy.tiers[:-1])
     ]
-    seg_src = (
-        [(s.name, s.condition) for s in policy.rfm.segments]
-        if policy.rfm.segments is not None
-        else stages.STANDARD_SEGMENTS
-    )
-    if policy.rfm.segments is None and policy.rfm.bins != 5:
-        problems.append("policy.rfm.segments: the standard segment map needs bins = 5; give your own map")
+    seg_src = rfm.segments(policy.rfm)
+    problems += rfm.problems(policy.rfm)
+    used.update({m.name: m for m in rfm.needed(policy.rfm)})
     segment_rules = [
         build(f"rfm.segments[{i}].condition", n, c, {**RFM_VARS, "lifecycle": STR}) for i, (n, c) in enumerate(seg_src)
     ]

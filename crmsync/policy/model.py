@@ -97,12 +97,27 @@ class RfmSegment(_Strict):
 
 
 class RfmSettings(_Strict):
-    """Recency, frequency and monetary scores 1..bins by quantile over members with orders."""
+    """Recency, frequency and monetary scores over the members with orders (see :mod:`crmsync.policy.rfm`)."""
 
-    bins: int = Field(5, ge=2, le=10)
-    segments: list[RfmSegment] | None = Field(
-        None, description="ordered segment map, first match wins; absent = the standard 11-segment map"
+    bins: int = Field(5, ge=2, le=10, description="scores 1..bins with method = 'quantile'")
+    segments: list[RfmSegment] | Literal["standard", "classic8"] | None = Field(
+        None,
+        description="ordered segment map, first match wins; 'standard' (or absent) = the 11-segment map, "
+        "'classic8' = the 8 segments high/low on R, F, M (重要价值客户...)",
     )
+    method: Literal["quantile", "mean", "median"] | None = Field(
+        None,
+        description="quantile: scores 1..bins; mean, median: 2 when better than the mean (median) of the members "
+        "scored, else 1. Default: mean with segments = 'classic8', else quantile",
+    )
+    window_days: int | None = Field(
+        None, ge=1, description="score only members with an order in the last N days, on those orders"
+    )
+    names: Literal["en", "zh"] = Field("en", description="names of the classic8 segments: English or Chinese")
+    f_ties: Literal["quantile", "consecutive"] = Field(
+        "quantile", description="consecutive: a frequency score is at most one above that of the next lower count"
+    )
+    monetary: Literal["spend", "spend_net"] = Field("spend", description="monetary value: spend or net of refunds")
 
 
 class LifecycleSettings(_Strict):
