@@ -5,8 +5,8 @@ Shape of the table (every key optional; see ``docs/policy.md`` for the reference
     [policy.metrics]            which orders count, declared windows
     [[policy.tiers]]            ordered levels, highest first; the last one is the default
     [policy.downgrade]          grace period and maximum drop per evaluation
-    [policy.points]             earning, multipliers, expiry, redemptions
-    [policy.rfm]                bins and segment map
+    [policy.points]             earning, multipliers, expiry, redemptions, qualifying points, overdraft, bonuses
+    [policy.rfm]                method, bins, analysis window and segment map
     [policy.lifecycle]          stage thresholds
     [policy.tags]               tag name = condition
 """
@@ -38,6 +38,9 @@ class TierRule(_Strict):
     cost: Decimal | None = Field(None, ge=0, description="benefit cost per member (per evaluation), for previews")
     points_multiplier: Decimal = Field(
         Decimal(1), ge=0, description="multiplier applied to points earned while a member holds this tier"
+    )
+    entry_bonus: int = Field(
+        0, ge=0, description="points credited when a member enters this tier (once, see points.entry_bonus_on_reentry)"
     )
 
 
@@ -89,6 +92,38 @@ class PointsSettings(_Strict):
         description="activity kinds that report redeemed points (their points column, as a positive number)",
     )
     expiry_days: int | None = Field(None, ge=1, description="earned points expire this many days after earning")
+    expiry: Literal["rolling", "end_of_year"] | None = Field(
+        None,
+        description="rolling: expiry_days after earning (the default when expiry_days is set); end_of_year: at the "
+        "end of the calendar year (in sync.timezone) expiry_years after the year earned",
+    )
+    expiry_years: int = Field(1, ge=0, le=100, description="with expiry = 'end_of_year': 0 = the year earned, 1 = next")
+    allow_negative: bool = Field(
+        False, description="let spending take more than the balance (false: it takes at most the balance)"
+    )
+    non_qualifying_kinds: list[str] = Field(
+        default_factory=list, description="activity kinds whose points are spendable but do not count as qualifying"
+    )
+    non_qualifying_sources: list[str] = Field(
+        default_factory=list,
+        description="connectors whose orders and activities earn spendable but not qualifying points",
+    )
+    qualifying_multiplier: bool = Field(
+        False, description="qualifying points include the tier's points_multiplier (false: base points)"
+    )
+    entry_bonus_on_reentry: bool = Field(
+        False, description="a tier's entry_bonus is credited again when a member enters the tier again"
+    )
+
+    @model_validator(mode="after")
+    def _expiry(self) -> PointsSettings:
+        if self.expiry == "rolling" and self.expiry_days is None:
+            raise ValueError("expiry = 'rolling' needs expiry_days")
+        if self.expiry == "end_of_year" and self.expiry_days is not None:
+            raise ValueError("expiry = 'end_of_year' takes expiry_years, not expiry_days")
+        if "expiry_years" in self.model_fields_set and self.expiry != "end_of_year":
+            raise ValueError("expiry_years applies to expiry = 'end_of_year'")
+        return self
 
 
 class RfmSegment(_Strict):

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Literal
 
 from crmsync.policy.compiled import CompiledPolicy
-from crmsync.policy.ddl import STATE_TABLE
+from crmsync.policy.ddl import BONUS_TABLE, STATE_TABLE
 from crmsync.policy.modes import GradingMode
 from crmsync.policy.stages import rank_case
 from crmsync.store.db import Connection
@@ -125,6 +125,7 @@ def backtest(
     mode = GradingMode.BACKTEST
     state = mode.state_table
     con.execute(f"CREATE OR REPLACE TEMP TABLE {state} AS SELECT * FROM {STATE_TABLE} WHERE false")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {mode.bonus_table} AS SELECT * FROM {BONUS_TABLE} WHERE false")
     periods = []
     for at in period_ends(start, end, every):
         dist = _distribution(con, compiled, compiled.run(con, at, mode).graded)
@@ -140,6 +141,7 @@ def backtest(
             )
         )
     con.execute(f"DROP TABLE IF EXISTS {state}")
+    con.execute(f"DROP TABLE IF EXISTS {mode.bonus_table}")
     return periods
 
 

@@ -108,8 +108,8 @@ def store(con: duckdb.DuckDBPyConnection) -> Store:
     return Store(con)
 
 
-def compiled(data: dict[str, Any], metrics: tuple = ()):
-    return compile_policy(Policy.model_validate(data), metrics)
+def compiled(data: dict[str, Any], metrics: tuple = (), **options: Any):
+    return compile_policy(Policy.model_validate(data), metrics, **options)
 
 
 def grade(store: Store, data: dict[str, Any], as_of: datetime = NOW, columns: str = "tier") -> dict[str, Any]:
