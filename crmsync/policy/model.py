@@ -121,7 +121,7 @@ class PointsSettings(_Strict):
             raise ValueError("expiry = 'rolling' needs expiry_days")
         if self.expiry == "end_of_year" and self.expiry_days is not None:
             raise ValueError("expiry = 'end_of_year' takes expiry_years, not expiry_days")
-        if "expiry_years" in self.model_fields_set and self.expiry != "end_of_year":
+        if self.expiry_years != 1 and self.expiry != "end_of_year":
             raise ValueError("expiry_years applies to expiry = 'end_of_year'")
         return self
 

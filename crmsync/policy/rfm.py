@@ -78,7 +78,7 @@ def problems(rfm: RfmSettings) -> list[str]:
     """What does not fit together in ``[policy.rfm]``, one ``policy.rfm.key: problem`` line each."""
     out = []
     how = method(rfm)
-    if how != "quantile" and "bins" in rfm.model_fields_set and rfm.bins != 2:
+    if how != "quantile" and rfm.bins not in (2, 5):  # 5: the default, left as it is
         out.append(f"policy.rfm.bins: method = '{how}' scores 1 (low) or 2 (high); bins applies to 'quantile'")
     if how != "quantile" and rfm.f_ties != "quantile":
         out.append(f"policy.rfm.f_ties: ties of scores only arise with method = 'quantile', not '{how}'")

@@ -91,6 +91,8 @@ def test_spending_beyond_the_balance_takes_what_is_there_unless_negative_is_allo
     ).fetchone()
     assert entry == (-250, -100)
     assert store.con.execute("SELECT points_redeemed_lifetime FROM _pol_stage").fetchone() == (100,)
+    shown = [e for e in explain(p, store.con, "m", NOW).ledger if e["kind"] == "redemption"]
+    assert [(e["base_points"], e["points"], e["qualifying"]) for e in shown] == [(-250, -100, 0)]
     compiled({"points": {**base, "allow_negative": True}}).grade(store.con, NOW)
     assert store.graded("points") == {"m": -70}  # 180 - 250: the later 80 paid part of it back
 

@@ -184,7 +184,7 @@ def test_the_reason_names_the_method_and_its_threshold(store: Store) -> None:
 @pytest.mark.parametrize(
     ("rfm", "message"),
     [
-        ({"method": "mean", "bins": 5, "segments": "classic8"}, "policy.rfm.bins: method = 'mean' scores 1 (low) or 2"),
+        ({"method": "mean", "bins": 4, "segments": "classic8"}, "policy.rfm.bins: method = 'mean' scores 1 (low) or 2"),
         ({"method": "median", "f_ties": "consecutive", "segments": "classic8"}, "policy.rfm.f_ties:"),
         ({"segments": "classic8", "method": "quantile"}, "'classic8' needs high/low scores"),
         ({"method": "mean"}, "the standard segment map needs bins = 5 (method = 'quantile')"),
@@ -196,6 +196,12 @@ def test_settings_that_do_not_fit_together_are_refused(rfm: dict[str, Any], mess
     with pytest.raises(PolicyError) as info:
         compiled({"rfm": rfm})
     assert any(message in p for p in info.value.problems), info.value.problems
+
+
+def test_a_policy_read_back_from_its_dump_is_the_same_policy() -> None:
+    for rfm in CASES:
+        policy = Policy.model_validate({"rfm": rfm, "points": {"expiry": "end_of_year", "expiry_years": 0}})
+        assert Policy.model_validate(policy.model_dump()) == policy
 
 
 def test_push_values_name_the_classic_segments_in_either_language() -> None:
