@@ -14,6 +14,7 @@ sys.path.insert(0, str(BENCH))
 import full  # noqa: E402
 import incremental  # noqa: E402
 import long_line  # noqa: E402
+import points_balance  # noqa: E402
 import zoho_sync  # noqa: E402
 
 
@@ -95,3 +96,11 @@ def test_long_line_is_rejected_and_the_rest_pulled(tmp_path: Path, capsys: pytes
     assert figures["long_line_rejected"] and "max_line_length" in figures["reason"]
     assert figures["orders_pulled"] == figures["control_orders_pulled"] > 0
     assert figures["exit_code"] == 1 and figures["peak_mb"] > 0
+
+
+def test_points_balance_at_a_small_size(capsys: pytest.CaptureFixture[str]) -> None:
+    assert points_balance.main(["--members", "300", "--entries", "5", "--overdrawn", "0.2"]) == 0
+    figures = _figures(capsys)
+    assert figures["scenario"] == "points_balance" and figures["orders"] == 1500
+    assert figures["replayed_members"] >= 40 and figures["longest_replay"] > 1
+    assert figures["negative_balances_allow_negative_false"] == 0 < figures["negative_balances_allow_negative_true"]
