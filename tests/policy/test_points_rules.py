@@ -230,3 +230,21 @@ def test_entry_bonuses_do_not_depend_on_how_often_grading_runs() -> None:
     at the grading that saw the entry, so spending between the qualifying order and a later grading can differ."""
     policy = {"tiers": TIERS, "points": {"per_currency_unit": "1"}}
     assert _schedule(policy, 3, 3, spend=False) == _schedule(policy, 3, 30, spend=False)
+
+
+def test_forgetting_a_member_erases_their_bonuses() -> None:
+    from crmsync.policy import STORE_EXTENSION
+    from crmsync.store import Store, erasure
+
+    with Store.open(None, extensions=[STORE_EXTENSION]) as store:
+        store.con.execute("INSERT INTO members (source, external_id, deleted) VALUES ('crm', 'm', false)")
+        store.con.execute(
+            "INSERT INTO orders (source, external_id, member_id, placed_at, amount, currency, amount_base, "
+            "status, deleted) VALUES ('crm', 'o1', 'm', ?, 500, 'EUR', 500, 'paid', false)",
+            [day(3)],
+        )
+        compiled(_policy()).grade(store.con, NOW)
+        assert store.con.execute("SELECT count(*) FROM policy_points_bonus").fetchone() == (1,)
+        counts = erasure.forget_member(store.con, "crm", "m", actor="dpo", reason="art. 17")
+        assert counts["policy_points_bonus"] == 1
+        assert store.con.execute("SELECT count(*) FROM policy_points_bonus").fetchone() == (0,)
