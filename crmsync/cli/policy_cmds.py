@@ -36,7 +36,7 @@ def _compiled(app: AppContext) -> Any:
     from crmsync.policy import compile_policy
 
     s = app.settings
-    return compile_policy(s.policy, app.host.metrics(), base_currency=s.sync.base_currency)
+    return compile_policy(s.policy, app.host.metrics(), base_currency=s.sync.base_currency, timezone=s.sync.timezone)
 
 
 def _every(every: str) -> Any:

@@ -13,8 +13,8 @@ from typing import Any
 import duckdb
 
 from crmsync.errors import PolicyError
+from crmsync.policy import bonus, overrides, points, rfm, stages
 from crmsync.policy import metrics as M
-from crmsync.policy import overrides, points, stages
 from crmsync.policy.ddl import CACHE_META, CACHE_TABLE, LEDGER_TABLE, OVERRIDES_TABLE
 from crmsync.policy.expr import NUM, STR, Compiler, ExprError, Var, names, parse
 from crmsync.policy.model import Policy
@@ -57,6 +57,8 @@ class CompiledPolicy:
     tag_rules: list[stages.Rule]
     used_metrics: dict[str, M.Metric] = field(default_factory=dict)
     base_currency: str = "EUR"
+    timezone: str = "UTC"
+    """``sync.timezone``: where a calendar year ends (``points.expiry = "end_of_year"``)."""
 
     def grade(self, con: Connection, as_of: datetime, *, incremental: bool = False) -> Grading:
         """Grade the members into ``TEMP TABLE graded`` as a sync does (:attr:`GradingMode.SYNC`, or
@@ -90,14 +92,28 @@ class CompiledPolicy:
         sql: list[str] = [*M.inputs_sql(as_of, statuses, "_pol_dirty")]
         sql.append(_prev_sql(mode.stateful, mode.state_table, mode.use_profiles))
         sql.append(_overrides_sql(mode.stateful and mode.use_locks, day))
-        sql += points.points_sql(self.policy, as_of, LEDGER_TABLE, "_pol_dirty")
+        bonuses = mode.bonus_table if mode.stateful else None
+        sql += points.points_sql(
+            self.policy, as_of, LEDGER_TABLE, "_pol_dirty", timezone=self.timezone, bonus_table=bonuses
+        )
         sql.append(M.aggregates_sql(metrics, as_of, statuses, "_pol_dirty", mode.write_ledger))
         if mode.write_ledger:
             sql += _persist_sql(reuse, self.version, as_of)
         sql.append(M.metrics_sql(metrics, as_of, CACHE_TABLE if mode.write_ledger else "_pol_agg"))
-        sql.append(stages.rfm_sql(self.policy.rfm.bins))
+        sql.append(rfm.scores_sql(self.policy.rfm))
         sql += stages.stage_sql(self.policy, self.segment_rules)
         sql.append(stages.tiers_sql(self.policy, self.tier_rules, day))
+        if bonuses is not None and bonus.any_bonus(self.policy):
+            earned = [n for n, m in self.used_metrics.items() if m.measure == "points_earned"]
+            sql += bonus.grant_sql(
+                self.policy,
+                as_of,
+                bonuses,
+                timezone=self.timezone,
+                write=mode.write_state,
+                write_ledger=mode.write_ledger,
+                earned=earned,
+            )
         sql.append(stages.grades_sql(self.policy, self.tag_rules))
         if reuse:
             sql.append(stages.changed_sql("_pol_dirty"))
@@ -224,17 +240,21 @@ def _overrides_sql(active: bool, day: date) -> str:
     )
 
 
-def policy_version(policy: Policy, metrics: Sequence[MetricSpec]) -> str:
-    payload = {
+def policy_version(policy: Policy, metrics: Sequence[MetricSpec], timezone: str = "UTC") -> str:
+    payload: dict[str, Any] = {
         "policy": policy.model_dump(mode="json"),
         "metrics": sorted([m.name, m.sql, m.table, m.default] for m in metrics),
     }
+    if policy.points.expiry == "end_of_year":  # where a year ends changes when points expire
+        payload["timezone"] = timezone
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
     return digest[:12]
 
 
-def compile_policy(policy: Policy, metrics: Sequence[MetricSpec] = (), *, base_currency: str = "EUR") -> CompiledPolicy:
-    """Parse and check every condition once.
+def compile_policy(
+    policy: Policy, metrics: Sequence[MetricSpec] = (), *, base_currency: str = "EUR", timezone: str = "UTC"
+) -> CompiledPolicy:
+    """Parse and check every condition once. ``timezone`` is ``sync.timezone`` (an IANA name).
 
     Raises:
         PolicyError: with one ``policy.key.path: problem at column N`` line per bad condition or metric.
@@ -269,13 +289,9 @@ def compile_policy(policy: Policy, metrics: Sequence[MetricSpec] = (), *, base_c
     tier_rules = [
         build(f"tiers[{i}].condition", t.name, t.condition or "", STAGE_VARS) for i, t in enumerate(policy.tiers[:-1])
     ]
-    seg_src = (
-        [(s.name, s.condition) for s in policy.rfm.segments]
-        if policy.rfm.segments is not None
-        else stages.STANDARD_SEGMENTS
-    )
-    if policy.rfm.segments is None and policy.rfm.bins != 5:
-        problems.append("policy.rfm.segments: the standard segment map needs bins = 5; give your own map")
+    seg_src = rfm.segments(policy.rfm)
+    problems += rfm.problems(policy.rfm)
+    used.update({m.name: m for m in rfm.needed(policy.rfm)})
     segment_rules = [
         build(f"rfm.segments[{i}].condition", n, c, {**RFM_VARS, "lifecycle": STR}) for i, (n, c) in enumerate(seg_src)
     ]
@@ -284,11 +300,12 @@ def compile_policy(policy: Policy, metrics: Sequence[MetricSpec] = (), *, base_c
         raise PolicyError("invalid policy", problems=problems)
     return CompiledPolicy(
         policy=policy,
-        version=policy_version(policy, metrics),
+        version=policy_version(policy, metrics, timezone),
         tier_names=[t.name for t in policy.tiers],
         tier_rules=[r for r in tier_rules if r],
         segment_rules=[r for r in segment_rules if r],
         tag_rules=[r for r in tag_rules if r],
         used_metrics=used,
         base_currency=base_currency,
+        timezone=timezone,
     )

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import ClassVar
 
-from crmsync.policy.ddl import STATE_TABLE
+from crmsync.policy.ddl import BONUS_TABLE, STATE_TABLE
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,7 @@ class GradingMode:
         write_ledger: store the points ledger and the members' metrics just derived.
         expire_locks: remove and audit locks that have ended.
         state_table: where held tiers are read and written (a temporary table in backtests).
+        bonus_table: where tier-entry bonuses are read and, with ``write_state``, written (idem).
         use_profiles: fall back to ``profiles`` for members without state.
         use_locks: apply manual tier locks.
         incremental: recompute the metrics and points of just the members whose inputs changed or came due since
@@ -45,6 +46,7 @@ class GradingMode:
     write_ledger: bool = False
     expire_locks: bool = False
     state_table: str = STATE_TABLE
+    bonus_table: str = BONUS_TABLE
     use_profiles: bool = True
     use_locks: bool = True
     incremental: bool = False
@@ -71,5 +73,11 @@ GradingMode.SYNC_FULL = replace(GradingMode.SYNC, incremental=False)
 GradingMode.EXPLAIN = GradingMode(out="_pol_explain", stateful=True)
 GradingMode.PREVIEW = replace(GradingMode.EXPLAIN, out="_pol_preview")
 GradingMode.BACKTEST = GradingMode(
-    out="_pol_bt", stateful=True, write_state=True, state_table="_pol_bt_state", use_profiles=False, use_locks=False
+    out="_pol_bt",
+    stateful=True,
+    write_state=True,
+    state_table="_pol_bt_state",
+    bonus_table="_pol_bt_bonus",
+    use_profiles=False,
+    use_locks=False,
 )

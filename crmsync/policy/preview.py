@@ -18,7 +18,7 @@ from decimal import Decimal
 
 from crmsync.policy.chart import chart_html, write_chart
 from crmsync.policy.compiled import CompiledPolicy
-from crmsync.policy.ddl import STATE_TABLE
+from crmsync.policy.ddl import BONUS_TABLE, STATE_TABLE
 from crmsync.policy.kpis import kpis
 from crmsync.policy.modes import GradingMode
 from crmsync.policy.stages import rank_case
@@ -90,6 +90,7 @@ def backtest(
     mode = GradingMode.BACKTEST
     state = mode.state_table
     con.execute(f"CREATE OR REPLACE TEMP TABLE {state} AS SELECT * FROM {STATE_TABLE} WHERE false")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {mode.bonus_table} AS SELECT * FROM {BONUS_TABLE} WHERE false")
     ends = period_ends(start, end, every)
     periods = []
     for i, at in enumerate(ends):
@@ -102,6 +103,7 @@ def backtest(
             _period(compiled, fig, kpis(con, compiled, out, since, fig.transitions), at, since, moves, length)
         )
     con.execute(f"DROP TABLE IF EXISTS {state}")
+    con.execute(f"DROP TABLE IF EXISTS {mode.bonus_table}")
     return periods
 
 

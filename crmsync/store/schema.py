@@ -15,6 +15,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from crmsync.connector import Stream
 from crmsync.store.db import Connection, meta_like, set_meta
 from crmsync.store.records import TABLES
 
@@ -49,6 +50,8 @@ MIGRATIONS: list[list[str]] = [
     ],
     # 2: the outbox no longer keeps the names of the changed fields (they follow from fields and previous)
     ["ALTER TABLE outbox DROP COLUMN IF EXISTS changed"],
+    # 3: partial refunds of orders, in the order's currency and in the base currency
+    TABLES[Stream.ORDERS].add_columns("refunded_amount", "refunded_amount_base"),
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

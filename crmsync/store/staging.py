@@ -7,7 +7,9 @@ is written once, here:
 - a row without ``external_id`` is refused;
 - an order's ``amount_base`` is its amount times its own exchange rate, else times 1 in the base currency, else times
   the configured rate of its currency; an order in a currency without a rate is refused, never guessed, and so is
-  one whose amount in the base currency the store cannot hold;
+  one whose amount in the base currency the store cannot hold; ``refunded_amount_base`` is converted the same way;
+- an order's ``refunded_amount`` is refused below 0 or above its amount (an order of a negative amount refunds
+  nothing);
 - a later row with the same id wins over an earlier one.
 
 A refusal names the row's locator when the connector gave one (``orders.csv:17``), else ``<connector> order <id>``.
@@ -27,6 +29,10 @@ from crmsync.connector import Batch, Rejection, Stream
 from crmsync.store.db import Connection, scalar
 from crmsync.store.records import TABLES, Column, RecordTable, to_arrow
 
+_BAD_REFUND = "refunded_amount < 0 OR refunded_amount > greatest(amount, 0)"
+"""An order's refund that the store refuses (null: nothing refunded)."""
+BASE_OF = {"amount_base": "amount", "refunded_amount_base": "refunded_amount"}
+"""Columns in the base currency, and the amount in the order's currency each is converted from."""
 INCOMING = "_incoming"
 """The temporary table holding the staged rows: the stream's loaded columns and ``_n``, the row's position."""
 
@@ -107,10 +113,13 @@ def _expr(column: Column, names: set[str], rates: ExchangeRates, exact: bool) ->
     name, sql_type = column.name, column.arrow_sql
     if name == "source":
         return "$source AS source"
-    if name == "amount_base":
+    if name in BASE_OF:
+        own = BASE_OF[name]
+        if own == "refunded_amount" and own not in names:
+            return f"CAST(NULL AS {sql_type}) AS {name}"
         rate = rates.rate_sql("exchange_rate" if "exchange_rate" in names else None)
-        computed = f"TRY_CAST(round_even(CAST(amount AS DECIMAL(38, 4)) * {rate}, 4) AS {sql_type})"
-        return f"coalesce(amount_base, {computed}) AS amount_base" if exact else f"{computed} AS amount_base"
+        computed = f"TRY_CAST(round_even(CAST({own} AS DECIMAL(38, 4)) * {rate}, 4) AS {sql_type})"
+        return f"coalesce({name}, {computed}) AS {name}" if exact else f"{computed} AS {name}"
     if name in names:
         return f"CAST({name} AS {sql_type}) AS {name}"
     return "false AS deleted" if name == "deleted" else f"CAST(NULL AS {sql_type}) AS {name}"
@@ -121,9 +130,13 @@ def _refuse(
 ) -> list[Rejection]:
     """Remove the rows just appended (from ``offset``) that the store refuses, and say why, in row order."""
     orders = table.stream is Stream.ORDERS
-    bad = f"_n >= {offset} AND (external_id IS NULL" + (" OR amount_base IS NULL)" if orders else ")")
-    money = f"currency, amount, {rates.rate_sql('exchange_rate')}" if orders else "NULL, NULL, NULL"
-    rows = con.execute(f"SELECT _n, external_id, {money} FROM {INCOMING} WHERE {bad} ORDER BY _n").fetchall()
+    money_rules = f"WHEN amount_base IS NULL THEN 'money' WHEN {_BAD_REFUND} THEN 'refund' " if orders else ""
+    why = f"CASE WHEN external_id IS NULL THEN 'id' {money_rules}END"
+    money = (
+        f"currency, amount, {rates.rate_sql('exchange_rate')}, refunded_amount" if orders else "NULL, NULL, NULL, NULL"
+    )
+    bad = f"_n >= {offset} AND ({why}) IS NOT NULL"
+    rows = con.execute(f"SELECT _n, external_id, {why}, {money} FROM {INCOMING} WHERE {bad} ORDER BY _n").fetchall()
     if not rows:
         return []
     locators: dict[int, str | None] = {}
@@ -132,10 +145,13 @@ def _refuse(
         locators = dict(con.execute(sql, [[r[0] for r in rows]]).fetchall())
     con.execute(f"DELETE FROM {INCOMING} WHERE {bad}")
     out = []
-    for n, ext, currency, amount, rate in rows:
+    for n, ext, problem, currency, amount, rate, refunded in rows:
         where = locators.get(n) or f"{source} {table.stream.value[:-1]} {ext}"
-        if ext is None:
+        if problem == "id":
             out.append(Rejection(table.stream, where, "external_id", "missing id"))
+        elif problem == "refund":
+            reason = f"refunded {refunded} {currency} is not between 0 and the order's amount {amount}"
+            out.append(Rejection(Stream.ORDERS, where, "refunded_amount", reason, record_id=ext))
         else:
             out.append(rates.refusal(where, ext, currency, amount, rate))
     return out

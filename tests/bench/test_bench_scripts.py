@@ -14,6 +14,7 @@ sys.path.insert(0, str(BENCH))
 import full  # noqa: E402
 import incremental  # noqa: E402
 import long_line  # noqa: E402
+import points_balance  # noqa: E402
 import zoho_sync  # noqa: E402
 
 
@@ -150,3 +151,11 @@ def test_export_and_backtest_at_a_small_size(tmp_path: Path, capsys: pytest.Capt
     assert figures["csv"]["rows"] == figures["parquet"]["rows"] == 300  # main exits with an error otherwise
     assert figures["backtest_4_months"]["periods"] == 4
     assert all(figures[k]["peak_mb"] > 0 and figures[k]["wall_s"] > 0 for k in ("csv", "parquet", "backtest_4_months"))
+
+
+def test_points_balance_at_a_small_size(capsys: pytest.CaptureFixture[str]) -> None:
+    assert points_balance.main(["--members", "300", "--entries", "5", "--overdrawn", "0.2"]) == 0
+    figures = _figures(capsys)
+    assert figures["scenario"] == "points_balance" and figures["orders"] == 1500
+    assert figures["replayed_members"] >= 40 and figures["longest_replay"] > 1
+    assert figures["negative_balances_allow_negative_false"] == 0 < figures["negative_balances_allow_negative_true"]

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import duckdb
@@ -32,6 +33,31 @@ POLICY: dict[str, Any] = {
     "lifecycle": {"dormant_days": 40, "churned_days": 90},
     "tags": {"lapsing_vip": "tier = 'Gold' and days_since_last_order > 20", "refunder": "refunds_30d >= 1"},
 }
+LOYALTY: dict[str, Any] = {
+    "metrics": {"windows": [30, 90, 365]},
+    "tiers": [
+        {"name": "金卡", "condition": "qualifying_points_365d >= 600", "entry_bonus": 300, "points_multiplier": "1.5"},
+        {"name": "银卡", "condition": "spend_net_365d >= 150", "entry_bonus": 50},
+        {"name": "铜卡"},
+    ],
+    "downgrade": {"grace_days": 10},
+    "points": {
+        "per_currency_unit": "1",
+        "expiry": "end_of_year",
+        "expiry_years": 0,
+        "activities": {"review": "15"},
+        "non_qualifying_kinds": ["review"],
+        "redemption_kinds": ["redeem"],
+        "entry_bonus_on_reentry": True,
+    },
+    "rfm": {"segments": "classic8", "names": "zh", "method": "median", "window_days": 90, "monetary": "spend_net"},
+    "tags": {
+        "积分将过期": "points_expiring_30d > 0",
+        "活跃": "points_earned_30d >= 100 or refunded_amount_30d > 0",
+    },
+}
+"""The rules of a Chinese retail programme: qualifying points, entry bonuses, calendar-year expiry, no overdraft,
+net spend, the classic 8-segment RFM over a window."""
 MEMBERS = [f"m{i}" for i in range(12)]
 GRADES = ", ".join(GRADE_COLUMNS)
 
@@ -55,9 +81,9 @@ def _rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[tuple[Any, ...]]:
 class Twins:
     """The same data in two stores: one graded incrementally, one graded whole each time."""
 
-    def __init__(self) -> None:
+    def __init__(self, policy: dict[str, Any] = POLICY) -> None:
         self.inc, self.full = Store(_connect()), Store(_connect())
-        self.policy = compiled(POLICY)
+        self.policy = compiled(policy, timezone="Asia/Shanghai")
 
     def both(self, change: Callable[[Store], Any]) -> None:
         change(self.inc)
@@ -84,16 +110,17 @@ class Twins:
         return got.recomputed
 
 
-def _scenario(rng: random.Random, twins: Twins, steps: int) -> list[int]:
+def _scenario(rng: random.Random, twins: Twins, steps: int, start: datetime = NOW) -> list[int]:
     counter = iter(range(10**6))
-    as_of = NOW
+    as_of = start
     live: list[str] = []
     for m in MEMBERS[:8]:
         twins.both(lambda s, m=m: s.member(m, created_at=NOW - timedelta(days=400)))
     recomputed = [twins.grade(as_of)]
     for _ in range(steps):
         for _ in range(rng.randint(0, 4)):
-            kind = rng.choice(["order", "order", "future", "flip2", "move", "delete", "activity", "redeem", "member"])
+            kinds = ["order", "order", "future", "flip2", "move", "delete", "activity", "redeem", "member", "refund"]
+            kind = rng.choice(kinds)
             m = rng.choice(MEMBERS[:8])
             when = as_of - timedelta(days=rng.uniform(0, 120))
             if kind in ("order", "future"):
@@ -111,6 +138,11 @@ def _scenario(rng: random.Random, twins: Twins, steps: int) -> list[int]:
                 twins.both(lambda s: s.con.execute("UPDATE orders SET status = 'refunded' WHERE member_id = 'm0'"))
             elif kind == "move" and live:
                 twins.both(lambda s, e=rng.choice(live), m=m: s.set_order(e, member_id=m))
+            elif kind == "refund" and live:  # a partial refund of an order placed earlier
+                refund = Decimal(rng.choice(["5", "19.99"]))
+                twins.both(
+                    lambda s, e=rng.choice(live), r=refund: s.set_order(e, refunded_amount=r, refunded_amount_base=r)
+                )
             elif kind == "delete" and live:
                 twins.both(lambda s, e=rng.choice(live): s.set_order(e, deleted=True))
             elif kind == "activity":
@@ -132,9 +164,18 @@ def _scenario(rng: random.Random, twins: Twins, steps: int) -> list[int]:
     return recomputed
 
 
-@pytest.mark.parametrize("seed", range(4))
-def test_incremental_grading_equals_grading_everyone(seed: int) -> None:
-    recomputed = _scenario(random.Random(seed), Twins(), steps=14)
+YEAR_END = datetime(2024, 12, 20, tzinfo=UTC)
+"""The loyalty scenario starts here: its points expire at the end of 2024 in Shanghai, a few steps later."""
+
+
+@pytest.mark.parametrize(
+    ("seed", "policy"),
+    [pytest.param(s, POLICY, id=f"retail-{s}") for s in range(4)]
+    + [pytest.param(s, LOYALTY, id=f"loyalty-{s}") for s in range(3)],
+)
+def test_incremental_grading_equals_grading_everyone(seed: int, policy: dict[str, Any]) -> None:
+    start = YEAR_END if policy is LOYALTY else NOW
+    recomputed = _scenario(random.Random(seed), Twins(policy), steps=14, start=start)
     assert recomputed[0] == 8  # the first grading computes everyone
     assert min(recomputed[1:]) < 8  # later ones skip members whose inputs did not change
 
@@ -182,3 +223,19 @@ def test_two_orders_changing_the_same_way_are_noticed() -> None:
     twins.both(lambda s: s.con.execute("UPDATE orders SET status = 'refunded'"))
     assert twins.grade(NOW) == 1
     assert _rows(twins.inc.con, "SELECT points, rfm_r FROM profiles") == [(0, None)]
+
+
+def test_points_coming_due_at_a_year_end_and_entering_the_expiring_window_are_recomputed() -> None:
+    twins = Twins(LOYALTY)
+    for m in ("m1", "m2"):
+        twins.both(lambda s, m=m: s.member(m))
+    # 100 points earned 2024-06-01: they expire at the end of 2024 in Shanghai (2024-12-31 16:00 UTC)
+    twins.both(lambda s: s.order("m1", "100", datetime(2024, 6, 1, tzinfo=UTC)))
+    twins.both(lambda s: s.order("m2", "20", datetime(2024, 6, 1, tzinfo=UTC) - timedelta(days=300)))
+    end = datetime(2024, 12, 31, 16, tzinfo=UTC)
+    assert twins.grade(end - timedelta(days=40)) == 2
+    assert twins.grade(end - timedelta(days=35)) == 0
+    assert twins.grade(end - timedelta(days=29)) == 1  # m1's points entered the 30-day window
+    assert _rows(twins.inc.con, "SELECT tags FROM profiles WHERE member_id = 'm1'") == [(["积分将过期"],)]
+    assert twins.grade(end) == 1  # and expired
+    assert _rows(twins.inc.con, "SELECT points FROM profiles WHERE member_id = 'm1'") == [(0,)]

@@ -45,12 +45,14 @@ ORDER_FIELDS = (
     "exchange_rate",
     "status",
     "updated_at",
+    "refunded_amount",
 )
 ACTIVITY_FIELDS = ("external_id", "member_external_id", "member_email", "kind", "occurred_at", "points")
 FIELDS = {"members": MEMBER_FIELDS, "orders": ORDER_FIELDS, "activities": ACTIVITY_FIELDS}
 
-OPTIONAL_BY_DEFAULT = {"total"}
-"""Fields looked up only when mapped explicitly (``total``: use an order-total column instead of summing lines)."""
+OPTIONAL_BY_DEFAULT = {"total", "refunded_amount"}
+"""Fields looked up only when mapped explicitly (``total``: use an order-total column instead of summing lines;
+``refunded_amount``: the amount refunded on the order)."""
 
 
 def is_pattern(path: Path) -> bool:
