@@ -373,7 +373,7 @@ def test_a_store_of_schema_1_is_migrated_keeping_its_data(tmp_path: Path) -> Non
         store.con.execute("INSERT INTO outbox (target, member_id, fields, status) VALUES ('crm', 'm1', '', 'pending')")
         set_meta(store.con, "schema_version", "1")
     with Store.open(path) as store:
-        assert store.schema_version == SCHEMA_VERSION == 2
+        assert store.schema_version == SCHEMA_VERSION == 3
         columns = outbox_columns(store)
         assert "changed" not in columns
         assert Outbox(store, "crm").counts() == (1, 0)

@@ -51,7 +51,7 @@ def history(app: AppContext, member: str, as_json: bool) -> int:
     """List every value pushed for MEMBER: run, target, field, previous and new value, reason."""
     from crmsync.store.outbox import push_history
 
-    with app.store() as store:
+    with app.store(read_only=True) as store:
         entries = push_history(store.con, member)
     columns = {
         "pushed at": lambda e: f"{e['pushed_at']:%Y-%m-%d %H:%M}",
@@ -67,21 +67,63 @@ def history(app: AppContext, member: str, as_json: bool) -> int:
 @click.option("--all", "show_all", is_flag=True, help="Include entries already resolved by a later pull.")
 @click.pass_obj
 def rejects(app: AppContext, as_json: bool, show_all: bool) -> int:
-    """List quarantined source records: where they are, which field, why. Fixed records leave on the next pull."""
+    """List source rows that were not graded: quarantined records (where they are, which field, why; a fixed record
+    leaves on the next pull) and unmatched orders and activities (kept, graded once their member appears)."""
+    from crmsync.store.matching import unmatched_rows
     from crmsync.store.quarantine import entries as quarantined
 
-    with app.store() as store:
-        entries = quarantined(store.con, include_resolved=show_all)
+    with app.store(read_only=True) as store:
+        entries = [{"kind": "quarantined", **e} for e in quarantined(store.con, include_resolved=show_all)]
+        for table in ("orders", "activities"):
+            rows = unmatched_rows(store.con, app.member_match, table)
+            entries += [{"kind": "unmatched", **r, "first_run": None, "resolved": False} for r in rows]
     columns = {
-        **{name: itemgetter(name) for name in ("connector", "stream")},
+        **{name: itemgetter(name) for name in ("kind", "connector", "stream")},
         "where": itemgetter("locator"),
         "field": lambda e: e["field"] or "",
         "reason": itemgetter("reason"),
-        "since run": itemgetter("first_run"),
+        "since run": lambda e: e["first_run"] or e["last_run"] or "",
         "resolved": lambda e: "yes" if e["resolved"] else "",
     }
-    show_rows(entries, columns, as_json=as_json, empty="no record is in quarantine")
+    show_rows(entries, columns, as_json=as_json, empty="no record is in quarantine and every order has its member")
     return 0
 
 
-COMMANDS = [forget, history, rejects]
+@click.command()
+@click.argument("target", required=False)
+@click.option("--member", metavar="ID", help="Only this member's change.")
+@click.option("--list", "list_", is_flag=True, help="List the given-up changes; requeue nothing.")
+@json_option
+@click.pass_obj
+def retry(app: AppContext, target: str | None, member: str | None, list_: bool, as_json: bool) -> int:
+    """Push given-up changes again: requeue them, with a fresh set of attempts, for the next sync.
+
+    A change is given up after sync.max_attempts runs refused it, or at once when the target said retrying cannot
+    help (the record was deleted there). TARGET is a connector of sync.push (default: every one). The next sync
+    pushes the requeued changes and reports them as retried.
+    """
+    from crmsync.store.outbox import BY_HAND, Outbox
+
+    push = list(app.settings.sync.push)
+    if target is not None and target not in push:
+        raise ConfigError(f"retry: {target!r} is not a push target (sync.push: {', '.join(push) or 'none'})")
+    targets = [target] if target else push
+    with app.store(read_only=list_) as store:
+        if list_:
+            rows = [row for t in targets for row in Outbox(store, t).given_up(member)]
+            columns = {name: itemgetter(name) for name in ("target", "member_id", "attempts", "field", "reason")}
+            show_rows(rows, columns, as_json=as_json, empty="no change is given up")
+            return 0
+        requeued = {t: Outbox(store, t).requeue(BY_HAND, member_id=member) for t in targets}
+    if as_json:
+        print_json({"requeued": requeued})
+        return 0
+    for t, members in requeued.items():
+        shown = ", ".join(members[:20]) + (f" and {len(members) - 20} more" if len(members) > 20 else "")
+        console().print(f"{t}: {len(members)} given-up change(s) requeued" + (f": {shown}" if members else ""))
+    if any(requeued.values()):
+        console().print("the next 'crmsync sync' pushes them")
+    return 0
+
+
+COMMANDS = [forget, history, rejects, retry]

@@ -32,7 +32,8 @@ def _jsonable(obj: Any) -> Any:
     return dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else obj
 
 
-def _compiled(app: AppContext) -> Any:
+def compiled_policy(app: AppContext) -> Any:
+    """The configured policy, compiled (its errors raised before the store is opened)."""
     from crmsync.policy import compile_policy
 
     s = app.settings
@@ -51,8 +52,8 @@ def preview(app: AppContext, as_json: bool, as_of: str | None) -> int:
     from crmsync.cli.policy_view import preview_table
     from crmsync.policy.preview import preview as run_preview
 
-    compiled = _compiled(app)
-    with app.store() as store, store.transaction(rollback=True) as con:
+    compiled = compiled_policy(app)
+    with app.store(read_only=True) as store, store.transaction(rollback=True) as con:
         result = run_preview(con, compiled, parse_when(as_of))
     if as_json:
         data = _jsonable(result)
@@ -79,11 +80,11 @@ def backtest(app: AppContext, as_json: bool, start: str, end: str, every: str, c
     period: Any = int(every) if every.isdigit() else every
     if period not in ("day", "week", "month") and not isinstance(period, int):
         raise ConfigError(f"--every: {every!r} is not day, week, month or a number of days")
-    compiled = _compiled(app)
+    compiled = compiled_policy(app)
     t0, t1 = parse_when(start), parse_when(end)
     if t1 < t0:
         raise ConfigError("--to is before --from")
-    with app.store() as store, store.transaction(rollback=True) as con:
+    with app.store(read_only=True) as store, store.transaction(rollback=True) as con:
         periods = run_backtest(con, compiled, t0, t1, period)
     if chart:
         write_chart(chart, periods, compiled.tier_names, title="Tier distribution per period")
@@ -147,7 +148,7 @@ def override(
         if not member_exists(store.con, member):
             raise ConfigError(f"no member with id {member!r} in the store (run 'crmsync sync' first?)")
         day: date | None = parse_when(until, end_of_day=False).date() if until else None
-        compiled = _compiled(app)
+        compiled = compiled_policy(app)
         with store.transaction() as con:
             lock = set_override(con, member, tier, day, reason or "", actor, tier_names=compiled.tier_names)
     if as_json:

@@ -2,7 +2,8 @@
 conversion of canonical records into that schema all derive from :data:`TABLES`.
 
 Each :class:`RecordTable` lists its columns in table order. A column a connector provides (``loaded``) is part of
-the Arrow schema; the store sets the others (``member_id`` when matching, ``seen_run``). ``source`` and
+the Arrow schema; the store sets the others (``member_id`` when matching, ``seen_run``, and ``locator``: where an
+order or activity came from, taken from the batch's ``_locator`` column or the record's ``locator``). ``source`` and
 ``amount_base`` are in the schema but filled in by the store (see :mod:`crmsync.store.staging`).
 """
 
@@ -80,19 +81,30 @@ class RecordTable:
         """The Arrow schema of the columns a connector provides (``Batch.table``)."""
         return pa.schema([(c.name, c.type) for c in self.loaded])
 
+    @cached_property
+    def located(self) -> bool:
+        """Whether the table keeps each row's locator."""
+        return any(c.name == LOCATOR for c in self.columns)
+
     @property
     def ddl(self) -> str:
         cols = ", ".join(f"{c.name} {c.sql}" for c in self.columns)
         return f"CREATE TABLE IF NOT EXISTS {self.name} ({cols})"
 
 
+LOCATOR = "locator"
+"""The column of orders and activities saying where the row came from (``orders.csv:17``), when the connector said."""
+
+
 def _table(stream: Stream, model: Any, *own: tuple[str, pa.DataType] | Column, linked: bool = True) -> RecordTable:
     """A record table: ``source``, ``external_id``, the member it belongs to (``linked``: orders and activities),
-    its own columns, ``deleted`` and the run that last saw it."""
+    its own columns, ``deleted``, the run that last saw it and (``linked``) where it came from."""
     head: list[tuple[str, pa.DataType] | Column] = [("source", STR), ("external_id", STR)]
     if linked:
         head += [Column("member_id", STR, loaded=False), ("member_external_id", STR), ("member_email", STR)]
     spec = [*head, *own, ("deleted", BOOL), Column("seen_run", STR, loaded=False)]
+    if linked:
+        spec.append(Column(LOCATOR, STR, loaded=False))
     return RecordTable(stream, model, tuple(c if isinstance(c, Column) else Column(*c) for c in spec))
 
 

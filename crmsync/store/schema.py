@@ -49,6 +49,16 @@ MIGRATIONS: list[list[str]] = [
     ],
     # 2: the outbox no longer keeps the names of the changed fields (they follow from fields and previous)
     ["ALTER TABLE outbox DROP COLUMN IF EXISTS changed"],
+    # 3: where orders and activities came from; the run of a change's last counted attempt and why it was queued
+    # again; the members' source and email of an erasure (as a one-way hash)
+    [
+        "ALTER TABLE orders ADD COLUMN IF NOT EXISTS locator VARCHAR",
+        "ALTER TABLE activities ADD COLUMN IF NOT EXISTS locator VARCHAR",
+        "ALTER TABLE outbox ADD COLUMN IF NOT EXISTS attempt_run VARCHAR",
+        "ALTER TABLE outbox ADD COLUMN IF NOT EXISTS requeued VARCHAR",
+        "ALTER TABLE erasures ADD COLUMN IF NOT EXISTS source VARCHAR",
+        "ALTER TABLE erasures ADD COLUMN IF NOT EXISTS email_hash VARCHAR",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
