@@ -1,46 +1,91 @@
-"""``crmsync forget`` (erase a person's local data) and ``crmsync history`` (what was pushed for a member)."""
+"""``crmsync forget`` (erase people's local data), ``history`` (what was pushed for a member), ``rejects`` (rows not
+graded) and ``retry`` (push given-up changes again)."""
 
 from __future__ import annotations
 
 import getpass
+import logging
 from operator import itemgetter
+from typing import Any
 
 import click
 
 from crmsync.cli import AppContext, json_option
 from crmsync.cli.render import console, print_json, show_rows
+from crmsync.connector import Connector
 from crmsync.errors import ConfigError
+from crmsync.models import Member
+
+log = logging.getLogger("crmsync.cli")
 
 
 @click.command()
-@click.argument("member")
+@click.argument("members", nargs=-1, required=True, metavar="MEMBER...")
 @click.option("--reason", default="erasure request", show_default=True, help="Kept in the audit entry.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @json_option
 @click.pass_obj
-def forget(app: AppContext, member: str, reason: str, yes: bool, as_json: bool) -> int:
-    """Erase MEMBER's records, points, profile and push history from the store, and never grade them again.
+def forget(app: AppContext, members: tuple[str, ...], reason: str, yes: bool, as_json: bool) -> int:
+    """Erase each MEMBER's local data and never grade them again.
 
-    The CRM itself is not changed. An audit entry without personal data (a one-way hash of the id) is kept.
+    Records, orders, activities, points, profile, push history and quarantined rows naming the member go; the store
+    file is rewritten so that none of their bytes remain, and connectors remove the member from the files they
+    write themselves (generic_csv: its rejects and output files). The CRM and the source files are not changed. An
+    audit entry without personal data (one-way hashes of the id and email) is kept in the store and in the erasure
+    list beside it, so a restored or rebuilt store keeps them forgotten. A member already forgotten is scrubbed again
+    (store file and connectors' files). --json prints one object per member (one member: the object alone).
     """
-    from crmsync.store.erasure import forget_member
+    from crmsync.store.erasure import is_erased, stored_member
     from crmsync.store.profiles import member_exists
 
     source = app.settings.sync.members
     with app.store() as store:
-        if not member_exists(store.con, member, source=source, deleted=True):
-            raise ConfigError(f"no member with id {member!r} in connector {source!r}")
+        already = {m for m in members if is_erased(store.con, source, m)}
+        for member in members:
+            if member not in already and not member_exists(store.con, member, source=source, deleted=True):
+                raise ConfigError(f"no member with id {member!r} in connector {source!r}")
         if not yes and not as_json:
-            click.confirm(f"Erase every local record of member {member}?", abort=True)
-        with store.transaction() as con:
-            counts = forget_member(con, source, member, actor=getpass.getuser(), reason=reason)
+            click.confirm(f"Erase every local record of {len(members)} member(s): {', '.join(members)}?", abort=True)
+        people = [stored_member(store.con, source, m) for m in members]
+        counts = store.forget(source, members, actor=getpass.getuser(), reason=reason)
+        scrubbed = _erase_from_connectors(app, store, people)
+    docs = [
+        {"member_id": m, "erased": counts[m], "connector_rows": scrubbed[m], "already_forgotten": m in already}
+        for m in members
+    ]
     if as_json:
-        print_json({"member_id": member, "erased": counts})
-    else:
+        print_json(docs[0] if len(docs) == 1 else docs)
+        return 0
+    for doc in docs:
+        parts = [f"{n} {t}" for t, n in doc["erased"].items() if n]
+        parts += [f"{n} rows of connector {c}" for c, n in doc["connector_rows"].items() if n]
+        state = "was already forgotten" if doc["already_forgotten"] else "erased"
         console().print(
-            f"member {member} erased: " + ", ".join(f"{n} {t}" for t, n in counts.items() if n) + "; audit entry kept"
+            f"member {doc['member_id']} {state}: " + (", ".join(parts) or "nothing was left") + "; audit entry kept"
         )
+    console().print(f"the store file was rewritten: {app.settings.store.path}")
     return 0
+
+
+def _erase_from_connectors(app: AppContext, store: Any, people: list[Member]) -> dict[str, dict[str, int]]:
+    """Ask each connector that keeps files of its own to remove the members; the rows removed per member and
+    connector. A connector whose secrets are not set is not built: it is named in a warning if it could keep such
+    files."""
+    from crmsync.engine import Engine
+
+    removed: dict[str, dict[str, int]] = {p.external_id: {} for p in people}
+    missing = app.settings.missing_secrets
+    with Engine(app.settings, app.host, store) as engine:
+        for name in app.settings.connectors:
+            if name in missing:
+                log.warning("connector %s was not asked to erase the members: its secrets are not set", name)
+                continue
+            conn = engine.connector(name)
+            if type(conn).erase is Connector.erase:
+                continue
+            for person in people:
+                removed[person.external_id][name] = conn.erase(person)
+    return removed
 
 
 @click.command()

@@ -33,7 +33,7 @@ import duckdb
 
 from crmsync.connector import Batch, Rejection, Stream
 from crmsync.errors import StoreError
-from crmsync.store import access, erasure, schema
+from crmsync.store import access, erasure, recovery, schema
 from crmsync.store.batches import write_batch
 from crmsync.store.db import Connection, get_meta, set_meta, table_exists
 from crmsync.store.files import StoreFiles, backup_path, copy_database, move_into_place, prune_backups
@@ -230,6 +230,50 @@ class Store:
     def set_meta(self, key: str, value: str | None) -> None:
         with self.transaction() as con:
             set_meta(con, key, value)
+
+    # ------------------------------------------------------------------ erasure
+    def forget(self, source: str, members: Sequence[str], *, actor: str, reason: str) -> dict[str, dict[str, int]]:
+        """Erase members (ids in the members' ``source``) everywhere in the store, add them to the erasure list (the
+        table and the side file), then rewrite the file so that their bytes leave it (see :mod:`.erasure`).
+        Returns the rows deleted per member and table."""
+        side_file = self.files.erasures if self.files is not None else None
+        with self.transaction() as con:
+            counts = {
+                m: erasure.forget_member(con, source, m, actor=actor, reason=reason, side_file=side_file)
+                for m in members
+            }
+            if self.files is not None:
+                set_meta(con, REWRITE_KEY, "members erased")
+        if self.files is not None:
+            self.rewrite()
+        return counts
+
+    # ------------------------------------------------------------------ recovery (see :mod:`.recovery`)
+    @classmethod
+    def restore(cls, path: str | os.PathLike[str], backup: Path, **options: Any) -> Path | None:
+        """Put a copy of ``backup`` in place of the store at ``path`` and open it once (with ``options``, as
+        :meth:`open` takes them): it is upgraded if older and forgotten members are erased from it again. Returns
+        where the replaced file was set aside."""
+        aside = recovery.restore(Path(path), backup)
+        cls.open(path, **options).close()
+        return aside
+
+    @classmethod
+    def rebuild(cls, path: str | os.PathLike[str], **options: Any) -> recovery.Rebuilt:
+        """Set the store's file aside and start a new store at ``path`` with what the sources cannot give again and
+        the erasure list (see :mod:`.recovery`); ``options`` as :meth:`open` takes them."""
+        done = recovery.set_aside_for_rebuild(Path(path))
+        store = cls.open(path, **options)
+        try:
+            if done.set_aside is not None:
+                kept = [t for t in recovery.tables(store.con) if t not in (*recovery.REBUILT, "erasures")]
+                recovery.salvage(store.con, store.transaction, done.set_aside, kept, done)
+            with store.transaction() as con:
+                erasure.reapply(con)
+            store.rewrite()
+        finally:
+            store.close()
+        return done
 
     # ------------------------------------------------------------------ the file as a whole
     def backup(self, dest: Path) -> None:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from crmsync.connector import Rejection, Stream
+from crmsync.models import Member
 from crmsync.store.db import Connection, scalar, table_exists
 from crmsync.store.files import write_atomic
 from crmsync.store.schema import extension_member_tables
@@ -100,9 +101,16 @@ class ErasureList:
 
 
 def entries(con: Connection) -> list[Entry]:
-    """The erasure list as the store holds it."""
-    rows = con.execute(f"SELECT {', '.join(ENTRY_COLUMNS)} FROM erasures ORDER BY erased_at, member_hash").fetchall()
-    return [Entry(r[0], r[1], r[2], r[3].isoformat() if r[3] else "", r[4] or "", r[5] or "") for r in rows]
+    """The erasure list as the store holds it (a store of an earlier version lacks the email hash and source)."""
+    cur = con.execute("SELECT * FROM erasures ORDER BY erased_at, member_hash")
+    names = [d[0] for d in cur.description or ()]
+    out = []
+    for row in cur.fetchall():
+        data = dict(zip(names, row, strict=True))
+        at = data.get("erased_at")
+        data["erased_at"] = at.isoformat() if isinstance(at, datetime) else str(at or "")
+        out.append(Entry(**{k: data.get(k) for k in ENTRY_COLUMNS}))  # type: ignore[arg-type]
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- incoming rows
@@ -204,6 +212,17 @@ def member_email(con: Connection, source: str, external_id: str) -> str | None:
     return scalar(con, "SELECT email FROM members WHERE source = ? AND external_id = ?", [source, external_id])
 
 
+def stored_member(con: Connection, source: str, external_id: str) -> Member:
+    """The member as the store holds it (id, email, phone, names), for connectors to find them in their own files;
+    only the id when the store holds no more (an erased member)."""
+    row = con.execute(
+        "SELECT email, phone, first_name, last_name FROM members WHERE source = ? AND external_id = ?",
+        [source, external_id],
+    ).fetchone()
+    values = dict(zip(("email", "phone", "first_name", "last_name"), row, strict=True)) if row else {}
+    return Member(source=source, external_id=external_id, **values)
+
+
 def forget_member(
     con: Connection, source: str, external_id: str, *, actor: str, reason: str, side_file: Path | None = None
 ) -> dict[str, int]:
@@ -276,14 +295,24 @@ def reconcile(con: Connection, side_file: Path) -> int:
     """
     lacking, side_behind = missing(con, side_file)
     if lacking:
-        con.execute("CREATE OR REPLACE TEMP TABLE _erased AS SELECT * FROM erasures WHERE false")
-        _insert(con, "_erased", lacking)
-        for source in sorted({e.source for e in lacking if e.source}):
-            _erase_rows(con, source, _Hashed(source, "_erased"))
-            erased = ErasureList(source, lacking)
-            _scrub_reports(con, lambda token, erased=erased: erased.names([token]))  # type: ignore[misc]
-        con.execute("INSERT INTO erasures BY NAME SELECT * FROM _erased")
-        con.execute("DROP TABLE _erased")
+        _apply(con, lacking)
+        _insert(con, "erasures", lacking)
     if side_behind:
         write_list(side_file, entries(con))
     return len(lacking)
+
+
+def reapply(con: Connection) -> None:
+    """Erase again, in every table, every member of the store's erasure list (after rows were copied in)."""
+    _apply(con, entries(con))
+
+
+def _apply(con: Connection, items: Sequence[Entry]) -> None:
+    """Erase the members of ``items`` from every table, by their hashes (see :func:`forget_member`)."""
+    con.execute("CREATE OR REPLACE TEMP TABLE _erased AS SELECT * FROM erasures WHERE false")
+    _insert(con, "_erased", items)
+    for source in sorted({e.source for e in items if e.source}):
+        _erase_rows(con, source, _Hashed(source, "_erased"))
+        erased = ErasureList(source, items)
+        _scrub_reports(con, lambda token, erased=erased: erased.names([token]))  # type: ignore[misc]
+    con.execute("DROP TABLE _erased")

@@ -130,7 +130,7 @@ def copy_database(con: Connection, dest: Path, *, source: str | None = None,
     closed."""
     name = "_crmsync_copy"
     src = source or scalar(con, "SELECT current_database()")
-    con.execute(f"ATTACH {_literal(dest)} AS {name}")
+    con.execute(f"ATTACH {_literal(dest)} AS {name} (READ_ONLY false)")  # a read-only ``con`` would attach read-only
     try:
         con.execute(f"COPY FROM DATABASE {_quote(src)} TO {name}")
         if finish is not None:
