@@ -139,7 +139,7 @@ class SyncSettings(_Strict):
         default_factory=dict, description="units of base currency per unit of a currency, for orders without a rate"
     )
     timezone: str = Field("UTC", description="IANA zone naive source datetimes are read in")
-    max_attempts: int = Field(5, ge=1, description="push attempts before a change is reported as dead")
+    max_attempts: int = Field(5, ge=1, description="runs that may push a refused change before it is given up")
 
     @field_validator("members", "orders", "activities", "push", mode="before")
     @classmethod

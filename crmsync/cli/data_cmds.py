@@ -35,14 +35,13 @@ def forget(app: AppContext, members: tuple[str, ...], reason: str, yes: bool, as
     list beside it, so a restored or rebuilt store keeps them forgotten. A member already forgotten is scrubbed again
     (store file and connectors' files). --json prints one object per member (one member: the object alone).
     """
-    from crmsync.store.erasure import is_erased, stored_member
-    from crmsync.store.profiles import member_exists
+    from crmsync.store.erasure import is_erased, known, stored_member
 
     source = app.settings.sync.members
     with app.store() as store:
         already = {m for m in members if is_erased(store.con, source, m)}
         for member in members:
-            if member not in already and not member_exists(store.con, member, source=source, deleted=True):
+            if member not in already and not known(store.con, source, member):
                 raise ConfigError(f"no member with id {member!r} in connector {source!r}")
         if not yes and not as_json:
             click.confirm(f"Erase every local record of {len(members)} member(s): {', '.join(members)}?", abort=True)

@@ -255,6 +255,14 @@ def _insert(con: Connection, table: str, items: Sequence[Entry]) -> None:
     con.executemany(sql, [[getattr(e, c) for c in ENTRY_COLUMNS] for e in items])
 
 
+def known(con: Connection, source: str, external_id: str) -> bool:
+    """Whether the store holds anything of the member: their record (deleted too), or only a quarantined row of it
+    (a member whose every row was refused is forgotten like any other)."""
+    sql = """SELECT (SELECT count(*) FROM members WHERE source = ? AND external_id = ?)
+                  + (SELECT count(*) FROM quarantine WHERE connector = ? AND stream = 'members' AND record_key = ?)"""
+    return bool(scalar(con, sql, [source, external_id, source, external_id]))
+
+
 def is_erased(con: Connection, source: str, external_id: str) -> bool:
     """Whether the member is on the erasure list."""
     return bool(scalar(con, "SELECT count(*) FROM erasures WHERE member_hash = ?", [member_hash(source, external_id)]))

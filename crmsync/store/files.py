@@ -150,10 +150,11 @@ def attach_read_only(con: Connection, path: Path, name: str) -> None:
 
 
 def backups(files: StoreFiles) -> list[Path]:
-    """The automatic backups of the store, oldest first."""
+    """The automatic backups of the store, oldest first (by when they were written, then by name)."""
     if not files.backups.is_dir():
         return []
-    return sorted(files.backups.glob(f"*{BACKUP_SUFFIX}"))
+    found = [(p.stat().st_mtime_ns, p.name, p) for p in files.backups.glob(f"*{BACKUP_SUFFIX}")]
+    return [p for _, _, p in sorted(found)]
 
 
 def backup_path(files: StoreFiles, schema_version: int) -> Path:
