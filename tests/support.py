@@ -111,7 +111,6 @@ class MemoryConnector(Connector):
                 out.append(RecordResult(c.member_id, ok=True))
         return out
 
-
     def fields_fingerprint(self) -> str | None:
         self.world.fields_asked += 1
         return self.world.fields
