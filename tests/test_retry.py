@@ -12,16 +12,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import crmsync.plugins
-from crmsync.connector import Stream
 from crmsync.engine import RunResult
 from crmsync.plugins import PluginHost
 from crmsync.report import RunReport
 from crmsync.settings import SyncSettings
 from crmsync.store import Store, profiles
 from crmsync.store.outbox import Outbox
-from tests.support import T0, World, member, order, run_sync
+from tests.support import T0, World, run_sync
 from tests.test_cli import run_main
+from tests.test_cli import use_host as use_host  # the command line finds the in-memory connector
+from tests.test_engine import world as world  # five members, m2 Silver
 from tests.test_store import graded, results
 
 MAX = SyncSettings.model_fields["max_attempts"].default  # the memory configuration leaves it at its default
@@ -75,25 +75,6 @@ def test_requeue_gives_a_fresh_set_of_attempts_and_says_why() -> None:
 
 
 # ---------------------------------------------------------------------------------------------- sync runs
-@pytest.fixture(autouse=True)
-def use_host(host: PluginHost, monkeypatch: pytest.MonkeyPatch) -> PluginHost:
-    monkeypatch.setattr(crmsync.plugins, "_HOST", host)  # the command line finds the in-memory connector
-    return host
-
-
-@pytest.fixture
-def world() -> World:
-    from tests.support import WORLDS
-
-    w = World()
-    WORLDS["crm"] = w
-    for i in range(1, 6):
-        w.put(Stream.MEMBERS, member(i))
-    w.put(Stream.ORDERS, order("o1", "m1", "1100", 10))
-    w.put(Stream.ORDERS, order("o2", "m2", "250", 30))
-    return w
-
-
 Runner = Callable[[], RunReport]
 
 

@@ -10,41 +10,10 @@ from pathlib import Path
 import pytest
 from crmsync_generic_csv import columnar
 
-from crmsync.cli import main
+from tests.reliability import rel_support
+from tests.test_cli import run_main
 
-CONFIG = """\
-[store]
-path = "store.duckdb"
-
-[sync]
-members = "shop"
-orders = ["shop"]
-activities = ["shop"]
-push = ["shop"]
-base_currency = "EUR"
-
-[connectors.shop]
-plugin = "generic_csv"
-members_path = "customers.csv"
-orders_path = "orders.csv"
-activities_path = "activities.csv"
-output_path = "out/profiles.csv"
-rejects_path = "out/rejects.csv"
-
-[[policy.tiers]]
-name = "Gold"
-condition = "spend_365d >= 500"
-
-[[policy.tiers]]
-name = "Basic"
-"""
-
-
-def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as info:
-        main(args)
-    out, err = capsys.readouterr()
-    return int(info.value.code or 0), out, err
+CONFIG = rel_support.CONFIG.format(plugin="generic_csv", batch_size=50, push_batch_size=100)
 
 
 def world(folder: Path, seed: int, members: int = 30, orders: int = 200) -> tuple[Path, dict[str, tuple[str, str]]]:
@@ -88,12 +57,12 @@ def test_unmatched_rows_are_listed_with_their_file_and_line(
         monkeypatch.setattr(columnar, "MIN_BYTES", 0)
     config, expected = world(tmp_path, seed)
     cfg = ["--config", str(config)]
-    code, out, _ = run([*cfg, "sync", "--json"], capsys)
+    code, out, _ = run_main([*cfg, "sync", "--json"], capsys)
     report = json.loads(out)
     assert code == 0 and report["rejected_total"] == 0  # unmatched rows are kept, not rejected
     assert report["unmatched_orders"] == sum(k.startswith("orders") for k in expected)
     assert report["unmatched_activities"] == 1 and "unmatched_orders_sample" not in report["extra"]
-    code, out, _ = run([*cfg, "rejects", "--json"], capsys)
+    code, out, _ = run_main([*cfg, "rejects", "--json"], capsys)
     listed = {e["locator"]: e for e in json.loads(out)}
     assert code == 0 and set(listed) == set(expected)
     for locator, (field, reason) in expected.items():
@@ -101,15 +70,15 @@ def test_unmatched_rows_are_listed_with_their_file_and_line(
         assert entry["kind"] == "unmatched" and entry["connector"] == "shop" and entry["field"] == field
         assert reason in entry["reason"] and "@" not in entry["reason"]  # never the email
         assert entry["last_run"] == report["run_id"]
-    code, out, _ = run([*cfg, "rejects"], capsys)
+    code, out, _ = run_main([*cfg, "rejects"], capsys)
     assert out.count("unmatched") == len(expected)
     # the members appear: their rows are graded and leave the list
     strangers = [loc for loc, (field, _) in expected.items() if field == "member_external_id"]
     ids = [expected[loc][1].split()[-1] for loc in strangers]
     with (tmp_path / "customers.csv").open("a", encoding="utf-8") as fh:
         fh.writelines(f"{i},{i.lower()}@example.com,N,N,2025-01-01 10:00:00\n" for i in ids)
-    code, out, _ = run([*cfg, "sync", "--json"], capsys)
+    code, out, _ = run_main([*cfg, "sync", "--json"], capsys)
     by_email = [loc for loc, (field, _) in expected.items() if field == "member_email"]
     assert code == 0 and json.loads(out)["unmatched_orders"] == len(by_email)
-    code, out, _ = run([*cfg, "rejects", "--json"], capsys)
+    code, out, _ = run_main([*cfg, "rejects", "--json"], capsys)
     assert {e["locator"] for e in json.loads(out)} == set(by_email)

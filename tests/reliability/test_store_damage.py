@@ -12,17 +12,11 @@ from pathlib import Path
 import pytest
 
 from crmsync.cli import main
+from tests.test_cli import run_main
 
 from .rel_support import AS_OF, CsvWorld
 
 COMMANDS = [["runs"], ["rejects"], ["history", "C0004"], ["explain", "C0004"], ["sync", "--as-of", AS_OF]]
-
-
-def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as info:
-        main(args)
-    out, err = capsys.readouterr()
-    return int(info.value.code or 0), out, err
 
 
 @pytest.fixture(scope="module")
@@ -70,23 +64,23 @@ def test_a_damaged_store_gives_one_clear_message_and_rebuild_brings_it_back(
     how = damage(store, seed)
     failures = 0
     for args in COMMANDS:
-        code, _, err = run([*cfg, *args], capsys)
+        code, _, err = run_main([*cfg, *args], capsys)
         assert "Traceback" not in err and "unexpected" not in err, (how, args, err)
         assert code in (0, 1) or (code == 3 and said_damaged(err, store)), (how, args, code, err)
         failures += code == 3
-    code, out, _ = run([*cfg, "store", "check", "--json"], capsys)
+    code, out, _ = run_main([*cfg, "store", "check", "--json"], capsys)
     doc = json.loads(out)
     assert (code == 3) == (not doc["ok"]), (how, doc)
     if failures:
         assert code == 3, (how, doc)  # what failed a command, check finds
-    code, out, err = run([*cfg, "store", "rebuild", "--yes", "--json"], capsys)
+    code, out, err = run_main([*cfg, "store", "rebuild", "--yes", "--json"], capsys)
     assert code == 0, err
     rebuilt = json.loads(out)
     assert rebuilt["erasures"] == 1 and Path(rebuilt["set_aside"]).exists()
-    code, out, err = run([*cfg, "sync", "--as-of", AS_OF, "--json"], capsys)
+    code, out, err = run_main([*cfg, "sync", "--as-of", AS_OF, "--json"], capsys)
     assert code in (0, 1), err
     assert json.loads(out)["members_graded"] == 39  # every member but the forgotten one
-    code, out, _ = run([*cfg, "store", "check", "--json"], capsys)
+    code, out, _ = run_main([*cfg, "store", "check", "--json"], capsys)
     assert code == 0 and json.loads(out)["ok"]
     assert b"person9@example.com" not in store.read_bytes()
 
@@ -98,19 +92,19 @@ def test_a_backup_put_back_resumes_and_keeps_members_forgotten_since(
     cfg, store = copy(pristine, tmp_path)
     backup = tmp_path / "backups"
     backup.mkdir()
-    code, out, err = run([*cfg, "store", "backup", str(backup), "--json"], capsys)
+    code, out, err = run_main([*cfg, "store", "backup", str(backup), "--json"], capsys)
     assert code == 0, err
     copy_path = Path(json.loads(out)["backup"])
     assert copy_path.parent == backup and copy_path.stat().st_size > 0
-    code, _, err = run([*cfg, "store", "backup", str(copy_path)], capsys)
+    code, _, err = run_main([*cfg, "store", "backup", str(copy_path)], capsys)
     assert code == 2 and "exists" in err
-    code, _, _ = run([*cfg, "forget", "C0011", "--yes"], capsys)
+    code, _, _ = run_main([*cfg, "forget", "C0011", "--yes"], capsys)
     assert code == 0
     damage(store, 1)
-    code, out, err = run([*cfg, "store", "restore", str(copy_path), "--yes"], capsys)
+    code, out, err = run_main([*cfg, "store", "restore", str(copy_path), "--yes"], capsys)
     assert code == 0, err
     assert "now holds a copy" in out and "replaced-" in out
-    code, out, err = run([*cfg, "sync", "--as-of", AS_OF, "--json"], capsys)
+    code, out, err = run_main([*cfg, "sync", "--as-of", AS_OF, "--json"], capsys)
     assert code in (0, 1), err
     assert json.loads(out)["members_graded"] == 38  # C0009 and C0011, forgotten after the backup, stay out
     assert b"person11@example.com" not in store.read_bytes()
