@@ -3,7 +3,10 @@
 The store package owns every table and every SQL statement on them; other parts of crmsync call its functions:
 
 - :mod:`.db` the connection type and small helpers (a leaf: it imports nothing of crmsync)
-- :mod:`.lock` the exclusive lock beside the store file
+- :mod:`.lock` the exclusive lock beside the store file; :mod:`.access` opening the file for writing (one run) or
+  read-only (beside other readers), waiting for the other side, and naming a damaged file
+- :mod:`.files` the files beside the store, copies of the store file, automatic backups; :mod:`.recovery` checking,
+  restoring and rebuilding a damaged store
 - :mod:`.schema` migrations, and the extensions other parts declare (the policy's tables)
 - :mod:`.records` the record tables, declared once (DDL, Arrow schema, conversion of records)
 - :mod:`.staging` the rules an incoming row must pass (id, exchange rate, last one wins)
@@ -15,13 +18,15 @@ The store package owns every table and every SQL statement on them; other parts 
 Every state change goes through a transaction: a pulled batch is stored together with its cursor, grading
 replaces profiles and the outbox at once, a push's results are recorded at once. A crash therefore loses at most
 the work since the last commit, and a rerun redoes it without counting anything twice (records are keyed by
-source and id). Opening the store takes an exclusive lock (see :mod:`crmsync.store.lock`).
+source and id). Opening the store for writing takes an exclusive lock (see :mod:`crmsync.store.lock`); opening it
+read-only takes none (see :mod:`crmsync.store.access`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -49,6 +54,8 @@ def now() -> datetime:
 
 KEEP_BACKUPS = 3
 """Automatic backups kept by default (``[store] keep_backups``)."""
+FILE_KEY = "file_token"
+"""``meta`` key naming the file a rewrite wrote (checked when the store is opened again after the rewrite)."""
 REWRITE_KEY = "rewrite_pending"
 """``meta`` key set while erased rows may still be in the file's bytes: the next writable open rewrites the file."""
 
@@ -291,10 +298,11 @@ class Store:
         erased member's) leave it; the store stays open. Needs the store opened for writing."""
         if self.files is None or self.read_only or self._lock is None:
             raise StoreError("only a store opened for writing can be rewritten")
-        path, files = self.files.path, self.files
+        path, files, token = self.files.path, self.files, secrets.token_hex(8)
 
         def done(con: Connection, name: str) -> None:
-            con.execute(f"DELETE FROM {name}.meta WHERE key = ?", [REWRITE_KEY])
+            con.execute(f"DELETE FROM {name}.meta WHERE key IN (?, ?)", [REWRITE_KEY, FILE_KEY])
+            con.execute(f"INSERT INTO {name}.meta VALUES (?, ?)", [FILE_KEY, token])
 
         with self._mutex, files.temp() as tmp:
             self.con.execute("CHECKPOINT")
@@ -305,6 +313,8 @@ class Store:
             move_into_place(tmp, path)
             self.con = access.connect(path, self._config, read_only=False, wait=self._wait)
             self.con.execute("SET enable_progress_bar = false")
+            if self.get_meta(FILE_KEY) != token:  # another connection of this process kept the old file open
+                raise StoreError(f"the store {path} was rewritten but the old file is still open in this process")
 
     @contextlib.contextmanager
     def transaction(self, *, rollback: bool = False) -> Iterator[Connection]:
