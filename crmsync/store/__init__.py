@@ -136,6 +136,7 @@ class Store:
             for extension in extensions:
                 self.install(extension)
             if self.files is not None:
+                self.files.clean()
                 with self.transaction() as con:
                     if erasure.reconcile(con, self.files.erasures):
                         set_meta(con, REWRITE_KEY, "erasures applied again")
@@ -287,7 +288,7 @@ class Store:
         """Copy the store into a new file at ``dest`` (its live rows: nothing deleted goes along)."""
         dest.parent.mkdir(parents=True, exist_ok=True)
         assert self.files is not None, "an in-memory store has no file to back up"
-        with self._mutex, self.files.temp(dest.parent) as tmp:
+        with self._mutex, self.files.temp("backup", dest.parent) as tmp:
             if not self.read_only:
                 self.con.execute("CHECKPOINT")
             copy_database(self.con, tmp)
@@ -304,7 +305,7 @@ class Store:
             con.execute(f"DELETE FROM {name}.meta WHERE key IN (?, ?)", [REWRITE_KEY, FILE_KEY])
             con.execute(f"INSERT INTO {name}.meta VALUES (?, ?)", [FILE_KEY, token])
 
-        with self._mutex, files.temp() as tmp:
+        with self._mutex, files.temp("rewrite") as tmp:
             self.con.execute("CHECKPOINT")
             copy_database(self.con, tmp, finish=done)
             self.con.close()

@@ -8,7 +8,8 @@ Next to the store file (``crmsync.duckdb``) crmsync keeps:
 - ``crmsync.duckdb.backups/``: automatic backups, one before each upgrade of the store's schema
   (``crmsync-schema2-20260101T120000Z.duckdb``), the newest ``[store] keep_backups`` kept;
 - ``crmsync.duckdb.damaged-<time>`` / ``crmsync.duckdb.replaced-<time>``: the file a rebuild or a restore replaced;
-- while the store is copied or rewritten, a hidden ``.crmsync.duckdb.<random>.tmp`` (removed when done).
+- while the store is copied or rewritten, a hidden ``.crmsync.duckdb.<purpose>.<random>.tmp`` (removed when done;
+  one a killed rewrite or restore left is removed by the next run).
 
 A copy (:func:`copy_database`) goes through the database: only live rows are written, so a copy holds nothing of
 what was deleted, and a damaged block fails the copy instead of being carried into it.
@@ -17,6 +18,7 @@ what was deleted, and a damaged block fails the copy instead of being carried in
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -59,11 +61,12 @@ class StoreFiles:
         return self._beside(f".{why}-{stamp()}")
 
     @contextlib.contextmanager
-    def temp(self, folder: Path | None = None) -> Iterator[Path]:
-        """A fresh path for a file being built (in ``folder``, default the store's); removed unless moved away."""
+    def temp(self, purpose: str, folder: Path | None = None) -> Iterator[Path]:
+        """A fresh path for a file being built for ``purpose`` (``rewrite``, ``restore``, ``backup``) in ``folder``
+        (default the store's); removed unless moved away, or by :meth:`clean` after a crash."""
         where = folder or self.path.parent
         where.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=where)
+        fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.{purpose}.", suffix=".tmp", dir=where)
         os.close(fd)
         tmp = Path(name)
         tmp.unlink()  # DuckDB creates the file itself
@@ -73,6 +76,17 @@ class StoreFiles:
             for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
                 with contextlib.suppress(FileNotFoundError):
                     leftover.unlink()
+
+    def clean(self) -> None:
+        """Remove what a killed rewrite or restore left beside the store (a copy of it, with rows already erased);
+        call it holding the run lock, which those hold."""
+        for purpose in WRITERS_TEMPS:
+            for leftover in self.path.parent.glob(f".{glob.escape(self.path.name)}.{purpose}.*"):
+                leftover.unlink(missing_ok=True)
+
+
+WRITERS_TEMPS = ("rewrite", "restore")
+"""The temporary files only a run holding the lock writes (a backup's belongs to a reader)."""
 
 
 def stamp(at: datetime | None = None) -> str:

@@ -161,7 +161,7 @@ def restore(path: Path, backup: Path) -> Path | None:
         con = duckdb.connect(":memory:")
         try:
             _checked_source(con, backup)
-            with files.temp() as tmp:
+            with files.temp("restore") as tmp:
                 copy_database(con, tmp, source=_OLD)
                 aside = _set_aside(files, "replaced")
                 move_into_place(tmp, path)
