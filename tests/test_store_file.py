@@ -335,3 +335,22 @@ def test_a_read_only_open_brings_an_old_store_up_to_date_first(tmp_path: Path) -
     with Store.open(path, read_only=True) as store:
         assert store.schema_version == SCHEMA_VERSION and store.read_only
     assert len(backups(StoreFiles(path))) == 1
+
+
+def test_rows_of_another_connector_naming_a_forgotten_member_are_not_stored() -> None:
+    from crmsync.connector import Batch, Rejection
+    from crmsync.store.matching import MemberMatch
+
+    people = [person(i, "0ther5") for i in range(3)]
+    gone = people[1]
+    with Store.open(None) as store:
+        store.write_batch("crm", Batch(Stream.MEMBERS, people), run_id="r1", base_currency="EUR", rates={})
+        store.forget("crm", [gone.external_id], actor="dpo", reason="x")
+        orders = [order("S1", gone.external_id, "5", 1), order("S2", people[0].external_id, "5", 1)]
+        bad = Rejection(Stream.ORDERS, "shop.csv:9", "amount", "bad", "S3", {"customer": gone.email.upper()})
+        rejects = store.write_batch(
+            "shop", Batch(Stream.ORDERS, orders, rejects=[bad]), run_id="r2", base_currency="EUR", rates={},
+            match=MemberMatch("crm"),
+        )  # fmt: skip
+        assert rejects == [] and store.count("quarantine") == 0  # a bad row naming them is neither kept nor reported
+        assert [r[0] for r in store.con.execute("SELECT external_id FROM orders").fetchall()] == ["S2"]
