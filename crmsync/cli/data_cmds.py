@@ -67,23 +67,24 @@ def forget(app: AppContext, members: tuple[str, ...], reason: str, yes: bool, as
 
 
 def _erase_from_connectors(app: AppContext, store: Any, people: list[Member]) -> dict[str, dict[str, int]]:
-    """Ask each connector that keeps files of its own to remove the members; the rows removed per member and
-    connector. A connector whose secrets are not set is not built: it is named in a warning if it could keep such
-    files."""
+    """Ask each connector that keeps files of its own (it implements ``Connector.erase``) to remove the members; the
+    rows removed per member and connector. One whose secrets are not set is not built: a warning names it."""
     from crmsync.engine import Engine
 
     removed: dict[str, dict[str, int]] = {p.external_id: {} for p in people}
-    missing = app.settings.missing_secrets
     with Engine(app.settings, app.host, store) as engine:
-        for name in app.settings.connectors:
-            if name in missing:
+        for name, table in app.settings.connectors.items():
+            spec = app.host.connector_spec(str(table["plugin"]))
+            factory = spec.factory if spec is not None else None
+            if isinstance(factory, type) and factory.erase is Connector.erase:
+                continue  # writes no file of its own
+            if name in app.settings.missing_secrets:
                 log.warning("connector %s was not asked to erase the members: its secrets are not set", name)
                 continue
             conn = engine.connector(name)
-            if type(conn).erase is Connector.erase:
-                continue
-            for person in people:
-                removed[person.external_id][name] = conn.erase(person)
+            if type(conn).erase is not Connector.erase:
+                for person in people:
+                    removed[person.external_id][name] = conn.erase(person)
     return removed
 
 
