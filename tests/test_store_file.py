@@ -354,3 +354,32 @@ def test_rows_of_another_connector_naming_a_forgotten_member_are_not_stored() ->
         )  # fmt: skip
         assert rejects == [] and store.count("quarantine") == 0  # a bad row naming them is neither kept nor reported
         assert [r[0] for r in store.con.execute("SELECT external_id FROM orders").fetchall()] == ["S2"]
+
+
+def test_a_rewrite_the_disk_cannot_take_now_is_done_by_a_later_open(
+    memory_config: Path,
+    host: PluginHost,
+    world: World,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import crmsync.store
+
+    people = [person(i, "d15cf0") for i in range(3)]
+    fill(world, people)
+    run_sync(memory_config, host)
+    store_path = memory_config.parent / "store.duckdb"
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise duckdb.IOException("IO Error: No space left on device")
+
+    monkeypatch.setattr(crmsync.store, "copy_database", full)
+    with Store.open(store_path) as store, store.transaction() as con:
+        erasure.forget_member(con, "crm", people[0].external_id, actor="dpo", reason="x")
+        set_meta(con, REWRITE_KEY, "members erased")
+    with Store.open(store_path) as store:  # the disk is full: the store is used as it is
+        assert store.get_meta(REWRITE_KEY) and store.count("members") == 2
+    assert "could not be rewritten" in caplog.text and "No space left" in caplog.text
+    monkeypatch.undo()
+    Store.open(store_path).close()
+    assert people[0].email.encode() not in file_bytes(store_path)

@@ -25,6 +25,7 @@ read-only takes none (see :mod:`crmsync.store.access`).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import secrets
 import threading
@@ -46,6 +47,8 @@ from crmsync.store.lock import StoreLock
 from crmsync.store.matching import MemberMatch
 from crmsync.store.schema import MIGRATIONS, SCHEMA_VERSION, StoreExtension
 from crmsync.store.staging import ExchangeRates
+
+log = logging.getLogger("crmsync.store")
 
 
 def now() -> datetime:
@@ -141,13 +144,26 @@ class Store:
                     if erasure.reconcile(con, self.files.erasures):
                         set_meta(con, REWRITE_KEY, "erasures applied again")
                 if self.get_meta(REWRITE_KEY):
-                    self.rewrite()
+                    self._finish_rewrite()
         except Exception as exc:
             self.close()
             if self.path is not None and access.is_damaged(exc):
                 raise access.damaged_error(self.path, exc) from None
             raise
         return self
+
+    def _finish_rewrite(self) -> None:
+        """Do the rewrite an erasure asked for; when the file cannot be written now (a full disk), the store is used
+        as it is and a later run tries again."""
+        try:
+            self.rewrite()
+        except (OSError, duckdb.Error) as exc:
+            if access.is_damaged(exc):
+                raise
+            log.warning(
+                "the store %s could not be rewritten (%s); erased rows stay in its free space until a later run "
+                "rewrites it", self.path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+            )  # fmt: skip
 
     @classmethod
     def _open_read_only(
@@ -171,12 +187,12 @@ class Store:
         return store
 
     def _up_to_date(self, extensions: Sequence[StoreExtension]) -> bool:
-        """Whether a read-only store can be read as it is: current schema, extensions installed, erasure list in
-        line with the side file, no rewrite pending."""
+        """Whether a read-only store can be read as it is: current schema, extensions installed as declared, erasure
+        list in line with the side file, no rewrite pending."""
         self.con.execute("SET enable_progress_bar = false")
         if not table_exists(self.con, "meta") or self.schema_version != SCHEMA_VERSION or self.get_meta(REWRITE_KEY):
             return False
-        if any(not self.get_meta(schema.EXTENSION_KEY + e.name) for e in extensions):
+        if any(self.get_meta(schema.EXTENSION_KEY + e.name) != schema.declared(e) for e in extensions):
             return False
         assert self.files is not None
         if erasure.missing(self.con, self.files.erasures)[0]:
@@ -309,11 +325,13 @@ class Store:
             self.con.execute("CHECKPOINT")
             copy_database(self.con, tmp, finish=done)
             self.con.close()
-            if files.wal.exists():
-                raise StoreError(f"the store {path} kept a write-ahead log after closing; it was not rewritten")
-            move_into_place(tmp, path)
-            self.con = access.connect(path, self._config, read_only=False, wait=self._wait)
-            self.con.execute("SET enable_progress_bar = false")
+            try:
+                if files.wal.exists():
+                    raise StoreError(f"the store {path} kept a write-ahead log after closing; it was not rewritten")
+                move_into_place(tmp, path)
+            finally:  # the store stays open, rewritten or not
+                self.con = access.connect(path, self._config, read_only=False, wait=self._wait)
+                self.con.execute("SET enable_progress_bar = false")
             if self.get_meta(FILE_KEY) != token:  # another connection of this process kept the old file open
                 raise StoreError(f"the store {path} was rewritten but the old file is still open in this process")
 

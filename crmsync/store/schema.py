@@ -83,12 +83,17 @@ class StoreExtension:
     member_tables: Sequence[str] = ()
 
 
+def declared(extension: StoreExtension) -> str:
+    """What the store remembers of an installed extension (its member tables, as JSON)."""
+    return json.dumps(list(extension.member_tables))
+
+
 def install(con: Connection, extension: StoreExtension) -> None:
     """Create the extension's tables and remember its member tables in the store (so erasure finds them even
     when the extension is not loaded)."""
     for sql in extension.ddl:
         con.execute(sql)
-    set_meta(con, EXTENSION_KEY + extension.name, json.dumps(list(extension.member_tables)))
+    set_meta(con, EXTENSION_KEY + extension.name, declared(extension))
 
 
 def extension_member_tables(con: Connection) -> list[str]:
