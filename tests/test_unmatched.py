@@ -70,6 +70,7 @@ def test_unmatched_rows_are_listed_with_their_file_and_line(
         assert entry["kind"] == "unmatched" and entry["connector"] == "shop" and entry["field"] == field
         assert reason in entry["reason"] and "@" not in entry["reason"]  # never the email
         assert entry["last_run"] == report["run_id"]
+    monkeypatch.setenv("COLUMNS", "250")  # a table as wide as its cells
     code, out, _ = run_main([*cfg, "rejects"], capsys)
     assert out.count("unmatched") == len(expected)
     # the members appear: their rows are graded and leave the list
