@@ -164,7 +164,9 @@ def test_a_record_deleted_in_the_target_is_given_up_at_once_and_stays_so(run: Ru
     assert len(world.push_calls) == calls
 
 
-def test_retry_by_hand(memory_config: Path, world: World, capsys: pytest.CaptureFixture[str]) -> None:
+def test_retry_by_hand(
+    memory_config: Path, world: World, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     cfg = ["--config", str(memory_config)]
     world.gone.update({"m3", "m4"})
     code, _, _ = run_main([*cfg, "sync"], capsys)
@@ -183,6 +185,7 @@ def test_retry_by_hand(memory_config: Path, world: World, capsys: pytest.Capture
     )
     code, out, _ = run_main([*cfg, "retry"], capsys)
     assert code == 0 and "crm: 1 given-up change(s) requeued: m3" in out
+    monkeypatch.setenv("COLUMNS", "250")
     code, out, _ = run_main([*cfg, "sync"], capsys)
     assert code == 0 and "retried 1 (1 by hand)" in out and world.pushed["m3"]
     code, out, _ = run_main([*cfg, "retry", "--list"], capsys)
@@ -190,8 +193,9 @@ def test_retry_by_hand(memory_config: Path, world: World, capsys: pytest.Capture
 
 
 def test_the_report_table_says_what_was_retried_and_how_to_push_given_up_changes(
-    memory_config: Path, world: World, capsys: pytest.CaptureFixture[str]
+    memory_config: Path, world: World, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("COLUMNS", "250")  # lines as long as they are
     cfg = ["--config", str(memory_config)]
     world.reject["m1"] = "LOCKED"
     world.gone.add("m2")
