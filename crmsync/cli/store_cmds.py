@@ -17,10 +17,10 @@ def store_group() -> None:
     """Check, back up, restore or rebuild the store file.
 
     \b
-    crmsync store check                      read every table; say what is damaged
-    crmsync store backup /backups/crm.duckdb copy the store (read-only, beside other readers)
-    crmsync store restore /backups/crm.duckdb put a backup back (forgotten members stay forgotten)
-    crmsync store rebuild                    start a new store; the next sync pulls every source again
+    crmsync store check                        read every table; say what is damaged
+    crmsync store backup /backups/crm.duckdb   copy the store (read-only, beside other readers)
+    crmsync store restore /backups/crm.duckdb  put a backup back (forgotten members stay forgotten)
+    crmsync store rebuild                      start a new store; the next sync pulls every source again
     """
 
 
