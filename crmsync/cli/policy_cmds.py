@@ -32,8 +32,7 @@ def _jsonable(obj: Any) -> Any:
     return dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else obj
 
 
-def compiled_policy(app: AppContext) -> Any:
-    """The configured policy, compiled (its errors raised before the store is opened)."""
+def _compiled(app: AppContext) -> Any:
     from crmsync.policy import compile_policy
 
     s = app.settings
@@ -52,7 +51,7 @@ def preview(app: AppContext, as_json: bool, as_of: str | None) -> int:
     from crmsync.cli.policy_view import preview_table
     from crmsync.policy.preview import preview as run_preview
 
-    compiled = compiled_policy(app)
+    compiled = _compiled(app)
     with app.store(read_only=True) as store, store.transaction(rollback=True) as con:
         result = run_preview(con, compiled, parse_when(as_of))
     if as_json:
@@ -80,7 +79,7 @@ def backtest(app: AppContext, as_json: bool, start: str, end: str, every: str, c
     period: Any = int(every) if every.isdigit() else every
     if period not in ("day", "week", "month") and not isinstance(period, int):
         raise ConfigError(f"--every: {every!r} is not day, week, month or a number of days")
-    compiled = compiled_policy(app)
+    compiled = _compiled(app)
     t0, t1 = parse_when(start), parse_when(end)
     if t1 < t0:
         raise ConfigError("--to is before --from")
@@ -148,7 +147,7 @@ def override(
         if not member_exists(store.con, member):
             raise ConfigError(f"no member with id {member!r} in the store (run 'crmsync sync' first?)")
         day: date | None = parse_when(until, end_of_day=False).date() if until else None
-        compiled = compiled_policy(app)
+        compiled = _compiled(app)
         with store.transaction() as con:
             lock = set_override(con, member, tier, day, reason or "", actor, tier_names=compiled.tier_names)
     if as_json:
