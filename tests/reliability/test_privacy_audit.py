@@ -10,6 +10,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from tests.test_cli import run_main
+
 from .rel_support import AS_OF, CsvWorld, crmsync_env, run_cli
 
 BAD_MEMBER = "C9001,x@y,Secretname,Hiddenlast,2024-01-01 10:00:00\n"
@@ -185,19 +187,21 @@ def _holding(folder: Path, person: dict[str, str]) -> dict[str, list[str]]:
     return found
 
 
-@pytest.mark.slow
-def test_forget_then_sync_leaves_no_byte_of_the_members_in_the_store_or_the_connectors_files(tmp_path: Path) -> None:
+def test_forget_then_sync_leaves_no_byte_of_the_members_in_the_store_or_the_connectors_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     config, people = _people_world(tmp_path, 12)
-    done = run_cli(config, "sync", "--as-of", AS_OF, env=crmsync_env())
-    assert done.returncode == 1, done.stderr  # the bad rows
+    cfg = ["--config", str(config)]
+    code, _, err = run_main([*cfg, "sync", "--as-of", AS_OF], capsys)
+    assert code == 1, err  # the bad rows
     gone = [people[i] for i in (3, 5, 7, 8)]
     for person in gone:
         if person["id"] != "K07Q":  # its own row was rejected: only the id and the rejected row are kept
             assert _holding(tmp_path, person), person
     assert "K07Q" in (tmp_path / "out" / "rejects.csv").read_text()
-    forgot = run_cli(config, "forget", *(p["id"] for p in gone), "--yes", "--json", env=crmsync_env())
-    assert forgot.returncode == 0, forgot.stderr
-    assert {d["member_id"]: d["connector_rows"]["shop"] > 0 for d in json.loads(forgot.stdout)} == {
+    code, out, err = run_main([*cfg, "forget", *(p["id"] for p in gone), "--yes", "--json"], capsys)
+    assert code == 0, err
+    assert {d["member_id"]: d["connector_rows"]["shop"] > 0 for d in json.loads(out)} == {
         "K03Q": True, "K05Q": True, "K07Q": True, "K08Q": True
     }  # fmt: skip
     for person in gone:
@@ -207,8 +211,8 @@ def test_forget_then_sync_leaves_no_byte_of_the_members_in_the_store_or_the_conn
         for p in gone:
             fh.write(f"Onew{p['id']},{p['id']},{p['email']},2025-06-01 10:00:00,77.00,EUR,paid\n")
             fh.write(f"Obadnew{p['id']},{p['id']},,2025-06-01 10:00:00,7x,EUR,paid\n")
-    again = run_cli(config, "sync", "--as-of", AS_OF, env=crmsync_env())
-    assert again.returncode in (0, 1), again.stderr
+    code, _, err = run_main([*cfg, "sync", "--as-of", AS_OF], capsys)
+    assert code in (0, 1), err
     for person in gone:
         assert _holding(tmp_path, person) == {}, person
     for person in people[:3]:  # the others are all still there
