@@ -24,6 +24,7 @@ from crmsync.errors import (
     PluginError,
     PolicyError,
     RetryableError,
+    StoreDamagedError,
     StoreError,
     StoreLockedError,
 )
@@ -61,6 +62,7 @@ __all__ = [
     "RecordResult",
     "Rejection",
     "RetryableError",
+    "StoreDamagedError",
     "StoreError",
     "StoreLockedError",
     "Stream",

@@ -65,6 +65,10 @@ class StoreSettings(_Strict):
         "2GB", description="DuckDB memory limit, e.g. '4GB' (beyond it DuckDB spills to disk); empty: 80% of RAM"
     )
     threads: int | None = Field(None, ge=1)
+    busy_timeout: float = Field(
+        10.0, ge=0, description="seconds a command waits for another process holding the store before it gives up"
+    )
+    keep_backups: int = Field(3, ge=0, description="automatic backups kept (one is taken before each schema upgrade)")
 
     @field_validator("memory_limit")
     @classmethod
@@ -135,7 +139,7 @@ class SyncSettings(_Strict):
         default_factory=dict, description="units of base currency per unit of a currency, for orders without a rate"
     )
     timezone: str = Field("UTC", description="IANA zone naive source datetimes are read in")
-    max_attempts: int = Field(5, ge=1, description="push attempts before a change is reported as dead")
+    max_attempts: int = Field(5, ge=1, description="runs that may push a refused change before it is given up")
 
     @field_validator("members", "orders", "activities", "push", mode="before")
     @classmethod

@@ -195,8 +195,10 @@ def test_override_preview_backtest_history_forget_rejects(
     assert code == 0 and json.loads(out)["erased"]["members"] == 1
     code, out, _ = run_main([*cfg, "history", "m3", "--json"], capsys)
     assert json.loads(out) == []
-    code, _, err = run_main([*cfg, "forget", "m3", "--yes"], capsys)
-    assert code == 2 and "no member with id 'm3'" in err
+    code, out, err = run_main([*cfg, "forget", "m3", "--yes"], capsys)
+    assert code == 0 and "member m3 was already forgotten" in out
+    code, _, err = run_main([*cfg, "forget", "m3", "m404", "--yes"], capsys)
+    assert code == 2 and "no member with id 'm404'" in err
 
 
 @pytest.mark.parametrize(("error", "code"), [("auth", 2), ("retry", 3)])

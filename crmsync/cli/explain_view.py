@@ -10,18 +10,18 @@ from crmsync.errors import ConfigError, ExitCode
 
 
 def explain_member(app: AppContext, member: str, as_json: bool, as_of: datetime | None = None) -> int:
+    """Explain a member's grades from the store as the last sync left it (read-only, beside other readers)."""
+    from crmsync.cli.policy_cmds import _compiled
     from crmsync.cli.policy_view import explanation_table
-    from crmsync.engine import Engine
     from crmsync.policy import explain
     from crmsync.store import profiles
 
-    with app.store() as store:
+    policy = _compiled(app)
+    with app.store(read_only=True) as store:
         if not profiles.member_exists(store.con, member):
             raise ConfigError(f"no member with id {member!r} in the store (run 'crmsync sync' first, or check the id)")
-        engine = Engine(app.settings, app.host, store)
         with store.transaction(rollback=True) as con:
-            engine.resolve_members()
-            explanation = explain(engine.policy, con, member, as_of or datetime.now(UTC))
+            explanation = explain(policy, con, member, as_of or datetime.now(UTC))
         stored = profiles.summary(store.con, member)
     if as_json:
         doc = explanation.as_dict()

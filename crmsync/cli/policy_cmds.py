@@ -57,7 +57,7 @@ def replay(app: AppContext, start: str | None, end: str | None, every: str) -> t
     t0 = parse_when(start) if start else shift(t1, period, -11)
     if t1 < t0:
         raise ConfigError("--to is before --from")
-    with app.store() as store, store.transaction(rollback=True) as con:
+    with app.store(read_only=True) as store, store.transaction(rollback=True) as con:
         periods = run_backtest(con, compiled, t0, t1, period)
     return compiled, periods
 
@@ -82,7 +82,7 @@ def preview(app: AppContext, as_json: bool, as_of: str | None) -> int:
     from crmsync.policy.preview import preview as run_preview
 
     compiled = _compiled(app)
-    with app.store() as store, store.transaction(rollback=True) as con:
+    with app.store(read_only=True) as store, store.transaction(rollback=True) as con:
         result = run_preview(con, compiled, parse_when(as_of))
     if as_json:
         data = _jsonable(result)

@@ -101,7 +101,7 @@ def export(
     if not path.parent.is_dir():
         raise ConfigError(f"export: the folder of {path} does not exist")
     chosen = _columns(app, compiled, columns, personal)
-    with app.store() as store, store.transaction(rollback=True) as con:
+    with app.store(read_only=True) as store, store.transaction(rollback=True) as con:
         result = run_export(con, compiled, parse_when(as_of), path, _format(path, fmt), chosen)
     if as_json:
         print_json(_jsonable(result))

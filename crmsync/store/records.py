@@ -2,8 +2,10 @@
 conversion of canonical records into that schema all derive from :data:`TABLES`.
 
 Each :class:`RecordTable` lists its columns in table order. A column a connector provides (``loaded``) is part of
-the Arrow schema; the store sets the others (``member_id`` when matching, ``seen_run``). ``source``, ``amount_base``
-and ``refunded_amount_base`` are in the schema but filled in by the store (see :mod:`crmsync.store.staging`).
+the Arrow schema; the store sets the others (``member_id`` when matching, ``seen_run``, and ``locator``: where an
+order or activity came from, taken from the batch's ``_locator`` column or the record's ``locator``). ``source``,
+``amount_base`` and ``refunded_amount_base`` are in the schema but filled in by the store (see
+:mod:`crmsync.store.staging`).
 """
 
 from __future__ import annotations
@@ -80,6 +82,11 @@ class RecordTable:
         """The Arrow schema of the columns a connector provides (``Batch.table``)."""
         return pa.schema([(c.name, c.type) for c in self.loaded])
 
+    @cached_property
+    def located(self) -> bool:
+        """Whether the table keeps each row's locator."""
+        return any(c.name == LOCATOR for c in self.columns)
+
     @property
     def ddl(self) -> str:
         cols = ", ".join(f"{c.name} {c.sql}" for c in self.columns)
@@ -92,13 +99,19 @@ class RecordTable:
         return [f"ALTER TABLE {self.name} ADD COLUMN IF NOT EXISTS {n} {by_name[n].sql}" for n in names]
 
 
+LOCATOR = "locator"
+"""The column of orders and activities saying where the row came from (``orders.csv:17``), when the connector said."""
+
+
 def _table(stream: Stream, model: Any, *own: tuple[str, pa.DataType] | Column, linked: bool = True) -> RecordTable:
     """A record table: ``source``, ``external_id``, the member it belongs to (``linked``: orders and activities),
-    its own columns, ``deleted`` and the run that last saw it."""
+    its own columns, ``deleted``, the run that last saw it and (``linked``) where it came from."""
     head: list[tuple[str, pa.DataType] | Column] = [("source", STR), ("external_id", STR)]
     if linked:
         head += [Column("member_id", STR, loaded=False), ("member_external_id", STR), ("member_email", STR)]
     spec = [*head, *own, ("deleted", BOOL), Column("seen_run", STR, loaded=False)]
+    if linked:
+        spec.append(Column(LOCATOR, STR, loaded=False))
     return RecordTable(stream, model, tuple(c if isinstance(c, Column) else Column(*c) for c in spec))
 
 

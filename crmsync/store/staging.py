@@ -34,7 +34,8 @@ _BAD_REFUND = "refunded_amount < 0 OR refunded_amount > greatest(amount, 0)"
 BASE_OF = {"amount_base": "amount", "refunded_amount_base": "refunded_amount"}
 """Columns in the base currency, and the amount in the order's currency each is converted from."""
 INCOMING = "_incoming"
-"""The temporary table holding the staged rows: the stream's loaded columns and ``_n``, the row's position."""
+"""The temporary table holding the staged rows: the stream's loaded columns, ``_n`` (the row's position) and
+``_locator`` (where the row came from, when the connector said)."""
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ def stage(con: Connection, source: str, batch: Batch, rates: ExchangeRates) -> t
     and the rows refused (the connector's own rejections are not among them)."""
     table = TABLES[Stream(batch.stream)]
     cols = ", ".join(f"{c.name} {c.arrow_sql}" for c in table.loaded)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {INCOMING} ({cols}, _n BIGINT)")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {INCOMING} ({cols}, _n BIGINT, _locator VARCHAR)")
     records, rejects = to_arrow(table.stream, source, batch.records) if batch.records else (None, [])
     parts = [(batch.table, False), (records, True)]
     offset = 0
@@ -99,10 +100,11 @@ def _append(
     names = set(arrow.schema.names)
     arrow = arrow.append_column("_n", pa.array(range(offset, offset + arrow.num_rows), pa.int64()))
     exprs = ", ".join(_expr(c, names, rates, exact) for c in table.loaded)
+    locator = "CAST(_locator AS VARCHAR)" if "_locator" in names else "NULL"
     con.register("_batch", arrow)
     try:
-        con.execute(f"INSERT INTO {INCOMING} SELECT {exprs}, _n FROM _batch", {"source": source})
-        return _refuse(con, table, source, rates, offset, "_locator" in names)
+        con.execute(f"INSERT INTO {INCOMING} SELECT {exprs}, _n, {locator} FROM _batch", {"source": source})
+        return _refuse(con, table, source, rates, offset)
     finally:
         with contextlib.suppress(duckdb.Error):
             con.unregister("_batch")
@@ -125,9 +127,7 @@ def _expr(column: Column, names: set[str], rates: ExchangeRates, exact: bool) ->
     return "false AS deleted" if name == "deleted" else f"CAST(NULL AS {sql_type}) AS {name}"
 
 
-def _refuse(
-    con: Connection, table: RecordTable, source: str, rates: ExchangeRates, offset: int, located: bool
-) -> list[Rejection]:
+def _refuse(con: Connection, table: RecordTable, source: str, rates: ExchangeRates, offset: int) -> list[Rejection]:
     """Remove the rows just appended (from ``offset``) that the store refuses, and say why, in row order."""
     orders = table.stream is Stream.ORDERS
     money_rules = f"WHEN amount_base IS NULL THEN 'money' WHEN {_BAD_REFUND} THEN 'refund' " if orders else ""
@@ -136,17 +136,14 @@ def _refuse(
         f"currency, amount, {rates.rate_sql('exchange_rate')}, refunded_amount" if orders else "NULL, NULL, NULL, NULL"
     )
     bad = f"_n >= {offset} AND ({why}) IS NOT NULL"
-    rows = con.execute(f"SELECT _n, external_id, {why}, {money} FROM {INCOMING} WHERE {bad} ORDER BY _n").fetchall()
+    sql = f"SELECT _locator, external_id, {why}, {money} FROM {INCOMING} WHERE {bad} ORDER BY _n"
+    rows = con.execute(sql).fetchall()
     if not rows:
         return []
-    locators: dict[int, str | None] = {}
-    if located:
-        sql = "SELECT _n, _locator FROM _batch WHERE _n IN (SELECT unnest(?::BIGINT[]))"
-        locators = dict(con.execute(sql, [[r[0] for r in rows]]).fetchall())
     con.execute(f"DELETE FROM {INCOMING} WHERE {bad}")
     out = []
-    for n, ext, problem, currency, amount, rate, refunded in rows:
-        where = locators.get(n) or f"{source} {table.stream.value[:-1]} {ext}"
+    for locator, ext, problem, currency, amount, rate, refunded in rows:
+        where = locator or f"{source} {table.stream.value[:-1]} {ext}"
         if problem == "id":
             out.append(Rejection(table.stream, where, "external_id", "missing id"))
         elif problem == "refund":
