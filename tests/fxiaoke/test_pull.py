@@ -231,7 +231,7 @@ def distinct_times(fake: FakeFxiaoke, ids: list[str], times: list[int]) -> None:
 def test_any_spread_of_modification_times_is_delivered_exactly_once_in_linear_work(n, shape, page, seed) -> None:
     """Rows read and ids written into cursors grow linearly with the records, whatever their times.
 
-    The thresholds are lowered so that a few hundred records exercise the large-map paths.
+    The checkpoint threshold is lowered so that a few hundred records exercise the large-map paths.
     """
     import random
     from unittest import mock
@@ -250,10 +250,7 @@ def test_any_spread_of_modification_times_is_delivered_exactly_once_in_linear_wo
     }[shape]
     distinct_times(fake, ids, times)
     make = lambda: connector(fake, page_size=page, calls_per_window=None)  # noqa: E731
-    with (
-        mock.patch("crmsync_fxiaoke.cursor.CHECKPOINT_ALWAYS", 20),
-        mock.patch("crmsync_fxiaoke.cursor.PRUNE_AT_LEAST", 16),
-    ):
+    with mock.patch("crmsync_fxiaoke.cursor.CHECKPOINT_ALWAYS", 20):
         batches, records, cursor = pull(make(), Stream.MEMBERS)
         assert sorted(r.external_id for r in records) == ids  # each once
         written = [FxCursor.loads(b.cursor) for b in batches if b.cursor is not None]
