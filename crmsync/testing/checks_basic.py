@@ -5,14 +5,16 @@ from __future__ import annotations
 import logging
 import re
 import typing
+from functools import partial
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from crmsync.connector import CheckResult, Connector
+from crmsync.connector import CheckResult, Connector, ConnectorContext
 from crmsync.specs import PLUGIN_API_VERSION
-from crmsync.testing.base import ContractBase, applies, pulls, pushes
+from crmsync.testing.base import KIT_TIMEZONE, SOURCE, ContractBase, applies, kit_http_client, pulls, pushes
 from crmsync.testing.double import CrmDouble
 from crmsync.testing.driver import ContractError
 from crmsync.testing.operations import available, describe, prepare
@@ -34,6 +36,18 @@ def _has_secrets(cls: type[ContractBase]) -> bool:
 
 def _required(cls: type[ContractBase]) -> bool:
     return any(f.is_required() for f in cls.kit_spec.settings_model.model_fields.values())
+
+
+def bounded_settings(model: type) -> dict[str, int]:
+    """Integer settings with an upper bound, and the largest value each allows."""
+    out = {}
+    for name, info in model.model_fields.items():  # type: ignore[attr-defined]
+        for item in info.metadata if info.annotation is int else []:
+            if getattr(item, "le", None) is not None:
+                out[name] = int(item.le)
+            elif getattr(item, "lt", None) is not None:
+                out[name] = int(item.lt) - 1
+    return out
 
 
 def _talks_http(cls: type[ContractBase]) -> bool:
@@ -119,6 +133,27 @@ class BasicChecks(ContractBase):
                 f"a secret setting appears in {leaks}: keep it as SecretStr, call get_secret_value() only where "
                 "the request is built, never log it (not even while the connector starts), and show objects "
                 "holding it with crmsync.helpers.safe_repr"
+            )
+
+    @applies(lambda cls: bool(bounded_settings(cls.kit_spec.settings_model)) and (pulls(cls) or pushes(cls)))
+    def test_settings_at_the_top_of_their_range_work(self, double: CrmDouble):
+        tops = bounded_settings(self.kit_spec.settings_model)
+        settings = self.kit_spec.settings_model.model_validate({**double.settings(), **tops})
+        context = ConnectorContext(
+            name=SOURCE, timezone=ZoneInfo(KIT_TIMEZONE), http_factory=partial(kit_http_client, double)
+        )
+        connector = self.kit_spec.factory(settings, context)
+        try:
+            run = prepare(type(self), double, connector, "pull" if pulls(type(self)) else "push")
+            problem = run()
+        except Exception as exc:
+            problem = f"{type(exc).__name__}: {exc}"
+        finally:
+            connector.close()
+        if problem:
+            raise ContractError(
+                f"with the settings {tops} (the largest values the settings model allows) {problem}: allow only "
+                "values the API accepts (a page size up to what one page may hold, ...), and send what they say"
             )
 
     def test_check_passes_on_a_healthy_system(self, double: CrmDouble, connector: Connector):

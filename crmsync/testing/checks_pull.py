@@ -59,27 +59,29 @@ def _resumes(run: PullRun, make_connector: Make, stream: Stream) -> list[str]:
     return []
 
 
-def _rejected_once(run: PullRun, stream: Stream, bad: str, seeded: list[str]) -> list[str]:
+def _rejected(run: PullRun, stream: Stream, bad: dict[str, str], seeded: list[str]) -> list[str]:
+    """What is wrong with how the pull handled the ``bad`` records (id -> how the source serves it)."""
     rejects = [r for b in run.batches for r in b.rejects]
-    named = [r for r in rejects if r.record_id == bad or bad in (r.locator or "")]
     pulled = set(run.live_ids())
     problems = []
-    if bad in pulled:
-        problems.append(
-            f"{stream.value} {bad!r} is served with a value that cannot be read, but was pulled as a valid record "
-            "(does the connector read every field the kit compares?)"
-        )
-    elif not named:
-        problems.append(
-            f"{stream.value} {bad!r} is served with a value that cannot be read, and the pull neither returned nor "
-            f"rejected it (rejections: {[str(r) for r in rejects][:3]}): it was dropped silently. Yield "
-            "crmsync.Rejection(stream, locator, field, reason, record_id=..., raw=row) in Batch.rejects, so that "
-            "it is quarantined, reported and picked up once fixed"
-        )
-    elif not any(r.record_id == bad for r in named):
-        problems.append(f"the rejection of {bad!r} ({named[0]}) has no record_id: set it to the record's id")
-    if lost := sorted(set(seeded) - {bad} - pulled):
-        problems.append(f"{stream.value} {lost} were lost along with the malformed {bad!r}")
+    for rid, how in bad.items():
+        named = [r for r in rejects if r.record_id == rid or rid in (r.locator or "")]
+        if rid in pulled:
+            problems.append(
+                f"{stream.value} {rid!r} is served {how}, but was pulled as a valid record (a value invented for a "
+                "missing one, or a field the connector does not read?): reject it"
+            )
+        elif not named:
+            problems.append(
+                f"{stream.value} {rid!r} is served {how}, and the pull neither returned nor rejected it "
+                f"(rejections: {[str(r) for r in rejects][:3]}): it was dropped silently. Yield "
+                "crmsync.Rejection(stream, locator, field, reason, record_id=..., raw=row) in Batch.rejects, so that "
+                "it is quarantined, reported and picked up once fixed"
+            )
+        elif not any(r.record_id == rid for r in named):
+            problems.append(f"the rejection of {rid!r} ({named[0]}) has no record_id: set it to the record's id")
+    if lost := sorted(set(seeded) - set(bad) - pulled):
+        problems.append(f"{stream.value} {lost} were lost along with the bad records")
     return problems
 
 
@@ -123,24 +125,27 @@ class PullChecks(ContractBase):
         self, double: CrmDouble, make_connector: Make, stream: Stream
     ):
         seeded = double.seed(stream, self.seed_count)
-        bad = seeded[len(seeded) // 2]
-        double.corrupt(stream, [bad])
+        bad = {seeded[len(seeded) // 2]: "with a value that cannot be read"}
+        double.corrupt(stream, list(bad))
+        if stream is not Stream.MEMBERS:  # a member needs nothing but its id
+            bad[seeded[1]] = f"without its {'date' if stream is Stream.ACTIVITIES else 'date or amount'}"
+            double.blank(stream, [seeded[1]])
         try:
             run = drive_pull(make_connector(), stream)
         except ContractError:
             raise
         except Exception as exc:
             raise ContractError(
-                f"{stream.value} {bad!r}, served with a value that cannot be read, made the pull raise "
-                f"{type(exc).__name__}: {exc}. Catch the error while mapping that record and put a crmsync.Rejection "
+                f"{stream.value} {sorted(bad)}, served {' or '.join(bad.values())}, made the pull raise "
+                f"{type(exc).__name__}: {exc}. Catch the error while mapping the record and put a crmsync.Rejection "
                 "in Batch.rejects (crmsync.helpers.reject builds one); the rest of the pull goes on"
             ) from None
-        _fail(_rejected_once(run, stream, bad, seeded))
-        double.change(stream, [bad])  # fixed in the source
+        _fail(_rejected(run, stream, bad, seeded))
+        double.change(stream, list(bad))  # fixed in the source
         again = drive_pull(make_connector(), stream, run.cursor if self._incremental() else None)
-        if bad not in again.live_ids():
+        if lost := sorted(set(bad) - set(again.live_ids())):
             raise ContractError(
-                f"{stream.value} {bad!r} was fixed in the source, but the next pull did not return it: a rejected "
+                f"{stream.value} {lost} were fixed in the source, but the next pull did not return them: a rejected "
                 "record must come back once it changes (do not move past it for good)"
             )
 
@@ -256,7 +261,7 @@ class PullChecks(ContractBase):
     def test_deletions_are_reported(self, double: CrmDouble, make_connector: Make, stream: Stream):
         seeded = double.seed(stream, self.seed_count)
         cursor = drive_pull(make_connector(), stream).cursor
-        gone = seeded[:2]
+        gone = seeded[: len(seeded) // 2 + 1]  # more than a page of the double's
         double.delete(stream, gone)
         run = drive_pull(make_connector(), stream, cursor)
         reported = run.deleted_ids()

@@ -160,6 +160,20 @@ class PushChecks(ContractBase):
             )
 
     @applies(pushes)
+    def test_cleared_grades_clear_the_fields(self, double: CrmDouble, connector: Connector):
+        first = make_changes(connector, double.seed(Stream.MEMBERS, 3))
+        push_all(connector, first)
+        cleared = [c for c in (_later(connector, change, CLEARED) for change in first) if c.changed]
+        results = push_all(connector, cleared)  # segment and stage None, no tags, no points
+        problems = [f"member {r.member_id!r} was not pushed: {r.reason}" for r in results if not r.ok]
+        if problems := problems + held_differently(double, cleared):
+            raise ContractError(
+                "\n".join(problems[:12]) + "\nA None (or [] for tags) means the member no longer has that grade: "
+                "write what clears the field in your system (null, an empty string, an empty multi-select), never "
+                "the text 'None'"
+            )
+
+    @applies(pushes)
     def test_push_leaves_its_input_unchanged(self, double: CrmDouble, connector: Connector):
         members = double.seed(Stream.MEMBERS, 3)
         first = make_changes(connector, members)

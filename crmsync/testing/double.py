@@ -42,6 +42,10 @@ class CrmDouble(Protocol):
         """Edit these records at one instant so that the API serves each with a value that cannot be read (an
         impossible date, an amount that is not a number): the connector must reject them, not drop them."""
 
+    def blank(self, stream: Stream, ids: Sequence[str]) -> None:
+        """Edit these orders or activities at one instant so that the API serves each without a value it cannot do
+        without (an order's date or amount, an activity's date): the connector must reject them, not invent one."""
+
     def delete(self, stream: Stream, ids: Sequence[str]) -> None:
         """Delete these records in the source."""
 
@@ -80,9 +84,9 @@ class InMemoryCrm:
     """State of a fake CRM in canonical form, with the bookkeeping every double needs.
 
     Subclasses serve :attr:`records` in their API's shape (a record in :attr:`malformed` with an unreadable value,
-    naive times in :attr:`timezone`), call :meth:`next_failure` at the start of each request, :meth:`begin_write`
-    once per write call and :meth:`write` for each record it writes, leaving out of the answer (and unwritten) the
-    members :meth:`answers` says no to.
+    one in :attr:`blanked` without its date, naive times in :attr:`timezone`), call :meth:`next_failure` at the start
+    of each request, :meth:`begin_write` once per write call and :meth:`write` for each record it writes, leaving out
+    of the answer (and unwritten) the members :meth:`answers` says no to.
     """
 
     field_names: Mapping[str, str] = {f: f for f in PUSHED_FIELDS}
@@ -100,6 +104,8 @@ class InMemoryCrm:
         self.requests: list[Any] = []
         self.malformed: dict[Stream, set[str]] = {s: set() for s in Stream}
         """Records served with an unreadable value (see :meth:`corrupt`)."""
+        self.blanked: dict[Stream, set[str]] = {s: set() for s in Stream}
+        """Records served without a value they need (see :meth:`blank`)."""
         self.unanswered: set[str] = set()
         """Members left out of write answers (see :meth:`drop_from_answer`)."""
         self.timezone: tzinfo = ZoneInfo("UTC")
@@ -129,12 +135,19 @@ class InMemoryCrm:
         for rid in ids:
             self.records[stream][rid] = changed_record(stream, self.records[stream][rid], at)
             self.malformed[stream].discard(rid)
+            self.blanked[stream].discard(rid)
 
     def corrupt(self, stream: Stream, ids: Sequence[str]) -> None:
         at = self._tick()
         for rid in ids:
             self.records[stream][rid] = dict(self.records[stream][rid], updated_at=at)
             self.malformed[stream].add(rid)
+
+    def blank(self, stream: Stream, ids: Sequence[str]) -> None:
+        at = self._tick()
+        for rid in ids:
+            self.records[stream][rid] = dict(self.records[stream][rid], updated_at=at)
+            self.blanked[stream].add(rid)
 
     def delete(self, stream: Stream, ids: Sequence[str]) -> None:
         at = self._tick()
@@ -144,7 +157,7 @@ class InMemoryCrm:
 
     def expected(self, stream: Stream, external_id: str) -> Mapping[str, Any] | None:
         record = self.records[stream].get(external_id)
-        if record is None or external_id in self.malformed[stream]:
+        if record is None or external_id in self.malformed[stream] | self.blanked[stream]:
             return None
         return {k: record[k] for k in COMPARED_FIELDS[stream]}
 

@@ -17,7 +17,8 @@ Every call needs ``Authorization: Bearer <token>`` (401 otherwise). Datetimes ar
 (``time_style="offset"``), in UTC with ``Z`` (``"utc"``) or without an offset in the connector's zone
 (``"naive"``), and amounts as strings, as real APIs do, so a connector that drops offsets, reads ``Z`` or naive
 times in the wrong zone, or reads money as float is caught by the kit's comparison with the canonical values.
-A record the kit corrupted is served with an impossible value in one field (:data:`MALFORMED`).
+A record the kit corrupted is served with an impossible value in one field (:data:`MALFORMED`); one it blanked
+without its date (``null``).
 """
 
 from __future__ import annotations
@@ -79,6 +80,8 @@ class PagedJsonApi(InMemoryCrm):
         Stream.ACTIVITIES: "occurred_at",
     }
     """The API field a corrupted record of each stream is served with an unreadable value in."""
+    required_field: Mapping[Stream, str] = {Stream.ORDERS: "placed_at", Stream.ACTIVITIES: "occurred_at"}
+    """The API field a blanked record of each stream is served without (JSON null)."""
 
     def __init__(self, page_size: int = 3, time_style: Literal["offset", "utc", "naive"] = "offset") -> None:
         super().__init__()
@@ -133,6 +136,8 @@ class PagedJsonApi(InMemoryCrm):
         if record["external_id"] in self.malformed[stream]:
             field = self.malformed_field[stream]
             out[field] = MALFORMED.get(field, "\ufffdunreadable\ufffd")
+        if record["external_id"] in self.blanked[stream]:
+            out[self.required_field[stream]] = None
         return out
 
     @staticmethod

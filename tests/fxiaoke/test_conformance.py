@@ -19,7 +19,7 @@ from .fake import APP_ID, APP_SECRET, PERMANENT_CODE, USER_ID, FakeFxiaoke, acco
 FIRST = "field_First1__c"
 CURRENCY = "field_Currency__c"
 """A custom text field holding each order's ISO currency code."""
-STATUS = {"paid": "7", "refunded": "12"}
+STATUS = {"paid": "7", "refunded": "12", "cancelled": "13", "pending": "14"}
 SPEC = next(iter(crmsync_fxiaoke.crmsync_connectors()))
 
 
@@ -88,7 +88,8 @@ class KitFxiaoke(InMemoryCrm):
                     "create_time": "31/02/2024" if unreadable else ms(r["created_at"])}  # fmt: skip
         return {**common, "account_id": r["member_external_id"], CURRENCY: r["currency"],
                 "order_amount": "19,9O" if unreadable else str(r["amount"]),
-                "order_time": ms(r["placed_at"]), "order_status": STATUS[str(r["status"])]}  # fmt: skip
+                "order_time": None if r["external_id"] in self.blanked[stream] else ms(r["placed_at"]),
+                "order_status": STATUS[str(r["status"])]}  # fmt: skip
 
     def _render(self, stream: Stream) -> None:
         table = self.fake.objects.setdefault(self.objects[stream], {})
@@ -111,6 +112,10 @@ class KitFxiaoke(InMemoryCrm):
 
     def corrupt(self, stream: Stream, ids: Sequence[str]) -> None:
         super().corrupt(stream, ids)
+        self._render(stream)
+
+    def blank(self, stream: Stream, ids: Sequence[str]) -> None:
+        super().blank(stream, ids)
         self._render(stream)
 
     def delete(self, stream: Stream, ids: Sequence[str]) -> None:

@@ -16,6 +16,7 @@ from crmsync.testing.paged import iso
 
 FILES = {Stream.MEMBERS: "customers.csv", Stream.ORDERS: "orders.csv", Stream.ACTIVITIES: "activities.csv"}
 UNREADABLE = {Stream.MEMBERS: "created_at", Stream.ORDERS: "amount", Stream.ACTIVITIES: "occurred_at"}
+REQUIRED = {Stream.ORDERS: "placed_at", Stream.ACTIVITIES: "occurred_at"}
 COLUMNS = {
     Stream.MEMBERS: ("external_id", "email", "first_name", "last_name", "created_at", "updated_at"),
     Stream.ORDERS: ("external_id", "member_external_id", "placed_at", "amount", "currency", "status", "updated_at"),
@@ -49,6 +50,8 @@ class CsvExports(InMemoryCrm):
                 cells = {c: iso(row[c]) if hasattr(row[c], "tzinfo") else row[c] for c in COLUMNS[stream]}
                 if row["external_id"] in self.malformed[stream]:
                     cells[UNREADABLE[stream]] = "31/02/2024 25:61"
+                if row["external_id"] in self.blanked[stream]:
+                    cells[REQUIRED[stream]] = ""
                 writer.writerow(cells.values())
 
     def seed(self, stream: Stream, count: int) -> list[str]:
@@ -67,6 +70,10 @@ class CsvExports(InMemoryCrm):
 
     def corrupt(self, stream: Stream, ids: Any) -> None:
         super().corrupt(stream, ids)
+        self._export(stream)
+
+    def blank(self, stream: Stream, ids: Any) -> None:
+        super().blank(stream, ids)
         self._export(stream)
 
     # ------------------------------------------------------------------ what pushes wrote

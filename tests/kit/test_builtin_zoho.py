@@ -36,7 +36,7 @@ KIT_TAGS = sorted({t for g in GRADES for t in g["tags"]})
 RATES = {"EUR": "1", "USD": "1.08", "CNY": "7.81", "GBP": "0.85"}
 """Zoho's Exchange_Rate: units of the order's currency per unit of the home currency (EUR)."""
 UNREADABLE = {Stream.MEMBERS: "Created_Time", Stream.ORDERS: "Grand_Total", Stream.ACTIVITIES: "Created_Time"}
-"""The field a corrupted record of each stream is served with an impossible value in."""
+"""The field a corrupted record of each stream is served with an impossible value in (a blanked one without it)."""
 
 
 class ZohoDouble(InMemoryCrm):
@@ -94,12 +94,15 @@ class ZohoDouble(InMemoryCrm):
                 self.malformed[stream].discard(rid)
                 self.fake.records[MODULE[stream]][rid].update(self.originals.pop((stream, rid)))
 
-    def corrupt(self, stream: Stream, ids: Any) -> None:
+    def corrupt(self, stream: Stream, ids: Any, value: Any = "31/02/2024 25:61") -> None:
         field = UNREADABLE[stream]
         for rid in ids:
             self.originals[(stream, rid)] = {field: self.fake.records[MODULE[stream]][rid][field]}
             self.malformed[stream].add(rid)
-        self.fake.mass_update(MODULE[stream], list(ids), **{field: "31/02/2024 25:61"})
+        self.fake.mass_update(MODULE[stream], list(ids), **{field: value})
+
+    def blank(self, stream: Stream, ids: Any) -> None:
+        self.corrupt(stream, ids, None)
 
     def delete(self, stream: Stream, ids: Any) -> None:
         for rid in ids:

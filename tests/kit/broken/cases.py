@@ -141,4 +141,13 @@ CASES: dict[str, Case] = {
         v.ConsumesTheChangeList, INPUT, "changed the changes it was given", "input changed by push"
     ),
     "adds_a_marker_tag": case(v.AddsAMarkerTag, INPUT, "changed the changes it was given", "input changed by push"),
+    "none_written_as_text": case(v.NoneWrittenAsText, "test_cleared_grades_clear_the_fields", "never the text"),
+    "unknown_status_as_paid": case(v.UnknownStatusAsPaid, CANONICAL, "status is"),
+    "missing_date_becomes_now": case(v.MissingDateBecomesNow, MALFORMED, "a value invented for a missing one"),
+    "page_size_beyond_the_api": case(
+        v.PageSizeBeyondTheApi,
+        "test_settings_at_the_top_of_their_range_work",
+        "the largest values the settings model allows",
+        settings=v.LooserPageSettings,
+    ),
 }

@@ -29,7 +29,7 @@ from crmsync import (
     Rejection,
     Stream,
 )
-from crmsync.helpers import aware, describe_request, parse_decimal, safe_repr
+from crmsync.helpers import BadValue, describe_request, parse_decimal, parse_time, safe_repr
 
 RESOURCE = {Stream.MEMBERS: "contacts", Stream.ORDERS: "orders", Stream.ACTIVITIES: "activities"}
 FIELDS = {
@@ -118,7 +118,10 @@ class ReferenceConnector(Connector):
         return self.parse_time(text).astimezone(UTC).isoformat()
 
     def parse_time(self, text: str) -> datetime:
-        return aware(datetime.fromisoformat(text), self.context.timezone)
+        when = parse_time(text, "time", self.context.timezone)
+        if when is None:
+            raise BadValue("time", "missing")
+        return when
 
     def map_rows(self, stream: Stream, rows: Sequence[dict[str, Any]]) -> tuple[list[Record], list[Rejection]]:
         records: list[Record] = []

@@ -12,10 +12,12 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from pydantic import Field
+
 from crmsync import AuthError, ConnectorError, FatalAPIError, ProfileChange, Record, RecordResult, Rejection, Stream
 from crmsync.helpers import aware, describe_request
 
-from .reference import FIELDS, RESOURCE, ReferenceConnector
+from .reference import FIELDS, RESOURCE, ExampleSettings, ReferenceConnector
 
 # ------------------------------------------------------------------ paging through clusters of one timestamp
 
@@ -372,3 +374,41 @@ class CurrencyFromTheWrongKey(ReferenceConnector):
 
     def currency(self, row: dict[str, Any]) -> str:
         return row.get("currency_code") or self.context.base_currency
+
+
+# ------------------------------------------------------------------ what the held-out family taught the kit
+
+
+class NoneWrittenAsText(ReferenceConnector):
+    """Writes every grade as text, so a cleared segment becomes the word "None"."""
+
+    def push(self, changes: Sequence[ProfileChange]) -> list[RecordResult]:
+        if not changes:
+            return []
+        rows = [{"id": c.member_id, **{FIELDS[k]: v if k == "tags" else str(v) for k, v in c.values.items()}}
+                for c in changes]  # fmt: skip
+        return self.read_results(changes, self.send(rows))
+
+
+class UnknownStatusAsPaid(ReferenceConnector):
+    """Knows "paid" and "refunded"; any other status is taken for paid."""
+
+    def to_record(self, stream: Stream, row: dict[str, Any]) -> Record:
+        if stream is Stream.ORDERS and row.get("status") not in ("paid", "refunded"):
+            row = {**row, "status": "paid"}
+        return super().to_record(stream, row)
+
+
+class MissingDateBecomesNow(ReferenceConnector):
+    """Fills a missing time with the present moment."""
+
+    def parse_time(self, text: str) -> datetime:
+        return super().parse_time(text) if text else datetime.now(UTC)
+
+
+class PageSizeBeyondTheApi(ReferenceConnector):
+    """Lets users ask for pages of up to 500 records; the API serves at most 100."""
+
+
+class LooserPageSettings(ExampleSettings):
+    page_size: int = Field(100, ge=1, le=500)
