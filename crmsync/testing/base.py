@@ -46,6 +46,10 @@ def pushes(cls: type[ContractBase]) -> bool:
     return Capability.PUSH_PROFILES in cls.kit_spec.capabilities
 
 
+def talks_http(cls: type[ContractBase]) -> bool:
+    return cls.http and (pulls(cls) or pushes(cls))
+
+
 def has(capability: Capability) -> Callable[[type[ContractBase]], bool]:
     return lambda cls: pulls(cls) and capability in cls.kit_spec.capabilities
 
@@ -147,11 +151,13 @@ class ContractBase:
     def make_connector(self, double: CrmDouble, settings: Any) -> Iterator[Callable[..., Connector]]:
         """Build a fresh connector, as a new process would (a restart): new context, new state.
 
-        ``make(zone)`` runs it under another ``context.timezone`` than :data:`KIT_TIMEZONE`.
+        ``make(zone)`` runs it under another ``context.timezone`` than :data:`KIT_TIMEZONE`, ``make(settings=...)``
+        with other settings.
         """
         built: list[Connector] = []
+        default = settings
 
-        def make(zone: str = KIT_TIMEZONE) -> Connector:
+        def make(zone: str = KIT_TIMEZONE, settings: Any = None) -> Connector:
             double.timezone = ZoneInfo(zone)  # type: ignore[misc]  # where the source's naive times are
             context = ConnectorContext(
                 name=SOURCE,
@@ -159,7 +165,7 @@ class ContractBase:
                 timezone=ZoneInfo(zone),
                 http_factory=functools.partial(kit_http_client, double),
             )
-            connector = self.kit_spec.factory(settings, context)
+            connector = self.kit_spec.factory(default if settings is None else settings, context)
             built.append(connector)
             return connector
 

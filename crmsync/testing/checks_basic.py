@@ -5,16 +5,14 @@ from __future__ import annotations
 import logging
 import re
 import typing
-from functools import partial
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from crmsync.connector import CheckResult, Connector, ConnectorContext
+from crmsync.connector import CheckResult, Connector
 from crmsync.specs import PLUGIN_API_VERSION
-from crmsync.testing.base import KIT_TIMEZONE, SOURCE, ContractBase, applies, kit_http_client, pulls, pushes
+from crmsync.testing.base import ContractBase, applies, pulls, pushes, talks_http
 from crmsync.testing.double import CrmDouble
 from crmsync.testing.driver import ContractError
 from crmsync.testing.operations import available, describe, prepare
@@ -48,10 +46,6 @@ def bounded_settings(model: type) -> dict[str, int]:
             elif getattr(item, "lt", None) is not None:
                 out[name] = int(item.lt) - 1
     return out
-
-
-def _talks_http(cls: type[ContractBase]) -> bool:
-    return cls.http and (pulls(cls) or pushes(cls))
 
 
 class BasicChecks(ContractBase):
@@ -112,7 +106,7 @@ class BasicChecks(ContractBase):
         caplog.set_level(logging.DEBUG)
         connector = make_connector()  # what it logs while it starts counts too
         seen = {"repr(connector)": repr(connector), "str(connector)": str(connector), "repr(settings)": repr(settings)}
-        if _talks_http(type(self)):
+        if talks_http(type(self)):
             runs = {op: prepare(type(self), double, connector, op) for op in available(type(self))}
             for status, times in ((None, 0), (400, 1), (401, 1000)):  # the 401s last: they refuse every later call
                 for operation, run in runs.items():
@@ -136,20 +130,14 @@ class BasicChecks(ContractBase):
             )
 
     @applies(lambda cls: bool(bounded_settings(cls.kit_spec.settings_model)) and (pulls(cls) or pushes(cls)))
-    def test_settings_at_the_top_of_their_range_work(self, double: CrmDouble):
+    def test_settings_at_the_top_of_their_range_work(self, double: CrmDouble, make_connector: Any):
         tops = bounded_settings(self.kit_spec.settings_model)
         settings = self.kit_spec.settings_model.model_validate({**double.settings(), **tops})
-        context = ConnectorContext(
-            name=SOURCE, timezone=ZoneInfo(KIT_TIMEZONE), http_factory=partial(kit_http_client, double)
-        )
-        connector = self.kit_spec.factory(settings, context)
         try:
-            run = prepare(type(self), double, connector, "pull" if pulls(type(self)) else "push")
-            problem = run()
+            connector = make_connector(settings=settings)
+            problem = prepare(type(self), double, connector, "pull" if pulls(type(self)) else "push")()
         except Exception as exc:
             problem = f"{type(exc).__name__}: {exc}"
-        finally:
-            connector.close()
         if problem:
             raise ContractError(
                 f"with the settings {tops} (the largest values the settings model allows) {problem}: allow only "

@@ -11,14 +11,10 @@ import pytest
 
 from crmsync.connector import CheckResult, Connector
 from crmsync.errors import AuthError, ConnectorError
-from crmsync.testing.base import ContractBase, applies, pulls, pushes
+from crmsync.testing.base import ContractBase, applies, pulls, talks_http
 from crmsync.testing.double import CrmDouble
 from crmsync.testing.driver import ContractError
 from crmsync.testing.operations import describe, prepare
-
-
-def talks_http(cls: type[ContractBase]) -> bool:
-    return cls.http and (pulls(cls) or pushes(cls))
 
 
 def operations(*names: str):

@@ -26,39 +26,32 @@ class RequeriesFromLastTimeInclusive(ReferenceConnector):
     """Pages by asking again for "updated since the last time seen" (inclusive), always page 1: more than a page
     sharing one time brings the same page back forever."""
 
+    again = "updated_since"
+
+    def first_page(self, stream: Stream, since: str | None, last: str | None) -> dict[str, Any]:
+        params: dict[str, Any] = {"page": 1, "per_page": self.settings.page_size}
+        if last or since:
+            params[self.again if last else "updated_after"] = last or since
+        return self.request("GET", f"/{RESOURCE[stream]}", params=params)
+
     def pages(self, stream: Stream, since: str | None) -> Iterator[list[dict[str, Any]]]:
         last = None
         while True:
-            params: dict[str, Any] = {"page": 1, "per_page": self.settings.page_size}
-            if last:
-                params["updated_since"] = last
-            elif since:
-                params["updated_after"] = since
-            body = self.request("GET", f"/{RESOURCE[stream]}", params=params)
+            body = self.first_page(stream, since, last)
             yield body["data"]
             if body["meta"]["next_page"] is None:
                 return
             last = body["data"][-1]["updated_at"]
 
 
-class RequeriesFromLastTimeExclusive(ReferenceConnector):
+class RequeriesFromLastTimeExclusive(RequeriesFromLastTimeInclusive):
     """Pages by asking again for "updated after the last time seen": the rest of a cluster of that time is
     skipped."""
 
-    def pages(self, stream: Stream, since: str | None) -> Iterator[list[dict[str, Any]]]:
-        after = since
-        while True:
-            params: dict[str, Any] = {"page": 1, "per_page": self.settings.page_size}
-            if after:
-                params["updated_after"] = after
-            body = self.request("GET", f"/{RESOURCE[stream]}", params=params)
-            yield body["data"]
-            if body["meta"]["next_page"] is None:
-                return
-            after = body["data"][-1]["updated_at"]
+    again = "updated_after"
 
 
-class RequeriesAndStopsOnNothingNew(ReferenceConnector):
+class RequeriesAndStopsOnNothingNew(RequeriesFromLastTimeInclusive):
     """Re-queries "updated since the last time seen" and drops ids it already has, stopping when a page brings
     nothing new: inside a cluster larger than a page the first page comes back, and the pull stops early."""
 
@@ -66,12 +59,7 @@ class RequeriesAndStopsOnNothingNew(ReferenceConnector):
         seen: set[str] = set()
         last = None
         while True:
-            params: dict[str, Any] = {"page": 1, "per_page": self.settings.page_size}
-            if last:
-                params["updated_since"] = last
-            elif since:
-                params["updated_after"] = since
-            body = self.request("GET", f"/{RESOURCE[stream]}", params=params)
+            body = self.first_page(stream, since, last)
             new = [r for r in body["data"] if r["id"] not in seen]
             if not new:
                 return
