@@ -46,6 +46,16 @@ def pushes(cls: type[ContractBase]) -> bool:
     return Capability.PUSH_PROFILES in cls.kit_spec.capabilities
 
 
+OPERATIONS = ("pull", "push", "check")
+"""The calls a check can make against a connector (see :mod:`crmsync.testing.operations`)."""
+
+
+def available(cls: type[ContractBase], wanted: tuple[str, ...] = OPERATIONS) -> list[str]:
+    """The operations of ``wanted`` this connector offers (a pull and a push follow its capabilities)."""
+    offered = {"pull": pulls(cls), "push": pushes(cls), "check": True}
+    return [op for op in wanted if offered[op]]
+
+
 def talks_http(cls: type[ContractBase]) -> bool:
     return cls.http and (pulls(cls) or pushes(cls))
 
@@ -126,8 +136,6 @@ class ContractBase:
         if "stream" in metafunc.fixturenames:
             metafunc.parametrize("stream", self.pull_streams(), ids=lambda s: s.value)
         if "operation" in metafunc.fixturenames:
-            from crmsync.testing.operations import OPERATIONS, available
-
             wanted = getattr(metafunc.function, "_kit_operations", OPERATIONS)
             metafunc.parametrize("operation", available(type(self), wanted))
         if "zone" in metafunc.fixturenames:

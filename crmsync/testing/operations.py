@@ -7,33 +7,21 @@ one operation (seeding what it needs), runs it once to be sure it works, queues 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from crmsync.connector import CheckResult, Connector, Stream
-
-if TYPE_CHECKING:
-    from crmsync.testing.base import ContractBase
-    from crmsync.testing.double import CrmDouble
+from crmsync.testing.base import OPERATIONS, ContractBase, available
+from crmsync.testing.checks_push import make_changes, push_all
+from crmsync.testing.double import CrmDouble
+from crmsync.testing.driver import drive_pull
 
 Run = Callable[[], str | None]
 """Runs the operation; returns what is wrong with its result (``None``: fine). Errors propagate."""
 
-OPERATIONS = ("pull", "push", "check")
-
-
-def available(cls: type[ContractBase], wanted: tuple[str, ...] = OPERATIONS) -> list[str]:
-    """The operations of ``wanted`` this connector offers (a pull and a push follow its capabilities)."""
-    from crmsync.testing.base import pulls, pushes
-
-    offered = {"pull": pulls(cls), "push": pushes(cls), "check": True}
-    return [op for op in wanted if offered[op]]
+__all__ = ["OPERATIONS", "Run", "available", "describe", "prepare"]
 
 
 def prepare(cls: type[ContractBase], double: CrmDouble, connector: Connector, operation: str) -> Run:
     """Seed the double for ``operation`` and return a call that performs it and judges its result."""
-    from crmsync.testing.checks_push import make_changes, push_all
-    from crmsync.testing.driver import drive_pull
-
     if operation == "pull":
         stream = cls.pull_streams()[0]
         seeded = set(double.seed(stream, cls.seed_count))

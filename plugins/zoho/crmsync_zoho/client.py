@@ -284,8 +284,8 @@ class ZohoClient:
             if kind == "page" and info.get("page") not in (None, position):
                 # a cached or replayed page: going on would move the cursor past records never received
                 raise FatalAPIError(
-                    f"{module}{'/' + path if path else ''}: asked for page {position}, answered page "
-                    f"{info.get('page')} (a caching proxy?); stopped so that no record is skipped, the next run resumes"
+                    f"{module}{'/' + path if path else ''}: page {position} repeats page {info.get('page')} (a caching "
+                    "proxy?); stopped so that no record is skipped, the next run resumes"
                 )
             after, stuck = self._next_page(module, kind, position, info)
             pages.advance(after, [r.get("id") for r in records if isinstance(r, dict)])
