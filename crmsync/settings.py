@@ -47,6 +47,7 @@ from crmsync.paths import (
     store_problem,
 )
 from crmsync.policy.model import Policy
+from crmsync.redact import register_secrets
 
 if TYPE_CHECKING:
     from crmsync.plugins import PluginHost
@@ -352,6 +353,7 @@ def validate_connectors(settings: Settings, host: PluginHost) -> None:
         body = {k: v for k, v in table.items() if k != "plugin"}
         try:
             validated[name] = spec.settings_model.model_validate(body, context={"base_dir": settings.base_dir})
+            register_secrets(validated[name])  # masked in every log record, even one the connector writes as it starts
         except ValidationError as exc:
             secrets = [e for e in exc.errors() if e["type"] == "missing" and _is_secret(spec.settings_model, e["loc"])]
             if len(secrets) == exc.error_count():

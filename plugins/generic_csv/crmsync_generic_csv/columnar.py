@@ -28,7 +28,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from crmsync.connector import Batch, ConnectorContext, Rejection, Stream
+from crmsync import Batch, ConnectorContext, Rejection, Stream
 from crmsync_generic_csv.files import CHUNK, CsvFile
 from crmsync_generic_csv.reader import resolve_columns
 from crmsync_generic_csv.records import RecordReader, oversized

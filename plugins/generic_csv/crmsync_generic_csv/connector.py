@@ -20,20 +20,22 @@ from typing import Any, ClassVar
 
 import duckdb
 
-from crmsync.connector import (
+from crmsync import (
     Batch,
     Capability,
     CheckResult,
+    ConfigError,
     Connector,
     ConnectorContext,
+    ConnectorError,
+    CrmsyncError,
+    Member,
     ProfileChange,
     Record,
     RecordResult,
     Rejection,
     Stream,
 )
-from crmsync.errors import ConfigError, ConnectorError, CrmsyncError
-from crmsync.models import Member
 from crmsync_generic_csv import columnar
 from crmsync_generic_csv.files import CsvFile, digest, scan
 from crmsync_generic_csv.orders import OrderReader

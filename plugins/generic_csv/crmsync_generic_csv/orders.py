@@ -21,8 +21,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from crmsync.connector import Rejection, Stream
-from crmsync.models import Order, OrderStatus
+from crmsync import Order, OrderStatus, Rejection, Stream
 from crmsync_generic_csv.build import builder
 from crmsync_generic_csv.parse import CellError, parse_amount, parse_currency, parse_email, parse_rate
 from crmsync_generic_csv.reader import BadCell, Item, _RowReader

@@ -28,9 +28,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from crmsync import ReadPath, WritePath
-from crmsync.models import PUSHED_FIELDS, OrderStatus
-from crmsync.settings import ConfigPath, MemorySize
+from crmsync import PUSHED_FIELDS, ConfigPath, OrderStatus, ReadPath, WritePath
+from crmsync.helpers import MemorySize
 from crmsync_generic_csv.records import CHUNK, LIMIT, MAX_FIELD, MAX_LINE
 
 MEMBER_FIELDS = ("external_id", "email", "phone", "first_name", "last_name", "created_at", "updated_at", "opt_in")

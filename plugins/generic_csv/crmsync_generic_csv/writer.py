@@ -20,7 +20,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from crmsync.connector import ProfileChange, RecordResult, Rejection
+from crmsync import ProfileChange, RecordResult, Rejection
 
 _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)")
 _RISKY = ("=", "+", "-", "@", "\t", "\r")

@@ -19,8 +19,7 @@ from typing import Any
 
 import httpx
 
-from crmsync.connector import ProfileChange, RecordResult
-from crmsync.errors import AuthError, FatalAPIError, RetryableError
+from crmsync import AuthError, FatalAPIError, ProfileChange, RecordResult, RetryableError
 from crmsync_zoho.client import ZohoClient, loads
 from crmsync_zoho.mapping import push_value
 

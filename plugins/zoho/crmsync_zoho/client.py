@@ -1,6 +1,6 @@
 """Zoho CRM REST protocol: hosts and token, paging, ``fields`` chunking, error envelopes, call kinds.
 
-:class:`ZohoClient` wraps the shared client (:func:`crmsync.http.make_client`) with Zoho's OAuth flavour
+:class:`ZohoClient` wraps the shared client (``context.http(...)``) with Zoho's OAuth flavour
 (``Zoho-oauthtoken`` scheme, ``INVALID_TOKEN`` answers, ``api_domain`` from the token answer) and reads
 JSON with :class:`~decimal.Decimal` numbers so money never passes through float.
 """
@@ -19,10 +19,8 @@ from typing import Any
 
 import httpx
 
-from crmsync.auth import OAuthRefreshAuth, Token
-from crmsync.connector import ConnectorContext
-from crmsync.errors import AuthError, FatalAPIError
-from crmsync.redact import describe_request
+from crmsync import AuthError, ConnectorContext, FatalAPIError
+from crmsync.helpers import OAuthRefreshAuth, Paginator, Token, describe_request
 from crmsync_zoho.limits import ZohoLimitsTransport
 from crmsync_zoho.settings import ZohoSettings
 
@@ -272,41 +270,45 @@ class ZohoClient:
         """
         headers = {"If-Modified-Since": since.isoformat(timespec="seconds")} if since else {}
         params, rest = _read_params(fields)
-        page, seen_tokens, previous_ids, number = 1, set(), frozenset[str](), 0
         target = self.url(f"{module}/{path}" if path else module)
-        while True:
-            body, response = self.exchange(
-                "GET", target, params=params | {"page": page} if page else params, headers=headers
-            )
+        pages: Paginator[tuple[str, Any]] = Paginator(f"{module}{'/' + path if path else ''}", ("page", 1))
+        for kind, position in pages:
+            query = params | ({"page": position} if kind == "page" else {"page_token": position})
+            body, response = self.exchange("GET", target, params=query, headers=headers)
             if on_response is not None:
                 on_response(response)
             if body is None:
                 return
             records = list(body.get("data") or [])
             info = dict(body.get("info") or {})
-            number += 1
-            ids = frozenset(str(r.get("id")) for r in records if isinstance(r, dict))
-            if (ids and ids <= previous_ids) or (page and info.get("page") not in (None, page)):
+            if kind == "page" and info.get("page") not in (None, position):
                 # a cached or replayed page: going on would move the cursor past records never received
                 raise FatalAPIError(
-                    f"{module}{'/' + path if path else ''}: page {number} repeats the records of the page before it "
-                    "(a caching proxy?); stopped so that no record is skipped, the next run resumes"
+                    f"{module}{'/' + path if path else ''}: page {position} repeats page {info.get('page')} (a caching "
+                    "proxy?); stopped so that no record is skipped, the next run resumes"
                 )
-            previous_ids = ids
+            after, stuck = self._next_page(module, kind, position, info)
+            pages.advance(after, [r.get("id") for r in records if isinstance(r, dict)])
             for chunk in rest:
                 self._merge_fields(module, records, chunk)
             yield Page(records, info)
-            if not info.get("more_records"):
-                return
-            if page and page * PER_PAGE < PAGE_LIMIT:
-                page += 1
-                continue
-            token = info.get("next_page_token")
-            if not token or token in seen_tokens:
-                raise FatalAPIError(f"{module}: more records announced but no new next_page_token to reach them")
-            seen_tokens.add(token)
-            page = 0
-            params = {k: v for k, v in params.items() if k != "page"} | {"page_token": token}
+            if stuck is not None:
+                raise stuck
+
+    @staticmethod
+    def _next_page(
+        module: str, kind: str, position: Any, info: dict[str, Any]
+    ) -> tuple[tuple[str, Any] | None, FatalAPIError | None]:
+        """The next page (by number up to 2,000 records, then by ``next_page_token``; ``None`` after the last), or
+        the error to raise once this page is handed over (more records announced without a way to reach them)."""
+        if not info.get("more_records"):
+            return None, None
+        if kind == "page" and position * PER_PAGE < PAGE_LIMIT:
+            return ("page", position + 1), None
+        token = info.get("next_page_token")
+        if not token:
+            return None, FatalAPIError(f"{module}: more records announced but no next_page_token to reach them")
+        return ("token", token), None
 
     def _merge_fields(self, module: str, records: list[dict[str, Any]], fields: list[str]) -> None:
         by_id = {str(r["id"]): r for r in records}

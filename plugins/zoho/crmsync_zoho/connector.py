@@ -17,28 +17,27 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import timedelta
 from typing import Any
 
-from crmsync.connector import (
+from crmsync import (
     Batch,
     Capability,
     CheckResult,
     Connector,
     ConnectorContext,
+    FatalAPIError,
     ProfileChange,
     RecordResult,
     Rejection,
     Stream,
 )
-from crmsync.errors import FatalAPIError
+from crmsync.helpers import BadValue, Watermark, parse_time
 from crmsync_zoho import fieldcheck, mapping
 from crmsync_zoho.bulk import BulkReader, BulkWriter, BulkWriteRefused
 from crmsync_zoho.client import ServerClock, ZohoClient
-from crmsync_zoho.cursor import Watermark, ZohoCursor
+from crmsync_zoho.cursor import ZohoCursor
 from crmsync_zoho.echo import Echoes
 from crmsync_zoho.settings import ZohoSettings
 
 UPDATE_LIMIT = 100
-CURSOR_EVERY_PAGE = 2_000
-"""Cursors holding at most this many versions are handed over after every page; larger ones less often."""
 
 
 class ZohoConnector(Connector):
@@ -142,7 +141,7 @@ class ZohoConnector(Connector):
                 mark.prune(self.overlap)
                 unpaid, read = unpaid + len(page.records), read + len(page.records)
                 handover = None
-                if unpaid >= len(mark.seen) or len(mark.seen) <= CURSOR_EVERY_PAGE:
+                if mark.checkpoint_due(unpaid):
                     handover, unpaid = state.dumps(), 0
                 if out or rejects or handover:
                     yield Batch(stream, records=out, rejects=rejects, cursor=handover)
@@ -172,10 +171,10 @@ class ZohoConnector(Connector):
         for raw in records:
             rid = str(raw.get("id") or "")
             try:
-                modified = mapping.parse_time(raw.get("Modified_Time"), self.context, "Modified_Time")
-            except mapping.BadValue:
+                modified = parse_time(raw.get("Modified_Time"), "Modified_Time", self.context.timezone)
+            except BadValue:
                 modified = None
-            if not mark.admit(rid, modified):
+            if mark.delivered(rid, modified):
                 continue
             item = convert(raw)
             mark.note(rid, modified)
@@ -193,8 +192,8 @@ class ZohoConnector(Connector):
             ids = []
             for entry in page.records:
                 rid = str(entry.get("id"))
-                when = mapping.parse_time(entry.get("deleted_time"), self.context, "deleted_time")
-                if mark.admit(rid, when):
+                when = parse_time(entry.get("deleted_time"), "deleted_time", self.context.timezone)
+                if not mark.delivered(rid, when):
                     ids.append(rid)
                 mark.note(rid, when)
             mark.prune(self.overlap)

@@ -18,8 +18,7 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
-from crmsync.connector import KeyValueState
-from crmsync.models import Member
+from crmsync import KeyValueState, Member
 from crmsync_zoho.mapping import lookup_id
 
 _NUMBER = re.compile(r"-?\d+(\.\d+)?")

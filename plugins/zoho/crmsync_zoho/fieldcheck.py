@@ -14,8 +14,7 @@ from typing import Any
 
 import httpx
 
-from crmsync.connector import CheckResult, ConnectorContext
-from crmsync.errors import ConnectorError
+from crmsync import CheckResult, ConnectorContext, ConnectorError
 from crmsync_zoho.client import ZohoClient, loads
 from crmsync_zoho.settings import ZohoSettings
 

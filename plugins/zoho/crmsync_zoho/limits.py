@@ -21,9 +21,8 @@ from typing import Any
 
 import httpx
 
-from crmsync.errors import RetryableError
-from crmsync.http import RETRY_STATUSES, parse_retry_after
-from crmsync.redact import describe_request
+from crmsync import RetryableError
+from crmsync.helpers import RETRY_STATUSES, describe_request, parse_retry_after
 
 CREDITS_HEADER = "X-API-CREDITS-REMAINING"
 NEARLY_EXHAUSTED = 10

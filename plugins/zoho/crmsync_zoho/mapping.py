@@ -7,50 +7,27 @@ Bulk Read CSV rows (lookups as a bare id, everything a string, multi-selects joi
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import date, datetime, time
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
-from crmsync.connector import ConnectorContext, ProfileChange, RecordResult, Rejection, Stream
-from crmsync.models import Activity, Member, Order, OrderStatus, aware
+from crmsync import (
+    Activity,
+    ConnectorContext,
+    Member,
+    Order,
+    OrderStatus,
+    ProfileChange,
+    RecordResult,
+    Rejection,
+    Stream,
+)
+from crmsync.helpers import BadValue, parse_decimal, parse_time, reject
 from crmsync_zoho.settings import ActivityFields, OrderFields, PushFields
 
 MEMBER_FIELDS = (
     "Email", "Phone", "First_Name", "Last_Name", "Created_Time", "Modified_Time", "Modified_By", "Email_Opt_Out",
 )  # fmt: skip
 """Contacts fields every pull reads (``Modified_By`` tells the connector's own writes from others')."""
-
-
-class BadValue(ValueError):
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(reason)
-        self.field = field
-        self.reason = reason
-
-
-def parse_time(value: Any, context: ConnectorContext, field: str) -> datetime | None:
-    """A Zoho datetime (``2025-06-30T17:30:00+05:30``) or date as an aware UTC datetime."""
-    if value in (None, ""):
-        return None
-    text = str(value).strip()
-    try:
-        if len(text) == 10:
-            return aware(datetime.combine(date.fromisoformat(text), time()), context.timezone)
-        return aware(datetime.fromisoformat(text.replace("Z", "+00:00")), context.timezone)
-    except ValueError:
-        raise BadValue(field, f"not a date/time: {text!r}") from None
-
-
-def parse_decimal(value: Any, field: str) -> Decimal | None:
-    if value in (None, ""):
-        return None
-    try:
-        number = value if isinstance(value, Decimal) else Decimal(str(value).strip())
-    except InvalidOperation:
-        raise BadValue(field, f"not a number: {value!r}") from None
-    if not number.is_finite():
-        raise BadValue(field, f"not a number: {value!r}")
-    return number
 
 
 def lookup_id(value: Any) -> str | None:
@@ -73,9 +50,7 @@ def _truthy(value: Any) -> bool:
 
 def _reject(stream: Stream, module: str, record: Mapping[str, Any], exc: Exception) -> Rejection:
     rid = _text(record.get("id"))
-    field = getattr(exc, "field", None)
-    reason = getattr(exc, "reason", None) or str(exc).splitlines()[0]
-    return Rejection(stream, f"{module} {rid or '?'}", field, reason, record_id=rid, raw=dict(record))
+    return reject(stream, f"{module} {rid or '?'}", exc, record_id=rid, raw=record)
 
 
 def to_member(
@@ -90,8 +65,8 @@ def to_member(
             phone=_text(record.get("Phone")),
             first_name=_text(record.get("First_Name")),
             last_name=_text(record.get("Last_Name")),
-            created_at=parse_time(record.get("Created_Time"), context, "Created_Time"),
-            updated_at=parse_time(record.get("Modified_Time"), context, "Modified_Time"),
+            created_at=parse_time(record.get("Created_Time"), "Created_Time", context.timezone),
+            updated_at=parse_time(record.get("Modified_Time"), "Modified_Time", context.timezone),
             attributes={name: record.get(name) for name in attributes if name in record},
             opt_in=None if opt_out in (None, "") else not _truthy(opt_out),
         )
@@ -125,7 +100,7 @@ def to_order(record: Mapping[str, Any], *, context: ConnectorContext, fields: Or
         amount = parse_decimal(record.get(fields.amount_field), fields.amount_field)
         if amount is None:
             raise BadValue(fields.amount_field, "amount is missing")
-        placed = parse_time(record.get(fields.date_field), context, fields.date_field)
+        placed = parse_time(record.get(fields.date_field), fields.date_field, context.timezone)
         if placed is None:
             raise BadValue(fields.date_field, "date is missing")
         currency = _text(record.get(fields.currency_field)) or context.base_currency
@@ -146,7 +121,7 @@ def to_order(record: Mapping[str, Any], *, context: ConnectorContext, fields: Or
             currency=currency,
             exchange_rate=rate,
             status=OrderStatus(status),
-            updated_at=parse_time(record.get("Modified_Time"), context, "Modified_Time"),
+            updated_at=parse_time(record.get("Modified_Time"), "Modified_Time", context.timezone),
         )
     except (BadValue, ValueError, KeyError) as exc:
         return _reject(Stream.ORDERS, fields.module, record, exc)
@@ -162,7 +137,7 @@ def to_activity(
     record: Mapping[str, Any], *, context: ConnectorContext, fields: ActivityFields
 ) -> Activity | Rejection:
     try:
-        occurred = parse_time(record.get(fields.date_field), context, fields.date_field)
+        occurred = parse_time(record.get(fields.date_field), fields.date_field, context.timezone)
         if occurred is None:
             raise BadValue(fields.date_field, "date is missing")
         kind = fields.kind or _text(record.get(fields.kind_field or "")) or fields.module.lower()

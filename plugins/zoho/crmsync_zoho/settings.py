@@ -8,9 +8,8 @@ from typing import Any, Literal
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from crmsync.errors import ConfigError
-from crmsync.http import ensure_secure_url, is_loopback
-from crmsync.models import OrderStatus
+from crmsync import ConfigError, OrderStatus
+from crmsync.helpers import SecureUrl, is_loopback
 
 
 class DataCentre(StrEnum):
@@ -150,9 +149,9 @@ class ZohoSettings(BaseModel):
     refresh_token: SecretStr
     data_centre: DataCentre = DataCentre.US
     environment: Literal["production", "sandbox", "developer"] = "production"
-    accounts_url: str | None = Field(None, description="override the accounts server (a local fake, a proxy)")
-    api_url: str | None = Field(None, description="override the API domain the token answer names")
-    upload_url: str | None = Field(None, description="override the bulk-write upload host")
+    accounts_url: SecureUrl | None = Field(None, description="override the accounts server (a local fake, a proxy)")
+    api_url: SecureUrl | None = Field(None, description="override the API domain the token answer names")
+    upload_url: SecureUrl | None = Field(None, description="override the bulk-write upload host")
     api_version: str = "v8"
 
     contacts_module: str = "Contacts"
@@ -192,16 +191,6 @@ class ZohoSettings(BaseModel):
             value = value.strip().lower().removeprefix("zoho.").lstrip(".")
             return _ALIASES.get(value, value)
         return value
-
-    @field_validator("accounts_url", "api_url", "upload_url")
-    @classmethod
-    def _secure(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        try:
-            return str(ensure_secure_url(value.rstrip("/"))).rstrip("/")
-        except ConfigError as exc:
-            raise ValueError(exc.message) from None
 
     @property
     def urls(self) -> tuple[str, str, str]:
