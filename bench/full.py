@@ -39,12 +39,15 @@ TARGETS = {"pandas": {"time": 0.8, "memory": 0.5}, "polars": {"time": 2.0, "memo
 
 
 def summary(runs: list[Measured], rows: int) -> dict[str, Any]:
-    """Median and minimum wall time and peak memory of repeated runs of one program."""
-    walls, peaks = [m.wall_s for m in runs], [m.peak_mb for m in runs]
+    """Median and minimum wall time, CPU time and peak memory of repeated runs of one program."""
+    walls, peaks, cpus = [m.wall_s for m in runs], [m.peak_mb for m in runs], [m.cpu_s for m in runs]
     wall = round(statistics.median(walls), 2)
     return {
         "wall_s": wall,
         "wall_s_min": min(walls),
+        "cpu_s": round(statistics.median(cpus), 2),
+        "cpu_s_min": min(cpus),
+        "runs_cpu_s": cpus,
         "peak_mb": round(statistics.median(peaks), 1),
         "peak_mb_min": min(peaks),
         "runs_s": walls,
@@ -93,6 +96,7 @@ def full(
         s = summary(runs, orders)
         s["time_ratio"] = round(crmsync["wall_s"] / s["wall_s"], 3)
         s["time_ratio_min"] = round(crmsync["wall_s_min"] / s["wall_s_min"], 3)  # the least disturbed runs
+        s["cpu_ratio"] = round(crmsync["cpu_s"] / s["cpu_s"], 3)
         s["memory_ratio"] = round(crmsync["peak_mb"] / s["peak_mb"], 3)
         results[name] = s
     return {
@@ -123,10 +127,13 @@ def table(r: dict[str, Any]) -> list[tuple[Any, ...]]:
         ("members (grades equal)", r["members_compared"], *(r["members_compared"] for _ in names)),
         ("wall time s, median", c["wall_s"], *(b[n]["wall_s"] for n in names)),
         ("wall time s, min", c["wall_s_min"], *(b[n]["wall_s_min"] for n in names)),
+        ("CPU time s (user+sys), median", c["cpu_s"], *(b[n]["cpu_s"] for n in names)),
+        ("CPU time s, min", c["cpu_s_min"], *(b[n]["cpu_s_min"] for n in names)),
         ("peak memory MB, median", c["peak_mb"], *(b[n]["peak_mb"] for n in names)),
         ("peak memory MB, min", c["peak_mb_min"], *(b[n]["peak_mb_min"] for n in names)),
         ("crmsync time / this, medians", 1.0, *(b[n]["time_ratio"] for n in names)),
         ("crmsync time / this, minima", 1.0, *(b[n]["time_ratio_min"] for n in names)),
+        ("crmsync CPU time / this, medians", 1.0, *(b[n]["cpu_ratio"] for n in names)),
         ("crmsync memory / this, medians", 1.0, *(b[n]["memory_ratio"] for n in names)),
         ("target time/memory", "", *(target[n] for n in names)),
         ("target met", "", *(verdict[n] for n in names)),

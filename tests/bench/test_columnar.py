@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import random
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -124,6 +126,80 @@ def test_columnwise_read_stores_what_the_row_readers_store(
         assert cols[stream.value] == rows[stream.value], stream
         assert cols[f"{stream.value} rejects"] == rows[f"{stream.value} rejects"], stream
     assert len(rows["orders rejects"]) > 0 and len(rows["members"]) > 0
+
+
+SPACES = [" ", "\t", "\u3000", "\u00a0", "\u2003", "\u0085", "\x1c"]
+"""Characters ``str.strip()`` removes, some of them outside ASCII."""
+CELLS = {
+    "id": ["O1", "O2", "O3", "O4", "O\x015", "\x01", "", "O6é", "\uff2f7"],
+    "member": ["C1", "C2", "C3", "", "C\x014", "\uff235"],
+    "email": ["a@b.co", "A@B.CO", "a b@c.d", "\u212a@x.io", "a@b", "", "é@x.fr", "x@y.z\x01"],
+    "date": ["2025-01-02", "2025-01-02 03:04:05", "2025-01-02T03:04:05", "2025-02-30", "2025-1-2", "",
+             "2025-01-02 24:00:00", "2025-01-02 03:04", "2025-01-02 03:04:05.5",
+             "\uff12\uff10\uff12\uff15-01-02", "2025-03-30 02:30:00"],
+    "amount": ["1", "1.5", "-2.25", "1.23456", "", "1e3", "\uff11", "100000000000000", "99999999999999.9999", "1,5",
+               ".5", "5."],
+    "currency": ["EUR", "eur", "", "EURO", "E1R", "ÉUR", "USD"],
+    "status": ["paid", "Completed", "", "lost", "已付款", "PAID", "pending"],
+    "text": ["x", "Ann", 'say "hi"', "back\\slash", "ctl\x1fx", "mid\u0085dle", "", "a,b", "\x01", "王"],
+    "points": ["", "20", "-5", "1.5", "x", "\uff11\uff10"],
+    "kind": ["review", "login", "", "Review"],
+}  # fmt: skip
+
+
+def _cell(rng: random.Random, kind: str) -> str:
+    """A cell of ``kind``: mostly an ordinary value, else one of the edge cases, sometimes with whitespace."""
+    n = rng.randrange(150)
+    usual = {"id": f"O{n}", "member": f"C{n % 40}", "email": f"u{n}@x.com", "date": f"2025-0{n % 9 + 1}-1{n % 10}",
+             "amount": f"{n}.{n % 100:02d}", "currency": "EUR", "status": "paid", "text": "x", "points": "",
+             "kind": "review"}  # fmt: skip
+    text = usual[kind] if rng.random() < 0.85 else rng.choice(CELLS[kind])
+    if rng.random() < 0.03:
+        edge = rng.choice(SPACES)
+        text = rng.choice([edge + text, text + edge, edge + text + edge])
+    return text
+
+
+def _random_exports(folder: Path, seed: int) -> Path:
+    """Exports whose cells are drawn from families of edge cases (whitespace of every kind, U+0001, lookalike
+    digits and letters, quotes, control characters, out-of-range amounts, impossible dates), orders spread over
+    several lines in any place of the file."""
+    rng = random.Random(seed)
+    folder.mkdir()
+    files = {
+        "customers.csv": (["customer_id", "email", "first_name", "last_name", "phone", "created_at", "city"],
+                          ["member", "email", "text", "text", "text", "date", "text"], 60),
+        "orders.csv": (["order_id", "customer_id", "customer_email", "order_date", "status", "currency",
+                        "line_amount", "sku"],
+                       ["id", "member", "email", "date", "status", "currency", "amount", "text"], 300),
+        "activities.csv": (["activity_id", "customer_id", "kind", "occurred_at", "points"],
+                           ["id", "member", "kind", "date", "points"], 80),
+    }  # fmt: skip
+    for name, (header, kinds, n) in files.items():
+        with (folder / name).open("w", encoding="utf-8", newline="") as fh:
+            out = csv.writer(fh, lineterminator="\n")
+            out.writerow(header)
+            for _ in range(n):
+                row = [_cell(rng, k) for k in kinds]
+                if name == "orders.csv" and rng.random() < 0.5:  # a later line item: order-level cells empty
+                    row = [row[0], *(c if rng.random() < 0.2 else "" for c in row[1:6]), row[6], row[7]]
+                out.writerow(row)
+    return folder
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_columnwise_read_equals_the_row_readers_on_random_edge_cases(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int
+) -> None:
+    folder = _random_exports(tmp_path / "data", seed)
+    tz = ["UTC", "Europe/Berlin"][seed % 2]
+    rows = _pull(folder, tz, False, monkeypatch)
+    cols = _pull(folder, tz, True, monkeypatch)
+    assert all(cols[f"{s.value} columnwise"] for s in Stream)
+    for stream in Stream:
+        assert cols[stream.value] == rows[stream.value], stream
+        assert cols[f"{stream.value} rejects"] == rows[f"{stream.value} rejects"], stream
+    assert rows["orders"] and rows["orders rejects"]  # both paths stored orders and rejected some
 
 
 def test_a_file_with_line_breaks_inside_cells_is_read_by_the_row_reader(

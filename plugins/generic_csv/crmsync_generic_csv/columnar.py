@@ -2,11 +2,12 @@
 
 DuckDB reads the file in parallel into a temporary table; SQL then checks every cell against conservative rules
 (ISO dates, plain amounts, known statuses, ASCII emails, no surrounding whitespace...) that are a strict subset
-of what the row readers accept, and builds the canonical columns (orders grouped from line items, the first
-non-empty order-level value of each order, line amounts summed). Whatever the SQL does not vouch for — a row
-that breaks a rule, a row DuckDB cannot read (wrong column count, undecodable bytes), every row of an order or
-member touched by one — is handed to the row readers of :mod:`.reader` and :mod:`.orders` with its line number,
-so rejections and their reasons are exactly theirs and nothing is lost.
+of what the row readers accept (those that are patterns as one regular expression per row), and builds the
+canonical columns (orders grouped from line items, the first non-empty order-level value of each order, line
+amounts summed). Whatever the SQL does not vouch for — a row that breaks a rule, a row DuckDB cannot read (wrong
+column count, undecodable bytes), every row of an order or member touched by one — is handed to the row readers
+of :mod:`.reader` and :mod:`.orders` with its line number, so rejections and their reasons are exactly theirs and
+nothing is lost.
 
 Used only where it is exact: UTF-8 files whose header is on the first line and whose physical lines are the
 records (no blank lines, no line breaks inside quoted cells; checked by counting line breaks), without a
@@ -20,7 +21,7 @@ import codecs
 import io
 import json
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -37,12 +38,25 @@ from crmsync_generic_csv.settings import CsvSettings
 MIN_BYTES = 4 * 1024 * 1024
 """Files at least this large are read column-wise (when :func:`usable`)."""
 ROWS_PER_BATCH = 1_000_000
+SKIP_INLINE = 256
+"""Up to this many lines DuckDB rejected, a row's line number is computed inline; beyond, with a join."""
 WS = r"[\t-\r\x{1c}-\x{20}\x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}]"
-WS_CHARS = "(" + ", ".join(f"chr({c})" for c in range(0x3001) if chr(c).isspace()) + ")"
-"""Every character ``str.strip()`` removes, as a SQL list."""
-EMAIL = r"^[\x{21}-\x{3f}\x{41}-\x{7e}]+@[\x{21}-\x{3f}\x{41}-\x{7e}]+\.[\x{21}-\x{3f}\x{41}-\x{7e}]+$"
-ISO = r"^\d{4}-\d{2}-\d{2}([ T]([01]\d|2[0-3]):[0-5]\d:[0-5]\d)?$"
-PLAIN = r"^-?\d{1,14}(\.\d{0,4})?$"
+"""Every character ``str.strip()`` removes, as a regular expression class."""
+CELL = r"[^\x01]*"
+"""Any cell, in a row pattern (:meth:`ColumnarRead.shaped`: cells are joined by U+0001)."""
+_EDGE = r"[^" + WS[1:-1] + r"\x01]"
+CLEAN = rf"(?:{_EDGE}(?:{CELL}{_EDGE})?)?"
+"""A cell that is empty or has no whitespace around it."""
+_TEXT = r"[^\x00-\x1f\"\\]"
+_TEXT_EDGE = r"[^" + WS[1:-1] + r"\x00-\x1f\"\\]"
+ATTRIBUTE = rf"(?:{_TEXT_EDGE}(?:{_TEXT}*{_TEXT_EDGE})?)?"
+"""An extra column's cell taken as it is into the attributes' JSON: no whitespace around it, no control
+character, quote or backslash (to escape)."""
+_EMAIL_CHAR = r"[\x{21}-\x{3f}\x{41}-\x{7e}]"
+EMAIL = rf"(?:{_EMAIL_CHAR}+@{_EMAIL_CHAR}+\.{_EMAIL_CHAR}+)?"
+ISO = r"(?:\d{4}-\d{2}-\d{2}(?:[ T](?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d)?)?"
+PLAIN = r"-?\d{1,14}(?:\.\d{0,4})?"
+CURRENCY = "(?:[A-Za-z]{3})?"
 TRUE = ("1", "true", "yes", "y", "t", "on", "是", "x")
 FALSE = ("0", "false", "no", "n", "f", "off", "否")
 
@@ -98,8 +112,10 @@ class ColumnarRead:
     def load(self) -> bool:
         """Read the file into ``raw``; ``False`` when its lines are not its records (use the row reader)."""
         columns = "{" + ", ".join(f"'c{i}': 'VARCHAR'" for i in range(self.width)) + "}"
+        # DuckDB reads one text as NULL: U+0001 alone, which no file means as NULL; it is put back
+        cells = ", ".join(f"coalesce(c{i}, chr(1)) AS c{i}" for i in range(self.width))
         self.con.execute(
-            f"""CREATE TABLE raw AS SELECT * FROM read_csv({_lit(str(self.f.path))}, header = true,
+            f"""CREATE TABLE raw AS SELECT {cells} FROM read_csv({_lit(str(self.f.path))}, header = true,
                 delim = {_lit(self.settings.delimiter)}, quote = '"', escape = '"', nullstr = '\x01',
                 auto_detect = false, columns = {columns}, store_rejects = true, rejects_table = '_rej',
                 rejects_scan = '_scan', strict_mode = true, null_padding = false,
@@ -133,13 +149,16 @@ class ColumnarRead:
     def locator_sql(self, rowid: str) -> str:
         """SQL: where a ``raw`` row is in the file, as the row readers name it (``orders.csv:17``)."""
         line = f"{rowid} + 2"
-        if self.bad_lines:  # as line_of: skip the lines DuckDB rejected
-            adj = [b - j for j, b in enumerate(self.bad_lines)]
+        # as line_of: skip the lines DuckDB rejected, those with adj <= line (adj does not decrease)
+        adj = [b - j for j, b in enumerate(self.bad_lines)]
+        if len(adj) > SKIP_INLINE:
             self.con.execute(
                 "CREATE OR REPLACE TEMP TABLE _skipped AS SELECT unnest(?::BIGINT[]) AS adj, unnest(range(1, ?)) AS n",
                 [adj, len(adj) + 1],
             )
             line += f" + coalesce((SELECT max(n) FROM _skipped WHERE adj <= {rowid} + 2), 0)"
+        elif adj:
+            line += " + " + _skipped_before(f"({rowid} + 2)", adj, 0, len(adj))
         return f"{_lit(self.f.name + ':')} || ({line})"
 
     def handed_over(self, key_sql: str, keys_table: str) -> list[tuple[int, list[str]]]:
@@ -158,55 +177,64 @@ class ColumnarRead:
         cells = ", ".join(f"strlen(c{i})" for i in range(self.width))
         return f"greatest({cells}) <= {self.settings.max_field_length}"
 
-    def clean(self, field: str) -> str:
-        """SQL: the cell of ``field`` is empty or has no whitespace around it."""
-        c = self.col(field)
-        return f"({c} = '' OR NOT ({c}[1] IN {WS_CHARS} OR {c}[-1] IN {WS_CHARS}))"
+    def shaped(self, shapes: dict[str, str], attributes: Sequence[tuple[str, int]] = ()) -> str:
+        """SQL: one regular expression over the row's cells joined by U+0001 holds every cell check that is a
+        pattern: each field of ``shapes`` matches its pattern, the ``attributes`` columns :data:`ATTRIBUTE`, other
+        cells anything. A cell holding U+0001 and a NULL cell (one that was U+0001 alone) fail it."""
+        patterns: dict[int, str] = {i: ATTRIBUTE for _, i in attributes}
+        extra: list[str] = []  # a column read for two fields: the second pattern checked on its own
+        for field, pattern in shapes.items():
+            if field not in self.idx:
+                continue
+            i = self.idx[field]
+            if i in patterns and patterns[i] != pattern:
+                extra.append(f"regexp_full_match(c{i}, {_lit(pattern)})")
+            else:
+                patterns[i] = pattern
+        row = r"\x01".join(patterns.get(i, CELL) for i in range(self.width))
+        cells = ", ".join(f"c{i}" for i in range(self.width))
+        return " AND ".join([f"regexp_full_match(concat_ws(chr(1), {cells}), {_lit(row)})", *extra])
 
     def key(self, field: str) -> str:
         """SQL: the cell of ``field`` stripped as ``str.strip()`` does (the key rows are grouped on)."""
         c = self.col(field)
-        edged = f"{c}[1] IN {WS_CHARS} OR {c}[-1] IN {WS_CHARS}"
-        return f"CASE WHEN {edged} THEN regexp_replace({c}, '^{WS}+|{WS}+$', '', 'g') ELSE {c} END"
+        stripped = f"regexp_replace({c}, '^{WS}+|{WS}+$', '', 'g')"
+        return f"CASE WHEN regexp_full_match({c}, {_lit(CLEAN)}) THEN {c} ELSE {stripped} END"
 
     def when(self, field: str) -> tuple[str, str]:
-        """SQL (ok, value) for a datetime cell: ISO 8601 without offset, read in the connector's time zone."""
+        """SQL (ok, value) for a datetime cell of the shape :data:`ISO` (checked by :meth:`shaped`): a real date and
+        time, read in the connector's time zone."""
         c = self.col(field)
-        ok = f"({c} = '' OR (regexp_matches({c}, '{ISO}') AND try_cast({c} AS TIMESTAMP) IS NOT NULL))"
+        ts = f"try_cast(nullif({c}, '') AS TIMESTAMP)"
+        ok = f"({c} = '' OR {ts} IS NOT NULL)"
         tz = self.context.timezone.key
-        value = f"timezone({_lit(tz)}, try_cast(nullif({c}, '') AS TIMESTAMP))"
+        value = f"timezone({_lit(tz)}, {ts})"
         if tz != "UTC":  # a day with a clock change is left to the row reader (ambiguous or missing hours)
-            ts = f"try_cast(nullif({c}, '') AS TIMESTAMP)"
             zone = _lit(tz)
             shift = f"epoch(timezone({zone}, {ts} + INTERVAL 1 DAY)) - epoch(timezone({zone}, {ts} - INTERVAL 1 DAY))"
             ok = f"({ok} AND ({c} = '' OR {shift} = 172800))"
         return ok, value
 
-    def email(self, field: str) -> tuple[str, str]:
-        c = self.col(field)
-        return f"({c} = '' OR regexp_matches(lower({c}), '{EMAIL}'))", f"nullif(lower({c}), '')"
-
-    def attributes_sql(self, columns: list[tuple[str, int]]) -> tuple[str, str]:
-        """SQL (ok, json) of extra columns as the row reader's ``json.dumps(sort_keys=True)`` text."""
+    def attributes_sql(self, columns: list[tuple[str, int]]) -> str:
+        """SQL: extra columns as the row reader's ``json.dumps(sort_keys=True)`` text (cells of the shape
+        :data:`ATTRIBUTE`, checked by :meth:`shaped`)."""
         if not columns:
-            return "true", "CAST(NULL AS VARCHAR)"
-        ordered = sorted(columns)
+            return "CAST(NULL AS VARCHAR)"
         parts = [
             f"CASE WHEN c{i} <> '' THEN {_lit(json.dumps(name, ensure_ascii=False) + ': ')} || '\"' || c{i} || '\"' END"
-            for name, i in ordered
+            for name, i in sorted(columns)
         ]
-        ok = " AND ".join(
-            f"(c{i} = '' OR NOT regexp_matches(c{i}, '^{WS}|{WS}$|[\\x{{00}}-\\x{{1f}}\"\\\\]'))" for _, i in ordered
-        )
         body = f"concat_ws(', ', {', '.join(parts)})"
-        return ok, f"CASE WHEN {body} = '' THEN NULL ELSE '{{' || {body} || '}}' END"
+        return f"CASE WHEN {body} = '' THEN NULL ELSE '{{' || {body} || '}}' END"
 
     # ------------------------------------------------------------------ streams
     def prepare(self) -> list[tuple[int, list[str]]]:
-        """Build ``good`` (canonical columns, vouched for) and return the rows for the row reader."""
-        return {Stream.ORDERS: self._orders, Stream.MEMBERS: self._members, Stream.ACTIVITIES: self._activities}[
-            self.stream
-        ]()
+        """Build ``good`` (canonical columns, vouched for) and return the rows for the row reader; ``raw`` is
+        dropped (its memory is the store's while ``good`` is stored)."""
+        build = {Stream.ORDERS: self._orders, Stream.MEMBERS: self._members, Stream.ACTIVITIES: self._activities}
+        handed = build[self.stream]()
+        self.con.execute("DROP TABLE raw")
+        return handed
 
     def _bad_keys(self, key_index: int) -> list[str]:
         return [row[key_index].strip() for _, row in self.bad_rows if len(row) > key_index and row[key_index].strip()]
@@ -227,20 +255,13 @@ class ColumnarRead:
             + " END"
         )
         placed_ok, placed = self.when("placed_at")
-        email_ok, email = self.email("member_email")
         amount, cur, status = self.col("amount"), self.col("currency"), self.col("status")
-        fields = ("external_id", "member_external_id", "member_email", "placed_at", "currency", "status", "amount")
+        shapes = {"external_id": CLEAN, "member_external_id": CLEAN, "member_email": EMAIL, "placed_at": ISO,
+                  "currency": CURRENCY, "status": CLEAN, "amount": PLAIN}  # fmt: skip
         row_ok = " AND ".join(
-            [
-                *(self.clean(f) for f in fields if f in self.idx),
-                placed_ok,
-                email_ok,
-                f"regexp_matches({amount}, '{PLAIN}')",
-                f"({cur} = '' OR regexp_matches({cur}, '^[A-Za-z]{{3}}$'))",
-                f"({status} = '' OR {status_case} IS NOT NULL)",
-                self.fits(),
-            ]
+            [self.shaped(shapes), placed_ok, f"({status} = '' OR {status_case} IS NOT NULL)", self.fits()]
         )
+        email = f"nullif(lower({self.col('member_email')}), '')"
         oid = self.key("external_id")
         member = f"nullif({self.col('member_external_id')}, '')"
         default_currency = (self.settings.default_currency or self.context.base_currency).upper()
@@ -270,7 +291,7 @@ class ColumnarRead:
         self.con.execute(
             f"""CREATE TEMP TABLE good AS SELECT external_id, member_external_id, member_email, placed_at, amount,
                 currency, status, {self.locator_sql("first_row")} AS _locator FROM grouped
-                WHERE {vouched} AND external_id NOT IN (SELECT k FROM handed) ORDER BY first_row"""
+                WHERE {vouched} AND external_id NOT IN (SELECT k FROM handed)"""
         )
         self.con.execute("DROP TABLE grouped")
         return self.handed_over(oid, "handed")
@@ -281,17 +302,18 @@ class ColumnarRead:
         extra = [
             (h, i) for i, h in enumerate(self.f.header) if h and (h in wanted if wanted is not None else i not in used)
         ]
-        attr_ok, attrs = self.attributes_sql(extra)
+        attrs = self.attributes_sql(extra)
         created_ok, created = self.when("created_at")
         updated_ok, updated = self.when("updated_at")
-        email_ok, email = self.email("email")
+        email = f"nullif(lower({self.col('email')}), '')"
         opt = self.col("opt_in")
         bools = f"CASE WHEN lower({opt}) IN {_in(TRUE)} THEN true WHEN lower({opt}) IN {_in(FALSE)} THEN false END"
         ext = self.key("external_id")
-        fields = ("external_id", "email", "phone", "first_name", "last_name", "created_at", "updated_at", "opt_in")
+        shapes = {"external_id": CLEAN, "email": EMAIL, "phone": CLEAN, "first_name": CLEAN, "last_name": CLEAN,
+                  "created_at": ISO, "updated_at": ISO, "opt_in": CLEAN}  # fmt: skip
         row_ok = " AND ".join(
-            [*(self.clean(f) for f in fields if f in self.idx), created_ok, updated_ok, email_ok, attr_ok,
-             f"({opt} = '' OR {bools} IS NOT NULL)", f"{ext} <> ''", self.fits()]
+            [self.shaped(shapes, extra), created_ok, updated_ok, f"({opt} = '' OR {bools} IS NOT NULL)",
+             f"{ext} <> ''", self.fits()]
         )  # fmt: skip
         self.con.execute(
             f"""CREATE TEMP TABLE checked AS SELECT rowid AS r, {ext} AS external_id, {row_ok} AS ok,
@@ -312,15 +334,15 @@ class ColumnarRead:
     def _activities(self) -> list[tuple[int, list[str]]]:
         used = set(self.idx.values())
         extra = [(h, i) for i, h in enumerate(self.f.header) if h and i not in used]
-        attr_ok, attrs = self.attributes_sql(extra)
+        attrs = self.attributes_sql(extra)
         when_ok, when = self.when("occurred_at")
-        email_ok, email = self.email("member_email")
+        email = f"nullif(lower({self.col('member_email')}), '')"
         pts, kind = self.col("points"), self.col("kind")
         member = self.col("member_external_id")
-        fields = ("external_id", "member_external_id", "member_email", "kind", "occurred_at", "points")
+        shapes = {"external_id": CLEAN, "member_external_id": CLEAN, "member_email": EMAIL, "kind": CLEAN,
+                  "occurred_at": ISO, "points": f"(?:{PLAIN})?"}  # fmt: skip
         row_ok = " AND ".join(
-            [*(self.clean(f) for f in fields if f in self.idx), when_ok, email_ok, attr_ok,
-             f"({pts} = '' OR regexp_matches({pts}, '{PLAIN}'))", f"{kind} <> ''", f"{self.col('occurred_at')} <> ''",
+            [self.shaped(shapes, extra), when_ok, f"{kind} <> ''", f"{self.col('occurred_at')} <> ''",
              f"({member} <> '' OR {self.col('member_email')} <> '')", f"{self.col('external_id')} <> ''",
              self.fits()]
         )  # fmt: skip
@@ -345,6 +367,15 @@ class ColumnarRead:
                 pending = []
         if pending:
             yield pa.Table.from_batches(pending)
+
+
+def _skipped_before(line: str, adj: list[int], lo: int, hi: int) -> str:
+    """SQL: how many of ``adj[lo:hi]`` (not decreasing) are at most ``line``, as a balanced tree of ``CASE``."""
+    if lo == hi:
+        return str(lo)
+    mid = (lo + hi) // 2
+    below, above = _skipped_before(line, adj, lo, mid), _skipped_before(line, adj, mid + 1, hi)
+    return f"(CASE WHEN {line} < {adj[mid]} THEN {below} ELSE {above} END)"
 
 
 def _lines(path: Path, wanted: set[int]) -> tuple[int, dict[int, bytes]]:
