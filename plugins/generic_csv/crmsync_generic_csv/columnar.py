@@ -164,9 +164,14 @@ class ColumnarRead:
     def handed_over(self, key_sql: str, keys_table: str) -> list[tuple[int, list[str]]]:
         """``(line, cells)`` of the rows whose key is in ``keys_table`` and of the rejected lines, in file order."""
         cols = ", ".join(f"c{i}" for i in range(self.width))
+        self.con.execute(  # the key column alone first: the other cells are read for these rows only
+            f"CREATE TEMP TABLE _handed_rows AS SELECT rowid AS r FROM raw "
+            f"WHERE {key_sql} IN (SELECT k FROM {keys_table})"
+        )
         rows = self.con.execute(
-            f"SELECT rowid, {cols} FROM raw WHERE {key_sql} IN (SELECT k FROM {keys_table}) ORDER BY rowid"
+            f"SELECT rowid, {cols} FROM raw WHERE rowid IN (SELECT r FROM _handed_rows) ORDER BY rowid"
         ).fetchall()
+        self.con.execute("DROP TABLE _handed_rows")
         lines = self.line_of([r[0] for r in rows])
         merged = [(line, list(r[1:])) for line, r in zip(lines, rows, strict=True)] + self.bad_rows
         return sorted(merged, key=lambda item: item[0])
