@@ -202,6 +202,25 @@ def test_columnwise_read_equals_the_row_readers_on_random_edge_cases(
     assert rows["orders"] and rows["orders rejects"]  # both paths stored orders and rejected some
 
 
+@pytest.mark.parametrize("bad", [1, 5, columnar.SKIP_INLINE + 40])
+def test_locators_count_the_lines_duckdb_rejects(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bad: int) -> None:
+    """Lines DuckDB cannot read (a cell too many, a cell too few) anywhere in the file: every stored order keeps
+    the line number the row reader gives it, however many such lines come before it."""
+    rng = random.Random(bad)
+    folder = _random_exports(tmp_path / "data", bad)
+    header = "order_id,customer_id,customer_email,order_date,status,currency,line_amount,sku\n"
+    lines = [f"O{i},C{i % 40},,2025-01-0{i % 9 + 1},paid,EUR,{i}.50,S\n" for i in range(600)]
+    for k in range(bad):
+        line = rng.choice([f"X{k},C1,,2025-01-01,paid\n", f"X{k},C1,,2025-01-01,paid,EUR,1,S,extra\n"])
+        lines.insert(rng.randrange(len(lines) + 1), line)
+    (folder / "orders.csv").write_text(header + "".join(lines), encoding="utf-8")
+    rows = _pull(folder, "UTC", False, monkeypatch)
+    cols = _pull(folder, "UTC", True, monkeypatch)
+    assert cols["orders columnwise"]
+    assert cols["orders"] == rows["orders"] and len(rows["orders"]) == 600
+    assert cols["orders rejects"] == rows["orders rejects"] and len(rows["orders rejects"]) == bad
+
+
 def test_a_file_with_line_breaks_inside_cells_is_read_by_the_row_reader(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
