@@ -61,6 +61,7 @@ class ExampleSettings(BaseModel):
 class ReferenceConnector(Connector):
     since_param = "updated_since"
     """Inclusive: the overlap window before the watermark is read again."""
+    overlap = OVERLAP
     capabilities = frozenset(
         {
             Capability.PULL_MEMBERS,
@@ -119,8 +120,8 @@ class ReferenceConnector(Connector):
     def pull(self, stream: Stream, cursor: str | None) -> Iterator[Batch]:
         marks = CODEC.loads(cursor)
         mark = marks["records"]
-        since, start = mark.since(OVERLAP), mark.at
-        for rows in self.pages(stream, since.isoformat() if since else None):
+        since, start = mark.since(self.overlap), mark.at
+        for page, rows in enumerate(self.pages(stream, since.isoformat() if since else None), 1):
             fresh = []
             for row in rows:
                 when = self.parse_time(row["updated_at"])
@@ -129,19 +130,26 @@ class ReferenceConnector(Connector):
                     mark.note(str(row["id"]), when)
                     fresh.append(row)
             records, rejects = self.map_rows(stream, fresh)
-            mark.prune(OVERLAP)
-            yield Batch(stream, records, rejects=rejects)  # no cursor until every page is stored
-        gone = self.new_deletions(stream, marks["deleted"]) if cursor else []
+            mark.prune(self.overlap)
+            yield Batch(stream, records, rejects=rejects, cursor=self.checkpoint(marks, page))
+        gone = self.new_deletions(stream, self.deletion_mark(marks)) if cursor else []
         yield Batch(stream, deleted=gone, cursor=CODEC.dumps(marks))
 
+    def checkpoint(self, marks: dict[str, Watermark[datetime]], page: int) -> str | None:
+        """The cursor of a page's batch: none until every page is stored (a crash re-reads the pull)."""
+        return None
+
+    def deletion_mark(self, marks: dict[str, Watermark[datetime]]) -> Watermark[datetime]:
+        return marks["deleted"]
+
     def new_deletions(self, stream: Stream, mark: Watermark[datetime]) -> list[str]:
-        since, gone = mark.since(OVERLAP), []
+        since, gone = mark.since(self.overlap), []
         for row in self.deleted(stream, since.isoformat() if since else None):
             when = self.parse_time(row["deleted_at"])
             if not mark.delivered(str(row["id"]), when):
                 mark.note(str(row["id"]), when)
                 gone.append(str(row["id"]))
-        mark.prune(OVERLAP)
+        mark.prune(self.overlap)
         return gone
 
     def utc(self, text: str) -> str:
