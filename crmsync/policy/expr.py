@@ -169,6 +169,11 @@ def names(tree: Tree) -> Iterator[Token]:
             yield sub.children[0]
 
 
+def calls(tree: Tree) -> set[str]:
+    """The names of the functions a parsed condition calls (lower case)."""
+    return {str(sub.children[0]).lower() for sub in tree.iter_subtrees_topdown() if sub.data == "call"}
+
+
 def sql_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
@@ -244,6 +249,10 @@ class Compiler:
         name = str(tok)
         var = self.scope.get(name)
         if var is None:
+            refusal = getattr(self.scope, "refusal", None)
+            reason = refusal(name) if refusal else None
+            if reason:
+                raise ExprError(reason, tok.column)
             raise ExprError(*unknown_name(name, self.suggestions, tok.column))
         self.used[name] = var
         return var.sql, var.type
@@ -346,7 +355,11 @@ def _literal_key(c: Compiler, args: list[Tree], tok: Token) -> str:
     (arg,) = args
     if not isinstance(arg, Tree) or arg.data != "string":
         raise ExprError(f"{tok}() takes a quoted name, e.g. {tok}('region')", _col(arg))
-    key = _unquote(str(arg.children[0]))
+    return json_pointer(_unquote(str(arg.children[0])))
+
+
+def json_pointer(key: str) -> str:
+    """The SQL string of the JSON pointer naming the attribute ``key`` exactly (``attr('key')`` reads it)."""
     # a JSON pointer names any key exactly: only '~' and '/' are escaped (a JSON path would need quoting)
     return sql_string("/" + key.replace("~", "~0").replace("/", "~1"))
 

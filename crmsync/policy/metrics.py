@@ -52,9 +52,9 @@ class Metric:
 
     name: str
     type: str
-    family: str  # fixed | windowed | activity | plugin
-    measure: str = ""  # spend | orders | aov | refunds for windowed metrics
-    kind: str = ""  # activity kind
+    family: str  # fixed | windowed | activity | plugin | period
+    measure: str = ""  # spend | orders | aov | refunds for windowed and period metrics (activity, period bounds)
+    kind: str = ""  # activity kind; this | last (period metrics: this:KIND, last:KIND for activities)
     days: int | None = None  # window; None = lifetime
     spec: MetricSpec | None = None
 
@@ -124,29 +124,49 @@ def inputs_sql(as_of: datetime, statuses: Sequence[str], scope: str = "_pol_memb
     ]
 
 
-def fingerprint_sql(as_of: datetime) -> str:
+def fingerprint_sql(member_hash: str | None = None) -> str:
     """The statement building ``_pol_fp``: per member, a hash of every input row a member's metrics and points
-    are computed from, and the first input dated after ``as_of`` (it changes them when it comes due).
+    are computed from (and of ``member_hash``, an expression over ``_pol_members`` such as an attribute the metrics
+    read). It does not depend on the evaluation time: one grading computes it once, for every day it decides.
 
     DuckDB combines the hashes of several values linearly, so two rows changing the same way would cancel out in
     an XOR: each row's hash is hashed once more (a non-linear mix) before the XOR.
     """
-    at = ts(as_of)
+    own = f", hash({member_hash})" if member_hash else ""
     return f"""
 CREATE OR REPLACE TEMP TABLE _pol_fp AS
 SELECT mb.member_id,
-  hash(coalesce(o.h, 0), coalesce(o.n, 0), coalesce(a.h, 0), coalesce(a.n, 0)) AS fingerprint,
-  least(o.next_at, a.next_at) AS next_at
+  hash(coalesce(o.h, 0), coalesce(o.n, 0), coalesce(a.h, 0), coalesce(a.n, 0){own}) AS fingerprint
 FROM _pol_members mb
 LEFT JOIN (SELECT member_id, bit_xor(hash(hash(source, external_id, amount_base, placed_at, status))) AS h,
-             count(*) AS n, min(placed_at) FILTER (WHERE placed_at > {at}) AS next_at
+             count(*) AS n
            FROM orders WHERE member_id IS NOT NULL AND NOT coalesce(deleted, false) GROUP BY member_id) o
   USING (member_id)
 LEFT JOIN (SELECT member_id, bit_xor(hash(hash(source, external_id, kind, occurred_at, points))) AS h,
-             count(*) AS n, min(occurred_at) FILTER (WHERE occurred_at > {at}) AS next_at
+             count(*) AS n
            FROM activities WHERE member_id IS NOT NULL AND NOT coalesce(deleted, false) GROUP BY member_id) a
   USING (member_id)
 """
+
+
+def next_inputs_sql(as_of: datetime, scope: str) -> str:
+    """The statement building ``_pol_next``: for each member in ``scope``, its first order or activity dated after
+    ``as_of`` (it changes the member's metrics when it comes due)."""
+    at = ts(as_of)
+    rows = (
+        "SELECT member_id, min({col}) AS t FROM {table} SEMI JOIN {scope} USING (member_id) "
+        "WHERE NOT coalesce(deleted, false) AND {col} > {at} GROUP BY member_id"
+    )
+    return (
+        "CREATE OR REPLACE TEMP TABLE _pol_next AS SELECT member_id, min(t) AS next_at FROM ("
+        f"{rows.format(col='placed_at', table='orders', scope=scope, at=at)} UNION ALL "
+        f"{rows.format(col='occurred_at', table='activities', scope=scope, at=at)}) GROUP BY member_id"
+    )
+
+
+def order_filter(statuses: Sequence[str]) -> str:
+    """The SQL condition an order meets when its status counts as successful."""
+    return "status IN (" + ", ".join("'" + s + "'" for s in statuses) + ")"
 
 
 def _exit(col: str, as_of: datetime, days: int) -> str:
@@ -195,17 +215,28 @@ def _parts(used: Sequence[Metric], as_of: datetime, ok: str) -> _Parts:
 
 
 def aggregates_sql(
-    used: Iterable[Metric], as_of: datetime, statuses: Sequence[str], scope: str, fingerprints: bool
+    used: Iterable[Metric],
+    as_of: datetime,
+    statuses: Sequence[str],
+    scope: str,
+    fingerprints: bool,
+    extra: tuple[list[str], list[str], list[str]] = ([], [], []),
 ) -> str:
     """The statement building ``_pol_agg``: for each member in ``scope``, every metric that does not move with the
     evaluation time by itself, ``stale_at`` (the first instant after ``as_of`` at which one of them would change
-    with no new input: a row leaving a window, a dated row coming due, points expiring) and ``fingerprint``.
+    with no new input: a row leaving a window, a dated row coming due, points expiring, a qualification period
+    ending) and ``fingerprint``.
 
-    Needs ``_pol_all_orders``, ``_pol_activities``, ``_pol_points`` (and ``_pol_fp`` with ``fingerprints``).
+    Needs ``_pol_all_orders``, ``_pol_activities``, ``_pol_points`` (and ``_pol_fp`` and ``_pol_next`` with
+    ``fingerprints``). ``extra`` adds joins, output columns and ``stale_at`` terms (those of period metrics, see
+    :func:`crmsync.policy.periods.parts`).
     """
-    ok = "status IN (" + ", ".join("'" + s + "'" for s in statuses) + ")"
+    ok = order_filter(statuses)
     metrics = sorted({m.name: m for m in used}.values(), key=lambda m: m.name)
     parts = _parts(metrics, as_of, ok)
+    joins, select, period_stale = extra
+    parts.joins += joins
+    parts.select += select
     order_days = sorted({m.days for m in metrics if m.family == "windowed" and m.days})
     act_days = sorted({m.days for m in metrics if m.family == "activity" and m.days})
     exits = [f"o._exit_{d}" for d in order_days] + [f"a._exit_{d}" for d in act_days]
@@ -224,8 +255,8 @@ def aggregates_sql(
     )
     act_exits = [f"{_exit('occurred_at', as_of, d)} AS _exit_{d}" for d in act_days]
     acts = ", ".join(["member_id", "count(*) AS _activities", *act_exits, *parts.activities])
-    fp = "LEFT JOIN _pol_fp fp USING (member_id)" if fingerprints else ""
-    stale = ", ".join(["pt.next_expiry", *exits, *(["fp.next_at"] if fingerprints else [])])
+    fp = "LEFT JOIN _pol_fp fp USING (member_id) LEFT JOIN _pol_next nx USING (member_id)" if fingerprints else ""
+    stale = ", ".join(["pt.next_expiry", *exits, *period_stale, *(["nx.next_at"] if fingerprints else [])])
     return f"""
 CREATE OR REPLACE TEMP TABLE _pol_agg AS
 SELECT s.member_id,
@@ -254,7 +285,7 @@ def metrics_sql(used: Iterable[Metric], as_of: datetime, aggregates: str) -> str
     """The statement defining the view ``_pol_metrics``: one row per member, one column per metric, from the
     members' ``aggregates`` (a ``_pol_agg``-shaped table) and the evaluation time."""
     at = ts(as_of)
-    names = sorted({m.name for m in used if m.family in ("windowed", "activity", "plugin")})
+    names = sorted({m.name for m in used if m.family in ("windowed", "activity", "plugin", "period")})
     days = "floor((epoch({at}) - epoch({col})) / 86400)::INTEGER"
     return f"""
 CREATE OR REPLACE TEMP VIEW _pol_metrics AS

@@ -5,8 +5,10 @@ Nothing here writes to the store's tables: grading happens in temporary tables.
 - :func:`preview` grades every member with the orders and activities up to ``as_of`` *without* history (no
   held tiers, no grace periods, no locks: each member gets the tier it qualifies for) and compares the result
   with the current ``profiles``.
-- :func:`backtest` replays evaluations at the end of each period from ``start`` to ``end`` with a simulated
-  tier history (grace periods and maximum drops apply; locks do not), starting from nobody holding a tier.
+- :func:`backtest` replays the policy from ``start`` to ``end`` with a simulated tier history decided day by day
+  as a sync decides it (grace periods and maximum drops apply; locks do not), starting from nobody holding a tier
+  (or, with ``imported_orders = "tier_at_order"``, from the first order, as the first sync does), and reports the
+  distribution at the end of each period: a sync run on those dates would have pushed the same tiers.
 """
 
 from __future__ import annotations
@@ -18,14 +20,16 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo
 
+from crmsync.policy import catchup
 from crmsync.policy.compiled import CompiledPolicy
-from crmsync.policy.ddl import STATE_TABLE
 from crmsync.policy.modes import GradingMode
 from crmsync.policy.stages import rank_case
 from crmsync.store.db import Connection
 
 Every = Literal["day", "week", "month"] | int
+ZONE_UTC = ZoneInfo("UTC")
 
 
 @dataclass(frozen=True)
@@ -94,15 +98,17 @@ def preview(con: Connection, compiled: CompiledPolicy, as_of: datetime) -> Previ
     )
 
 
-def period_ends(start: datetime, end: datetime, every: Every = "month") -> list[datetime]:
-    """Evaluation times from ``start`` to ``end`` inclusive: every N days, week, or calendar month."""
+def period_ends(start: datetime, end: datetime, every: Every = "month", tz: ZoneInfo = ZONE_UTC) -> list[datetime]:
+    """Evaluation times from ``start`` to ``end`` inclusive: every N days, week, or calendar month, at the same
+    time of day in ``tz`` (the end of a day stays the end of a day across clock changes)."""
     if start.tzinfo is None or end.tzinfo is None:
         raise ValueError("start and end must be timezone-aware")
     if end < start:
         raise ValueError("end is before start")
+    start = start.astimezone(tz)
     out, i, t = [], 0, start
     while t <= end:
-        out.append(t)
+        out.append(t.astimezone(UTC))
         i += 1
         if every == "month":
             month = start.month - 1 + i
@@ -121,25 +127,35 @@ def period_ends(start: datetime, end: datetime, every: Every = "month") -> list[
 def backtest(
     con: Connection, compiled: CompiledPolicy, start: datetime, end: datetime, every: Every = "month"
 ) -> list[BacktestPeriod]:
-    """Replay the policy at each period end with a simulated tier history."""
+    """Replay the policy day by day with a simulated tier history and report it at each period end; ``up`` and
+    ``down`` count the members whose tier rose or fell since the previous period end."""
     mode = GradingMode.BACKTEST
-    state = mode.state_table
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {state} AS SELECT * FROM {STATE_TABLE} WHERE false")
+    catchup.create_temp(con, mode.tables)
+    con.execute("CREATE OR REPLACE TEMP TABLE _pol_bt_last (member_id VARCHAR, tier_rank INTEGER)")
     periods = []
-    for at in period_ends(start, end, every):
-        dist = _distribution(con, compiled, compiled.run(con, at, mode).graded)
-        moves = dict(con.execute("SELECT move, count(*) FROM _pol_tiers GROUP BY move").fetchall())
-        periods.append(
-            BacktestPeriod(
-                as_of=at,
-                distribution=dist,
-                cost=sum(_costs(compiled, dist).values(), Decimal(0)),
-                up=int(moves.get("up", 0)),
-                down=int(moves.get("down", 0)),
-                moves={k: int(v) for k, v in moves.items()},
+    try:
+        for at in period_ends(start, end, every, compiled.tz):
+            out = compiled.run(con, at, mode).graded
+            dist = _distribution(con, compiled, out)
+            moves = dict(con.execute("SELECT move, count(*) FROM _pol_tiers GROUP BY move").fetchall())
+            up, down = con.execute(
+                "SELECT count(*) FILTER (WHERE g.tier_rank > l.tier_rank), "
+                f"count(*) FILTER (WHERE g.tier_rank < l.tier_rank) FROM {out} g JOIN _pol_bt_last l USING (member_id)"
+            ).fetchone()
+            con.execute(f"CREATE OR REPLACE TEMP TABLE _pol_bt_last AS SELECT member_id, tier_rank FROM {out}")
+            periods.append(
+                BacktestPeriod(
+                    as_of=at,
+                    distribution=dist,
+                    cost=sum(_costs(compiled, dist).values(), Decimal(0)),
+                    up=int(up),
+                    down=int(down),
+                    moves={k: int(v) for k, v in moves.items()},
+                )
             )
-        )
-    con.execute(f"DROP TABLE IF EXISTS {state}")
+    finally:
+        catchup.drop_temp(con, mode.tables)
+        con.execute("DROP TABLE IF EXISTS _pol_bt_last")
     return periods
 
 

@@ -103,9 +103,11 @@ def test_backtest_replays_history_with_grace(store: Store) -> None:
     periods = backtest(store.con, p, start, datetime(2024, 4, 15, tzinfo=UTC), every="month")
     assert [x.as_of.date().isoformat() for x in periods] == ["2024-01-15", "2024-02-15", "2024-03-15", "2024-04-15"]
     tiers = [next(t for t, n in x.distribution.items() if n) for x in periods]
-    # Jan: Gold. Feb 15: out of the window since Feb 14 -> grace starts. Mar 15: grace over, one level down.
-    assert tiers == ["Gold", "Gold", "Silver", "Bronze"]
-    assert [(x.up, x.down) for x in periods] == [(0, 0), (0, 0), (0, 1), (0, 1)]
+    # Jan: Gold. Feb 13: the order leaves the 30-day window, the grace period starts. Drops are decided per day,
+    # not per evaluation: Mar 4 (20 days later) one level down to Silver, Mar 5 to Bronze; so by Mar 15 the member
+    # is Bronze, as daily syncs would have pushed (a monthly replay used to show a month of Silver).
+    assert tiers == ["Gold", "Gold", "Bronze", "Bronze"]
+    assert [(x.up, x.down) for x in periods] == [(0, 0), (0, 0), (0, 1), (0, 0)]
     assert periods[0].cost == Decimal("25")
     assert store.con.execute("SELECT count(*) FROM policy_tier_state").fetchone() == (0,)
 

@@ -68,7 +68,8 @@ def test_upgrade_is_immediate_and_records_previous_tier(store: Store) -> None:
     assert store.graded("tier, tier_since, previous_tier") == {"m": ("Silver", day(50).date(), None)}
     store.order("m", "1500", day(10))
     p.grade(store.con, NOW)
-    assert store.graded("tier, tier_since, previous_tier") == {"m": ("Gold", NOW.date(), "Silver")}
+    # the member qualified for Gold at the end of the day the order was placed: that day, not the late run's
+    assert store.graded("tier, tier_since, previous_tier") == {"m": ("Gold", day(10).date(), "Silver")}
 
 
 def _downgrade_setup(store: Store, grace: int, max_levels: int = 1):
