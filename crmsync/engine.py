@@ -120,8 +120,9 @@ class Engine:
         if self._policy is None:
             from crmsync.policy import compile_policy
 
+            sync = self.settings.sync
             self._policy = compile_policy(
-                self.settings.policy, self.host.metrics(), base_currency=self.settings.sync.base_currency
+                self.settings.policy, self.host.metrics(), base_currency=sync.base_currency, timezone=sync.timezone
             )
         return self._policy
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from crmsync.cli import AppContext
 from crmsync.cli.render import console, print_json
 from crmsync.errors import ConfigError, ExitCode
 
 
-def explain_member(app: AppContext, member: str, as_json: bool, as_of: datetime | None = None) -> int:
+def explain_member(app: AppContext, member: str, as_json: bool, as_of: datetime) -> int:
     from crmsync.cli.policy_view import explanation_table
     from crmsync.engine import Engine
     from crmsync.policy import explain
@@ -21,7 +21,7 @@ def explain_member(app: AppContext, member: str, as_json: bool, as_of: datetime 
         engine = Engine(app.settings, app.host, store)
         with store.transaction(rollback=True) as con:
             engine.resolve_members()
-            explanation = explain(engine.policy, con, member, as_of or datetime.now(UTC))
+            explanation = explain(engine.policy, con, member, as_of)
         stored = profiles.summary(store.con, member)
     if as_json:
         doc = explanation.as_dict()

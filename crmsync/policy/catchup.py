@@ -19,9 +19,12 @@ the first order on, as if crmsync had always run.
 
 from __future__ import annotations
 
+from contextlib import suppress
 from dataclasses import replace
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
+
+import duckdb
 
 from crmsync.policy.days import local_day, sql_day
 from crmsync.policy.ddl import CACHE_META, CACHE_TABLE, CLOCK_TABLE, LEDGER_TABLE, OVERRIDES_TABLE, STATE_TABLE
@@ -158,6 +161,9 @@ def create_temp(con: Connection, tables: PolicyTables) -> None:
         con.execute(f"DROP TABLE IF EXISTS {name}")
 
 
-def drop_temp(con: Connection, tables: PolicyTables) -> None:
-    for name in (tables.state, tables.clock, tables.ledger, tables.cache, tables.cache_meta):
-        con.execute(f"DROP TABLE IF EXISTS {name}")
+def drop_temp(con: Connection, tables: PolicyTables, *extra: str) -> None:
+    """Drop the temporary tables (and ``extra`` ones); after a failed statement the transaction refuses this, and
+    its rollback drops them."""
+    with suppress(duckdb.Error):
+        for name in (tables.state, tables.clock, tables.ledger, tables.cache, tables.cache_meta, *extra):
+            con.execute(f"DROP TABLE IF EXISTS {name}")

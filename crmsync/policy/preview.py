@@ -86,7 +86,7 @@ def preview(con: Connection, compiled: CompiledPolicy, as_of: datetime) -> Previ
             FROM {out} g LEFT JOIN profiles p USING (member_id)"""
     ).fetchone()
     return PreviewResult(
-        as_of=as_of,
+        as_of=as_of.astimezone(compiled.tz),
         policy_version=compiled.version,
         members=sum(dist.values()),
         distribution=dist,
@@ -145,7 +145,7 @@ def backtest(
             con.execute(f"CREATE OR REPLACE TEMP TABLE _pol_bt_last AS SELECT member_id, tier_rank FROM {out}")
             periods.append(
                 BacktestPeriod(
-                    as_of=at,
+                    as_of=at.astimezone(compiled.tz),
                     distribution=dist,
                     cost=sum(_costs(compiled, dist).values(), Decimal(0)),
                     up=int(up),
@@ -154,8 +154,7 @@ def backtest(
                 )
             )
     finally:
-        catchup.drop_temp(con, mode.tables)
-        con.execute("DROP TABLE IF EXISTS _pol_bt_last")
+        catchup.drop_temp(con, mode.tables, "_pol_bt_last")
     return periods
 
 
@@ -178,7 +177,7 @@ def chart_html(periods: list[BacktestPeriod], tier_names: list[str], title: str 
             h = plot_h * count / top
             y -= h
             color = _COLORS[j % len(_COLORS)]
-            label = html.escape(f"{p.as_of.astimezone(UTC).date()} {name}: {count}")
+            label = html.escape(f"{p.as_of.date()} {name}: {count}")
             parts.append(
                 f'<rect x="{x + 2:.1f}" y="{y:.1f}" width="{bar_w - 4:.1f}" height="{h:.1f}" fill="{color}">'
                 f"<title>{label}</title></rect>"
@@ -186,7 +185,7 @@ def chart_html(periods: list[BacktestPeriod], tier_names: list[str], title: str 
         if n <= 24 or i % max(n // 12, 1) == 0:
             parts.append(
                 f'<text x="{x + bar_w / 2:.1f}" y="{height - 8}" font-size="10" text-anchor="middle">'
-                f"{p.as_of.astimezone(UTC).strftime('%Y-%m-%d')}</text>"
+                f"{p.as_of.strftime('%Y-%m-%d')}</text>"
             )
     for j, name in enumerate(tier_names):
         lx = pad + j * 110
@@ -196,7 +195,7 @@ def chart_html(periods: list[BacktestPeriod], tier_names: list[str], title: str 
     svg = f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">{"".join(parts)}</svg>'
     rows = "".join(
         "<tr><td>{}</td>{}<td>{}</td><td>{}</td><td>{}</td></tr>".format(
-            p.as_of.astimezone(UTC).date(),
+            p.as_of.date(),
             "".join(f"<td>{p.distribution.get(t, 0)}</td>" for t in tier_names),
             p.up,
             p.down,
