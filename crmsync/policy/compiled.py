@@ -7,7 +7,7 @@ import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -90,6 +90,7 @@ class CompiledPolicy:
         """
         if as_of.tzinfo is None:
             raise ValueError("as_of must be timezone-aware")
+        as_of = as_of.astimezone(UTC)
         with _out_of_range(), days.session_zone(con, self.tz):
             con.execute(M.members_sql())
             con.execute("CREATE OR REPLACE TEMP TABLE _pol_recomputed (member_id VARCHAR)")
@@ -117,29 +118,34 @@ class CompiledPolicy:
         reuse = mode.incremental and self._cache_usable(con, at, mode.tables)
         con.execute(_dirty_sql(at, mode.tables.cache) if reuse else _ALL_DIRTY)
         con.execute("INSERT INTO _pol_recomputed SELECT member_id FROM _pol_dirty")
-        for stmt in self._statements(at, day, mode, reuse, final=final, decided=decided):
+        changed = f"SELECT (SELECT count(*) FROM _pol_dirty) + (SELECT count(*) FROM {mode.tables.cache} ANTI JOIN "
+        recompute = not reuse or bool(scalar(con, changed + "_pol_members USING (member_id))"))
+        # profiles stand in for held tiers only in a store whose days were never decided (graded by an earlier version)
+        legacy = mode.use_profiles and catchup.decided_through(con, mode.tables) is None
+        statements = self._statements(at, day, mode, reuse, final=final, decided=decided, recompute=recompute)
+        for stmt in [_prev_sql(mode.stateful, mode.tables.state, legacy), *statements]:
             con.execute(stmt)
         return reuse
 
     def _statements(
-        self, as_of: datetime, day: date, mode: GradingMode, reuse: bool, *, final: bool, decided: bool
+        self,
+        as_of: datetime,
+        day: date,
+        mode: GradingMode,
+        reuse: bool,
+        *,
+        final: bool,
+        decided: bool,
+        recompute: bool = True,
     ) -> list[str]:
-        """The grading's statements after ``_pol_members`` and ``_pol_dirty`` (the members to recompute): through
-        the tier decision (stored, for a decided day), then (``final``) grades, reasons and lock expiry."""
-        statuses = self.policy.metrics.order_statuses
-        metrics = list(self.used_metrics.values())
+        """The grading's statements after ``_pol_members``, ``_pol_dirty`` (the members to recompute; none to
+        recompute without ``recompute``) and ``_pol_prev``: through the tier decision (stored, for a decided day),
+        then (``final``) grades, reasons and lock expiry."""
         tables = mode.tables
-        sql: list[str] = [M.next_inputs_sql(as_of, "_pol_dirty")] if mode.write_ledger else []
-        sql += M.inputs_sql(as_of, statuses, "_pol_dirty")
-        sql.append(_prev_sql(mode.stateful, tables.state, mode.use_profiles))
-        sql.append(_overrides_sql(mode.stateful and mode.use_locks, day))
-        sql += points.points_sql(self.policy, as_of, tables.ledger, "_pol_dirty")
-        if self.policy.qualification.period != "rolling":
-            sql.append(periods.bounds_sql(self.policy.qualification, as_of, self.tz, statuses, "_pol_dirty"))
-        extra = periods.parts(metrics, M.order_filter(statuses))
-        sql.append(M.aggregates_sql(metrics, as_of, statuses, "_pol_dirty", mode.write_ledger, extra))
-        if mode.write_ledger:
-            sql += _persist_sql(reuse, self.version, as_of, tables)
+        sql = [_overrides_sql(mode.stateful and mode.use_locks, day)]
+        if recompute:
+            sql += self._metrics_statements(as_of, mode, reuse)
+        metrics = list(self.used_metrics.values())
         sql.append(M.metrics_sql(metrics, as_of, tables.cache if mode.write_ledger else "_pol_agg"))
         if final or self.tiers_read_stages:
             sql.append(stages.rfm_sql(self.policy.rfm.bins))
@@ -157,6 +163,22 @@ class CompiledPolicy:
         sql.append(stages.final_sql(reason, self.tag_rules, self.version, mode.out, only))
         if mode.expire_locks:
             sql += overrides.expire_sql(day)
+        return sql
+
+    def _metrics_statements(self, as_of: datetime, mode: GradingMode, reuse: bool) -> list[str]:
+        """Statements computing the points and metrics of the members in ``_pol_dirty`` (and storing them)."""
+        statuses = self.policy.metrics.order_statuses
+        metrics = list(self.used_metrics.values())
+        tables = mode.tables
+        sql: list[str] = [M.next_inputs_sql(as_of, "_pol_dirty")] if mode.write_ledger else []
+        sql += M.inputs_sql(as_of, statuses, "_pol_dirty")
+        sql += points.points_sql(self.policy, as_of, tables.ledger, "_pol_dirty")
+        if self.policy.qualification.period != "rolling":
+            sql.append(periods.bounds_sql(self.policy.qualification, as_of, self.tz, statuses, "_pol_dirty"))
+        extra = periods.parts(metrics, M.order_filter(statuses))
+        sql.append(M.aggregates_sql(metrics, as_of, statuses, "_pol_dirty", mode.write_ledger, extra))
+        if mode.write_ledger:
+            sql += _persist_sql(reuse, self.version, as_of, tables)
         return sql
 
     def _cache_usable(self, con: Connection, as_of: datetime, tables: PolicyTables) -> bool:

@@ -97,7 +97,8 @@ def ts(value: datetime) -> str:
 
 
 def _cutoff(as_of: datetime, days: int) -> str:
-    return ts(as_of - timedelta(days=days))
+    """The instant ``days`` * 24 hours before ``as_of`` (in UTC: a window does not follow clock changes)."""
+    return ts(as_of.astimezone(UTC) - timedelta(days=days))
 
 
 def members_sql() -> str:

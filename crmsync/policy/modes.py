@@ -54,7 +54,8 @@ class GradingMode:
         expire_locks: remove and audit locks that have ended.
         tables: where held tiers, the last decided day, the ledger and the metrics are kept (temporary tables in
             backtests).
-        use_profiles: fall back to ``profiles`` for members without state.
+        use_profiles: fall back to ``profiles`` for members without state, in a store whose days were never decided
+            (graded by an earlier version of crmsync, which kept no decided days).
         use_locks: apply manual tier locks.
         incremental: recompute the metrics and points of just the members whose inputs changed or came due since
             the last grading (when the stored metrics can be reused; else every member).
