@@ -11,7 +11,7 @@ Grammar, loosest binding first::
     x in (1, 2)   x not in ('a', 'b')   x between 1 and 5   x is null   x is not null
     x + y   x - y   x * y   x / y   x % y   -x   (x)
     numbers 12, 12.5; strings 'Gold' or "Gold" (a quote inside doubled or after a backslash); true, false, null
-    functions: days_since(d) days_until(d) date('2024-12-31') today() year(d) month(d) day(d)
+    functions: days_since(d) days_until(d) date('2024-12-31') end_of_day(d) today() year(d) month(d) day(d)
                attr('key') attr_num('key') attr_date('key') coalesce(a, b) min(a, b) max(a, b) abs(x) round(x)
 """
 
@@ -372,19 +372,26 @@ def _date_arg(c: Compiler, arg: Tree, fname: str) -> str:
 
 
 def _date_literal(c: Compiler, args: list[Tree], tok: Token) -> tuple[str, str]:
+    """The start of a day in the policy's time zone (the grading's session zone)."""
     (arg,) = args
     text = _unquote(str(arg.children[0])) if isinstance(arg, Tree) and arg.data == "string" else None
     try:
         day = date.fromisoformat(text or "")
     except ValueError:
         raise ExprError("date() takes a quoted day like '2024-12-31'", _col(arg)) from None
-    return f"TIMESTAMPTZ '{day.isoformat()} 00:00:00+00'", DATE
+    return f"CAST(DATE '{day.isoformat()}' AS TIMESTAMPTZ)", DATE
 
 
 def _days(c: Compiler, args: list[Tree], tok: Token, sign: int) -> tuple[str, str]:
     d = _date_arg(c, args[0], str(tok))
     a, b = (AS_OF_COLUMN, d) if sign > 0 else (d, AS_OF_COLUMN)
     return f"floor((epoch({a}) - epoch({b})) / 86400)", NUM
+
+
+def _end_of_day(c: Compiler, args: list[Tree], tok: Token) -> tuple[str, str]:
+    """The last instant of the day a date falls on, in the policy's time zone (the grading's session zone)."""
+    d = _date_arg(c, args[0], str(tok))
+    return f"(CAST(CAST({d} AS DATE) + 1 AS TIMESTAMPTZ) - INTERVAL 1 MICROSECOND)", DATE
 
 
 def _part(part: str) -> Callable[[Compiler, list[Tree], Token], tuple[str, str]]:
@@ -403,6 +410,7 @@ FUNCTIONS: dict[str, tuple[int, Callable[[Compiler, list[Tree], Token], tuple[st
     "days_since": (1, lambda c, a, t: _days(c, a, t, 1)),
     "days_until": (1, lambda c, a, t: _days(c, a, t, -1)),
     "date": (1, _date_literal),
+    "end_of_day": (1, _end_of_day),
     "today": (0, lambda c, a, t: (AS_OF_COLUMN, DATE)),
     "year": (1, _part("year")),
     "month": (1, _part("month")),

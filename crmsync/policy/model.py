@@ -51,6 +51,12 @@ class TierRule(_Strict):
         description="days this tier is kept after the member stops qualifying for it; overrides "
         "[policy.downgrade] grace_days (0: a paid tier ends the day it lapses)",
     )
+    max_levels: int | None = Field(
+        None,
+        ge=1,
+        description="most levels a member drops from this tier at once; overrides [policy.downgrade] max_levels "
+        "(a paid tier that lapses may drop straight to the tier the member qualifies for)",
+    )
 
 
 class MetricsSettings(_Strict):
@@ -199,10 +205,10 @@ class Policy(_Strict):
         last = v[-1]
         if (last.condition or "").strip() and len(v) > 1:
             raise ValueError(f"tiers[{len(v) - 1}] ({last.name}): the last tier is the default and takes no condition")
-        if last.keep_condition is not None or last.grace_days is not None:
+        if last.keep_condition is not None or last.grace_days is not None or last.max_levels is not None:
             raise ValueError(
-                f"tiers[{len(v) - 1}] ({last.name}): the default tier is never lost; it takes no keep_condition or "
-                "grace_days"
+                f"tiers[{len(v) - 1}] ({last.name}): the default tier is never lost; it takes no keep_condition, "
+                "grace_days or max_levels"
             )
         return v
 

@@ -14,8 +14,8 @@ the held one is taken at once (``up``); a stay rank at or above it keeps it (``s
 qualifies: with a qualification period, the tier is held until the period ends (``hold``); on a day a downgrade may
 happen (every day with rolling windows, the first day of a period otherwise) the grace period starts, counted in
 days from the first day the member did not qualify (``grace``); once the held tier's ``grace_days`` have passed the
-member drops by at most ``max_levels``, never below its stay rank (``down``). With rolling windows a member still
-above its stay rank drops again the next day; with a period, at the next period's start.
+member drops by at most the held tier's ``max_levels``, never below its stay rank (``down``). With rolling windows a
+member still above its stay rank drops again the next day; with a period, at the next period's start.
 
 A decision is taken at the end of each day and stored; an evaluation during a day applies the same rule to the tiers
 held at the end of the day before, so that every evaluation of a day says what that day's end will decide if nothing
@@ -57,6 +57,7 @@ REASON_COLUMNS = (
     "q_rank",
     "q_stay",
     "held_tier",
+    "held_rank",
     "days_in_tier",
     "eff_below",
     "grace_until",
@@ -72,6 +73,12 @@ def grace_days(policy: Policy) -> list[int]:
     """Each tier's grace days, highest tier first: its own ``grace_days``, else ``[policy.downgrade] grace_days``."""
     default = policy.downgrade.grace_days
     return [default if t.grace_days is None else t.grace_days for t in policy.tiers]
+
+
+def max_levels(policy: Policy) -> list[int]:
+    """Each tier's most levels dropped at once, highest tier first (its own, else the default's)."""
+    default = policy.downgrade.max_levels
+    return [default if t.max_levels is None else t.max_levels for t in policy.tiers]
 
 
 def _by_rank(policy: Policy, values: Sequence[str], column: str) -> str:
@@ -114,6 +121,7 @@ def tiers_sql(
     eff = "below_since" if decided else f"CASE WHEN q_stay < held_rank THEN coalesce(below_since, {d}) END"
     kept = "WHEN true THEN CASE WHEN below_since IS NULL THEN 'stay' ELSE 'grace' END" if decided else ""
     grace = _by_rank(policy, [str(g) for g in grace_days(policy)], "held_rank")
+    drop = _by_rank(policy, [str(m) for m in max_levels(policy)], "held_rank")
     return f"""
 CREATE OR REPLACE TEMP TABLE _pol_tiers AS
 WITH h AS (
@@ -145,7 +153,7 @@ WITH h AS (
   FROM e
 ), g AS (
   SELECT *, CAST(CASE move WHEN 'override' THEN o_rank WHEN 'new' THEN q_rank WHEN 'up' THEN q_rank
-      WHEN 'down' THEN greatest(q_stay, held_rank - {policy.downgrade.max_levels}) ELSE held_rank END AS INTEGER)
+      WHEN 'down' THEN greatest(q_stay, held_rank - {drop}) ELSE held_rank END AS INTEGER)
       AS tier_rank
   FROM f
 )
@@ -155,7 +163,7 @@ SELECT member_id, tier_rank, {name_case(names, "tier_rank")} AS tier,
        ELSE held_previous END AS previous_tier,
   CASE WHEN move = 'grace' THEN eff_below WHEN move = 'down' AND daily AND tier_rank > q_stay THEN eff_below END
     AS below_since,
-  move, q_rank, q_stay, {name_case(names, "q_rank")} AS q_tier, held_tier, days_in_tier, eff_below,
+  move, q_rank, q_stay, {name_case(names, "q_rank")} AS q_tier, held_tier, held_rank, days_in_tier, eff_below,
   CAST(eff_below + grace_days AS DATE) AS grace_until, period_last_day, o_actor, o_until, o_reason
 FROM g
 """
@@ -181,7 +189,7 @@ def tier_reason_sql(policy: Policy, entry: Sequence[Rule], keep: Sequence[Rule |
     if not by_keep:
         rule = entry_rule
     per = "qualification period" if policy.qualification.period != "rolling" else "day"
-    drop = policy.downgrade.max_levels
+    drop = _by_rank(policy, [str(m) for m in max_levels(policy)], "held_rank")
     held_until = (
         "CASE WHEN period_last_day IS NOT NULL AND move IN ('new', 'up', 'stay') AND tier_rank > 1 "
         "THEN '; held at least until the qualification period ends on ' || period_last_day ELSE '' END"
@@ -193,6 +201,6 @@ def tier_reason_sql(policy: Policy, entry: Sequence[Rule], keep: Sequence[Rule |
       || ' (not qualifying since ' || CAST(eff_below AS VARCHAR) || '); ' || {rule}
     WHEN 'hold' THEN 'kept ' || held_tier || ' until the qualification period ends on '
       || CAST(period_last_day AS VARCHAR) || '; ' || {rule}
-    WHEN 'down' THEN 'dropped from ' || held_tier || ' after the grace period (at most {drop} level(s) per {per}); '
-      || {rule}
+    WHEN 'down' THEN 'dropped from ' || held_tier || ' after the grace period (at most ' || {drop}
+      || ' level(s) per {per}); ' || {rule}
     ELSE {rule} || {held_until} END"""
