@@ -1,5 +1,6 @@
 """Incremental grading: recomputing only the members whose inputs changed or came due gives the same grades,
-points ledger and tier state as grading everyone again, over random changes while time moves on."""
+points ledger, tier state and decided days as grading everyone again, over random changes while time moves on
+(rolling windows, calendar and anniversary periods, keep conditions, per-tier grace, days in tier)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,31 @@ POLICY: dict[str, Any] = {
     "lifecycle": {"dormant_days": 40, "churned_days": 90},
     "tags": {"lapsing_vip": "tier = 'Gold' and days_since_last_order > 20", "refunder": "refunds_30d >= 1"},
 }
+PERIODS: dict[str, Any] = {
+    **POLICY,
+    "qualification": {"period": "calendar_month"},
+    "tiers": [
+        {
+            "name": "Gold",
+            "condition": "spend_this_period >= 300 or spend_last_period >= 300",
+            "keep_condition": "spend_last_period >= 150 or (held_tier = 'Gold' and orders_30d >= 1)",
+            "points_multiplier": "2",
+        },
+        {"name": "Silver", "condition": "orders_this_period >= 2 or activity_review_last_period >= 1"},
+        {"name": "Bronze"},
+    ],
+}
+ANNIVERSARY: dict[str, Any] = {
+    **POLICY,
+    "qualification": {"period": "anniversary"},
+    "tiers": [
+        # a paid-like tier that ends the day it lapses, without grace and straight down
+        {"name": "VIP", "condition": "activity_review_30d >= 3", "grace_days": 0, "max_levels": 2},
+        {"name": "Gold", "condition": "spend_this_period >= 300", "keep_condition": "days_in_tier < 20"},
+        {"name": "Bronze"},
+    ],
+}
+POLICIES = {"rolling": POLICY, "periods": PERIODS, "anniversary": ANNIVERSARY}
 MEMBERS = [f"m{i}" for i in range(12)]
 GRADES = ", ".join(GRADE_COLUMNS)
 
@@ -63,9 +89,9 @@ def _rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[tuple[Any, ...]]:
 class Twins:
     """The same data in two stores: one graded incrementally, one graded whole each time."""
 
-    def __init__(self) -> None:
+    def __init__(self, policy: dict[str, Any] = POLICY) -> None:
         self.inc, self.full = Store(_connect()), Store(_connect())
-        self.policy = compiled(POLICY)
+        self.policy = compiled(policy)
 
     def both(self, change: Callable[[Store], Any]) -> None:
         change(self.inc)
@@ -82,6 +108,7 @@ class Twins:
             ("profiles", f"member_id, {GRADES}"),
             ("policy_points_ledger", "member_id, entry_ref, kind, occurred_at, expires_at, points, multiplier"),
             ("policy_tier_state", "member_id, tier, tier_since, previous_tier, below_since"),
+            ("policy_tier_clock", "decided_through"),
         ):
             sql = f"SELECT {cols} FROM {table} ORDER BY ALL"
             assert _rows(self.inc.con, sql) == _rows(self.full.con, sql), f"{table} differs as of {as_of}"
@@ -140,9 +167,12 @@ def _scenario(rng: random.Random, twins: Twins, steps: int) -> list[int]:
     return recomputed
 
 
-@pytest.mark.parametrize("seed", range(4))
-def test_incremental_grading_equals_grading_everyone(seed: int) -> None:
-    recomputed = _scenario(random.Random(seed), Twins(), steps=14)
+@pytest.mark.parametrize(
+    ("policy", "seed"),
+    [("rolling", 0), ("rolling", 1), ("rolling", 2), ("rolling", 3), ("periods", 4), ("anniversary", 5)],
+)
+def test_incremental_grading_equals_grading_everyone(policy: str, seed: int) -> None:
+    recomputed = _scenario(random.Random(seed), Twins(POLICIES[policy]), steps=14)
     assert recomputed[0] == 8  # the first grading computes everyone
     assert min(recomputed[1:]) < 8  # later ones skip members whose inputs did not change
 
