@@ -1,0 +1,135 @@
+"""One --as-of rule for every command: a date is the end of that day in sync.timezone, a time without an offset is
+read there, one with an offset is taken as given; sync, plan, explain, preview and backtest see the same orders."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from zoneinfo import ZoneInfo, available_timezones
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import crmsync.plugins
+from crmsync.connector import Stream
+from crmsync.errors import ConfigError
+from crmsync.models import Order
+from crmsync.plugins import PluginHost
+from crmsync.policy.days import TICK, day_end, local_day, parse_instant
+from tests.conftest import MEMORY_CONFIG
+from tests.support import WORLDS, World, member
+from tests.test_cli import run_main
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+ZONES = sorted(z for z in available_timezones() if "/" in z and not z.startswith(("Etc/", "SystemV/")))
+
+
+@pytest.fixture(autouse=True)
+def use_host(host: PluginHost, monkeypatch: pytest.MonkeyPatch) -> PluginHost:
+    monkeypatch.setattr(crmsync.plugins, "_HOST", host)
+    return host
+
+
+def _order(oid: str, member_id: str, at: datetime) -> Order:
+    return Order(
+        source="crm",
+        external_id=oid,
+        member_external_id=member_id,
+        placed_at=at,
+        amount=Decimal("1500"),
+        currency="EUR",
+        status="paid",
+    )
+
+
+@pytest.fixture
+def shanghai(write_config, host: PluginHost) -> Path:  # type: ignore[no-untyped-def]
+    world = World()
+    WORLDS["crm"] = world
+    for i in range(1, 5):
+        world.put(Stream.MEMBERS, member(i))
+    world.put(Stream.ORDERS, _order("o1", "m1", datetime(2026, 10, 15, 20, 0, tzinfo=SHANGHAI)))  # 12:00 UTC
+    world.put(Stream.ORDERS, _order("o2", "m2", datetime(2026, 10, 16, 0, 30, tzinfo=SHANGHAI)))  # the next day
+    world.put(Stream.ORDERS, _order("o3", "m3", datetime(2026, 10, 15, 0, 0, tzinfo=SHANGHAI)))  # 14 Oct in UTC
+    world.put(Stream.ORDERS, _order("o4", "m4", datetime(2026, 10, 15, 23, 59, 59, 999999, tzinfo=SHANGHAI)))
+    return write_config(
+        MEMORY_CONFIG.replace('base_currency = "EUR"', 'base_currency = "EUR"\ntimezone = "Asia/Shanghai"')
+    )
+
+
+def _gold(doc: dict) -> int:
+    return doc.get("tier_distribution", doc.get("distribution", {})).get("Gold", 0)
+
+
+@pytest.mark.parametrize("as_of", ["2026-10-15", "2026-10-15T23:59:59.999999", "2026-10-15T15:59:59.999999Z"])
+def test_every_command_reads_the_same_date_as_the_same_instant(
+    shanghai: Path, capsys: pytest.CaptureFixture[str], as_of: str
+) -> None:
+    cfg = ["--config", str(shanghai)]
+    docs, codes = {}, []
+    for command in ("plan", "sync", "preview"):
+        code, out, _ = run_main([*cfg, command, "--json", "--as-of", as_of], capsys)
+        codes.append(code)
+        docs[command] = json.loads(out)
+    code, out, _ = run_main([*cfg, "backtest", "--json", "--from", as_of, "--to", as_of], capsys)
+    codes.append(code)
+    docs["backtest"] = json.loads(out)[0]
+    tiers = {}
+    for m in ("m1", "m2", "m3", "m4"):
+        code, out, _ = run_main([*cfg, "explain", m, "--json", "--as-of", as_of], capsys)
+        codes.append(code)
+        doc = json.loads(out)
+        tiers[m] = doc["grades"]["tier"]["value"]
+        assert doc["as_of"] == "2026-10-15T23:59:59.999999+08:00"
+    assert codes == [0] * len(codes)
+    golds = {command: _gold(doc) for command, doc in docs.items()}
+    golds["explain"] = sum(t == "Gold" for t in tiers.values())
+    preview = docs["preview"]
+    # every order placed on 15 October in Shanghai counts, the one placed just after midnight does not
+    assert tiers == {"m1": "Gold", "m2": "Bronze", "m3": "Gold", "m4": "Gold"}
+    assert golds == dict.fromkeys(golds, 3)
+    assert preview["as_of"] == "2026-10-15 23:59:59.999999+08:00"
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["sync", "--as-of", "2026-13-01"], "--as-of"),
+        (["explain", "m1", "--as-of", "15.10.2026"], "--as-of"),
+        (["backtest", "--from", "2026-10-01", "--to", "tomorrow"], "--to"),
+        (["override", "m1", "--tier", "Gold", "--reason", "x", "--until", "2026-10-15T10:00"], "--until"),
+    ],
+)
+def test_a_bad_date_names_its_option(
+    shanghai: Path, capsys: pytest.CaptureFixture[str], args: list[str], option: str
+) -> None:
+    run_main(["--config", str(shanghai), "sync", "--as-of", "2026-10-15"], capsys)
+    code, _, err = run_main(["--config", str(shanghai), *args], capsys)
+    assert code == 2
+    assert err.startswith(f"error: {option}: not a date:")
+
+
+@settings(max_examples=200, deadline=None)
+@given(day=st.dates(date(1990, 1, 1), date(2060, 12, 31)), tz=st.sampled_from(ZONES))
+def test_a_date_is_the_last_instant_of_that_day_in_the_zone(day: date, tz: str) -> None:
+    zone = ZoneInfo(tz)
+    at = parse_instant(day.isoformat(), zone)
+    assert at == day_end(day, zone)
+    assert local_day(at, zone) == day
+    assert local_day(at + TICK, zone) == day + timedelta(days=1)
+    naive = parse_instant(f"{day.isoformat()}T12:00", zone)
+    assert naive.astimezone(zone).replace(tzinfo=None) in (
+        datetime(day.year, day.month, day.day, 12),
+        datetime(day.year, day.month, day.day, 13),  # noon skipped by a clock change
+    )
+    assert parse_instant(f"{day.isoformat()}T12:00+00:00", zone) == datetime(
+        day.year, day.month, day.day, 12, tzinfo=UTC
+    )
+
+
+def test_a_bad_value_is_refused() -> None:
+    with pytest.raises(ConfigError, match="--as-of: not a date: '2026-02-30'"):
+        parse_instant("2026-02-30", SHANGHAI)
