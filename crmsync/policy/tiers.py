@@ -11,8 +11,9 @@ member and day (in ``sync.timezone``) the decision reads:
 
 Then, in this order: a lock wins; without a held tier the member takes its entry rank (``new``); an entry rank above
 the held one is taken at once (``up``); a stay rank at or above it keeps it (``stay``). Otherwise the member no longer
-qualifies: with a qualification period, the tier is held until the period ends (``hold``); on a day a downgrade may
-happen (every day with rolling windows, the first day of a period otherwise) the grace period starts, counted in
+qualifies: with a qualification period, the tier is held until the period ends (``hold``), unless it has its own
+``grace_days`` (a paid tier); on a day a downgrade may happen (every day with rolling windows or for a tier with its
+own grace days, the first day of a period otherwise) the grace period starts, counted in
 days from the first day the member did not qualify (``grace``); once the held tier's ``grace_days`` have passed the
 member drops by at most the held tier's ``max_levels``, never below its stay rank (``down``). With rolling windows a
 member still above its stay rank drops again the next day; with a period, at the next period's start.
@@ -115,7 +116,9 @@ def tiers_sql(
     d = sql_day(day)
     periodic = policy.qualification.period != "rolling"
     cols, q_entry, q_stay = qualify_sql(entry, keep, n)
-    daily = "period_start IS NULL" if periodic else "true"
+    # a tier with its own grace days (a paid tier) is not held until the period ends
+    own = _by_rank(policy, ["true" if t.grace_days is not None else "false" for t in policy.tiers], "held_rank")
+    daily = f"(period_start IS NULL OR coalesce({own}, false))" if periodic else "true"
     opp = f"({daily} OR CAST(period_start AS DATE) = {d})" if periodic else "true"
     last_day = "CAST(period_end AS DATE) - 1" if periodic else "NULL::DATE"
     eff = "below_since" if decided else f"CASE WHEN q_stay < held_rank THEN coalesce(below_since, {d}) END"
