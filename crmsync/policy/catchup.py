@@ -140,17 +140,8 @@ def explain_modes(
             con.execute(f"CREATE OR REPLACE TEMP TABLE {copy} AS SELECT * FROM {source}")
         else:
             con.execute(f"DROP TABLE IF EXISTS {copy}")
-    days = GradingMode(
-        out=mode.out,
-        stateful=True,
-        write_state=True,
-        write_ledger=True,
-        incremental=True,
-        tables=tables,
-        use_profiles=mode.use_profiles,
-        use_locks=mode.use_locks,
-    )
-    return days, replace(mode, tables=tables)
+    days = replace(GradingMode.SYNC, out=mode.out, tables=tables, expire_locks=False, changed_only=False)
+    return replace(days, use_profiles=mode.use_profiles, use_locks=mode.use_locks), replace(mode, tables=tables)
 
 
 def create_temp(con: Connection, tables: PolicyTables) -> None:

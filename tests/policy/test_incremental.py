@@ -11,9 +11,8 @@ from typing import Any
 
 import duckdb
 import pytest
-from policy_support import NOW, STORE_DDL, Store, compiled
+from policy_support import NOW, Store, compiled, connect, save_graded
 
-from crmsync.policy import POLICY_DDL
 from crmsync.policy.stages import GRADE_COLUMNS
 
 POLICY: dict[str, Any] = {
@@ -62,26 +61,6 @@ MEMBERS = [f"m{i}" for i in range(12)]
 GRADES = ", ".join(GRADE_COLUMNS)
 
 
-def _connect() -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect(":memory:")
-    con.execute("SET TimeZone = 'UTC'")
-    for stmt in STORE_DDL + POLICY_DDL:
-        con.execute(stmt)
-    return con
-
-
-def _save(con: duckdb.DuckDBPyConnection, incremental: bool) -> None:
-    """What the engine does with ``graded``."""
-    if incremental:
-        con.execute(
-            "DELETE FROM profiles WHERE member_id IN (SELECT member_id FROM graded) "
-            "OR member_id NOT IN (SELECT member_id FROM _pol_members)"
-        )
-    else:
-        con.execute("DELETE FROM profiles")
-    con.execute("INSERT INTO profiles SELECT * FROM graded")
-
-
 def _rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[tuple[Any, ...]]:
     return con.execute(sql).fetchall()
 
@@ -90,7 +69,7 @@ class Twins:
     """The same data in two stores: one graded incrementally, one graded whole each time."""
 
     def __init__(self, policy: dict[str, Any] = POLICY) -> None:
-        self.inc, self.full = Store(_connect()), Store(_connect())
+        self.inc, self.full = Store(connect()), Store(connect())
         self.policy = compiled(policy)
 
     def both(self, change: Callable[[Store], Any]) -> None:
@@ -99,10 +78,10 @@ class Twins:
 
     def grade(self, as_of: datetime) -> int:
         got = self.policy.grade(self.inc.con, as_of, incremental=True)
-        _save(self.inc.con, got.incremental)
+        save_graded(self.inc.con, got.incremental)
         inc_graded = {r[0]: r[1:] for r in _rows(self.inc.con, f"SELECT member_id, {GRADES}, reasons FROM graded")}
         self.policy.grade(self.full.con, as_of)
-        _save(self.full.con, False)
+        save_graded(self.full.con, False)
         # every grade, ledger entry and held tier is what grading everyone gives
         for table, cols in (
             ("profiles", f"member_id, {GRADES}"),

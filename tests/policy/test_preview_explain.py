@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -154,3 +155,31 @@ def test_rendered_tables_show_the_figures(store: Store) -> None:
     assert "spend_365d" in text and "1200.0000" in text
     assert re.search(r"not graded before\W+3", text)
     assert "partner" in text and "ops" in text
+
+
+def test_explain_at_a_later_date_decides_the_days_in_between_as_syncs_would_and_writes_nothing(store: Store) -> None:
+    _seed(store)
+    p = compiled({**POLICY, "downgrade": {"grace_days": 30, "max_levels": 1}, "points": {"per_currency_unit": "1"}})
+    p.grade(store.con, day(19))
+    tables = ("policy_tier_state", "policy_tier_clock", "policy_points_ledger", "policy_member_metrics")
+    before = {t: store.con.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall() for t in tables}
+    later = NOW + timedelta(days=200)  # a's 400 order left the window 165 days ago: grace over, dropped twice
+    explained = {m: explain(p, store.con, m, later) for m in ("a", "b", "c")}
+    assert {t: store.con.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall() for t in tables} == before
+    p.grade(store.con, later)
+    synced = store.graded("tier, tier_since, previous_tier, points, reasons")
+    for m, ex in explained.items():
+        g = ex.grades
+        assert (g["tier"].value, g["points"].value, g["tier"].reason) == (
+            synced[m][0],
+            synced[m][3],
+            json.loads(synced[m][4])["tier"],
+        )
+    # a's 800 order left the window on day 165: 30 days of grace, then Silver, which its 400 order still gives
+    assert synced["a"][:3] == ("Silver", (NOW + timedelta(days=195)).date(), "Gold")
+    assert explained["a"].decision == {
+        "move": "stay",
+        "rule": "entry",
+        "held_tier": "Silver",
+        "qualifies_for": "Silver",
+    }
