@@ -225,6 +225,7 @@ class Engine:
                 report.extra["unmatched_orders_sample"] = matching.unmatched_orders_sample(con)
             grading = self.policy.run(con, as_of, GradingMode.SYNC)
             report.members_recomputed = grading.recomputed
+            report.days_decided = grading.days
             self._adjust_profiles(con, grading)
             report.profiles_changed = profiles.count_changed(con, grading.graded)
             profiles.save(con, grading.graded, members=grading.members if grading.incremental else None)

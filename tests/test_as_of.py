@@ -133,3 +133,17 @@ def test_a_date_is_the_last_instant_of_that_day_in_the_zone(day: date, tz: str) 
 def test_a_bad_value_is_refused() -> None:
     with pytest.raises(ConfigError, match="--as-of: not a date: '2026-02-30'"):
         parse_instant("2026-02-30", SHANGHAI)
+
+
+def test_the_report_counts_the_past_days_a_sync_decided(shanghai: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = ["--config", str(shanghai)]
+    decided = []
+    for as_of in ("2026-10-15T09:00", "2026-10-15T09:30", "2026-10-16T09:00", "2026-11-20T09:00"):
+        code, out, _ = run_main([*cfg, "sync", "--json", "--as-of", as_of], capsys)
+        assert code == 0
+        decided.append(json.loads(out)["days_decided"])
+    # the first sync decides no past day, a second one the same day neither, the next day's one day; after a gap
+    # of 35 days only the days on which a tier could change: 16 October (an order came due), none after it
+    assert decided == [0, 0, 1, 1]
+    code, out, _ = run_main([*cfg, "sync", "--as-of", "2026-11-21T09:00"], capsys)
+    assert "1 past days decided" in out

@@ -22,19 +22,31 @@ from __future__ import annotations
 from contextlib import suppress
 from dataclasses import replace
 from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import Protocol
+from zoneinfo import ZoneInfo
 
 import duckdb
 
 from crmsync.policy.days import local_day, sql_day
 from crmsync.policy.ddl import CACHE_META, CACHE_TABLE, CLOCK_TABLE, LEDGER_TABLE, OVERRIDES_TABLE, STATE_TABLE
 from crmsync.policy.expr import sql_string
+from crmsync.policy.model import Policy
 from crmsync.policy.modes import GradingMode, PolicyTables
 from crmsync.policy.tiers import grace_days
 from crmsync.store.db import Connection, scalar
 
-if TYPE_CHECKING:
-    from crmsync.policy.compiled import CompiledPolicy
+
+class CompiledPolicy(Protocol):
+    """What deciding days needs of a compiled policy (:class:`crmsync.policy.CompiledPolicy`)."""
+
+    policy: Policy
+    tz: ZoneInfo
+
+    @property
+    def time_dependent(self) -> bool: ...
+
+    def decide_day(self, con: Connection, day: date, mode: GradingMode) -> None: ...
+
 
 ONE_DAY = timedelta(days=1)
 PERSISTENT = PolicyTables()

@@ -319,6 +319,17 @@ def _plugin_metrics(metrics: Sequence[MetricSpec], problems: list[str]) -> dict[
     return plugins
 
 
+def _tier_rules(policy: Policy, build: Any) -> tuple[list[stages.Rule | None], list[stages.Rule | None]]:
+    """Each tier's entry and keep condition (``None`` without one), compiled by ``build``."""
+    names = {**STAGE_VARS, **tiers.HELD_VARS}
+    entry = [build(f"tiers[{i}].condition", t.name, t.condition or "", names) for i, t in enumerate(policy.tiers[:-1])]
+    keep = [
+        build(f"tiers[{i}].keep_condition", t.name, t.keep_condition, names) if t.keep_condition is not None else None
+        for i, t in enumerate(policy.tiers[:-1])
+    ]
+    return entry, keep
+
+
 def compile_policy(
     policy: Policy, metrics: Sequence[MetricSpec] = (), *, base_currency: str = "EUR", timezone: str = "UTC"
 ) -> CompiledPolicy:
@@ -350,16 +361,7 @@ def compile_policy(
         reads = tuple(dict.fromkeys(str(t) for t in names(tree)))
         return stages.Rule(name, text.strip(), sql, reads, tuple(sorted(calls(tree))))
 
-    tier_vars = {**STAGE_VARS, **tiers.HELD_VARS}
-    tier_rules = [
-        build(f"tiers[{i}].condition", t.name, t.condition or "", tier_vars) for i, t in enumerate(policy.tiers[:-1])
-    ]
-    keep_rules = [
-        build(f"tiers[{i}].keep_condition", t.name, t.keep_condition, tier_vars)
-        if t.keep_condition is not None
-        else None
-        for i, t in enumerate(policy.tiers[:-1])
-    ]
+    tier_rules, keep_rules = _tier_rules(policy, build)
     seg_src = (
         [(s.name, s.condition) for s in policy.rfm.segments]
         if policy.rfm.segments is not None

@@ -215,13 +215,12 @@ def _parts(used: Sequence[Metric], as_of: datetime, ok: str) -> _Parts:
     return parts
 
 
+Extra = tuple[list[str], list[str], list[str]]
+"""Joins, output columns and ``stale_at`` terms added to the aggregation (see :func:`aggregates_sql`)."""
+
+
 def aggregates_sql(
-    used: Iterable[Metric],
-    as_of: datetime,
-    statuses: Sequence[str],
-    scope: str,
-    fingerprints: bool,
-    extra: tuple[list[str], list[str], list[str]] = ([], [], []),
+    used: Iterable[Metric], as_of: datetime, statuses: Sequence[str], scope: str, fingerprints: bool, extra: Extra
 ) -> str:
     """The statement building ``_pol_agg``: for each member in ``scope``, every metric that does not move with the
     evaluation time by itself, ``stale_at`` (the first instant after ``as_of`` at which one of them would change
@@ -235,9 +234,7 @@ def aggregates_sql(
     ok = order_filter(statuses)
     metrics = sorted({m.name: m for m in used}.values(), key=lambda m: m.name)
     parts = _parts(metrics, as_of, ok)
-    joins, select, period_stale = extra
-    parts.joins += joins
-    parts.select += select
+    parts.joins, parts.select, period_stale = parts.joins + extra[0], parts.select + extra[1], extra[2]
     order_days = sorted({m.days for m in metrics if m.family == "windowed" and m.days})
     act_days = sorted({m.days for m in metrics if m.family == "activity" and m.days})
     exits = [f"o._exit_{d}" for d in order_days] + [f"a._exit_{d}" for d in act_days]

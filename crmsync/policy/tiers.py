@@ -105,6 +105,17 @@ def qualify_sql(entry: Sequence[Rule], keep: Sequence[Rule | None], n: int) -> t
     return cols, q_entry, q_stay
 
 
+def _period_sql(policy: Policy, d: str) -> tuple[str, str, str]:
+    """Whether a member's downgrades are decided daily, whether the day ``d`` may bring one, and the last day of
+    the member's qualification period (over a row of ``_pol_stage`` with the held rank)."""
+    if policy.qualification.period == "rolling":
+        return "true", "true", "NULL::DATE"
+    # a tier with its own grace days (a paid tier) is not held until the period ends
+    own = _by_rank(policy, ["true" if t.grace_days is not None else "false" for t in policy.tiers], "held_rank")
+    daily = f"(period_start IS NULL OR coalesce({own}, false))"
+    return daily, f"({daily} OR CAST(period_start AS DATE) = {d})", "CAST(period_end AS DATE) - 1"
+
+
 def tiers_sql(
     policy: Policy, entry: Sequence[Rule], keep: Sequence[Rule | None], day: date, *, decided: bool = False
 ) -> str:
@@ -112,15 +123,9 @@ def tiers_sql(
     ``_pol_stage``, ``_pol_prev`` and ``_pol_overrides``. With ``decided``, ``_pol_prev`` already holds the end of
     ``day`` (an evaluation earlier than the last decided day): only upgrades and locks apply."""
     names = [t.name for t in policy.tiers]
-    n = len(names)
     d = sql_day(day)
-    periodic = policy.qualification.period != "rolling"
-    cols, q_entry, q_stay = qualify_sql(entry, keep, n)
-    # a tier with its own grace days (a paid tier) is not held until the period ends
-    own = _by_rank(policy, ["true" if t.grace_days is not None else "false" for t in policy.tiers], "held_rank")
-    daily = f"(period_start IS NULL OR coalesce({own}, false))" if periodic else "true"
-    opp = f"({daily} OR CAST(period_start AS DATE) = {d})" if periodic else "true"
-    last_day = "CAST(period_end AS DATE) - 1" if periodic else "NULL::DATE"
+    cols, q_entry, q_stay = qualify_sql(entry, keep, len(names))
+    daily, opp, last_day = _period_sql(policy, d)
     eff = "below_since" if decided else f"CASE WHEN q_stay < held_rank THEN coalesce(below_since, {d}) END"
     kept = "WHEN true THEN CASE WHEN below_since IS NULL THEN 'stay' ELSE 'grace' END" if decided else ""
     grace = _by_rank(policy, [str(g) for g in grace_days(policy)], "held_rank")
