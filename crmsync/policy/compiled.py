@@ -195,8 +195,8 @@ class CompiledPolicy:
 @dataclass(frozen=True)
 class Grading:
     """How a grading went: whether it reused the stored metrics, for how many members it recomputed them, where the
-    grades are (``graded``: only the members whose grade may have changed when
-    ``incremental``), the table of every member graded (``members``) and how many past days it decided first."""
+    grades are (``graded``: only the members whose grade may have changed when ``incremental``), the table of every
+    member graded (``members``) and how many past days it decided first."""
 
     incremental: bool
     recomputed: int
