@@ -217,6 +217,8 @@ class Engine:
         nothing and returns the changes a push would make."""
         from crmsync.policy import GradingMode
 
+        if not dry_run:
+            report.days_decided = self.decide_days(as_of)
         with self.store.transaction(rollback=dry_run) as con:
             self.resolve_members()
             report.unmatched_orders = matching.unmatched(con, "orders")
@@ -225,7 +227,7 @@ class Engine:
                 report.extra["unmatched_orders_sample"] = matching.unmatched_orders_sample(con)
             grading = self.policy.run(con, as_of, GradingMode.SYNC)
             report.members_recomputed = grading.recomputed
-            report.days_decided = grading.days
+            report.days_decided += grading.days
             self._adjust_profiles(con, grading)
             report.profiles_changed = profiles.count_changed(con, grading.graded)
             profiles.save(con, grading.graded, members=grading.members if grading.incremental else None)
@@ -233,6 +235,19 @@ class Engine:
             report.quarantined = quarantine.unresolved_count(con)
             report.tier_distribution = profiles.tier_distribution(con)
             return self.diff(report, grading, dry_run=dry_run)
+
+    def decide_days(self, as_of: datetime, per_transaction: int = 7) -> int:
+        """Decide the tiers of the days since the last decided one, a week of days per transaction (a run after a
+        long pause keeps one week's work in memory at a time, and a crash keeps the weeks done); returns how many
+        days were evaluated. The grading that follows decides what is left (nothing)."""
+        self.resolve_members()
+        decided = 0
+        while True:
+            with self.store.transaction() as con:
+                n = self.policy.decide(con, as_of, limit=per_transaction)
+            decided += n
+            if n < per_transaction:
+                return decided
 
     def _adjust_profiles(self, con: Connection, grading: Grading) -> None:
         """Let plugins add and remove tags on the profiles just graded (``crmsync_adjust_profiles``)."""

@@ -93,21 +93,25 @@ def pending(compiled: CompiledPolicy, con: Connection, as_of: datetime, tables: 
     return clock is not None and clock + ONE_DAY < today
 
 
-def advance(compiled: CompiledPolicy, con: Connection, as_of: datetime, mode: GradingMode) -> int:
-    """Decide every day not decided yet before the day of ``as_of``, storing the tiers held at each day's end in
-    ``mode.tables``; returns how many days were evaluated (days on which nothing can change are skipped)."""
+def advance(
+    compiled: CompiledPolicy, con: Connection, as_of: datetime, mode: GradingMode, limit: int | None = None
+) -> int:
+    """Decide the days not decided yet before the day of ``as_of`` (at most ``limit`` of them), storing the tiers
+    held at each day's end in ``mode.tables``; returns how many days were evaluated (days on which nothing can
+    change are skipped, and not counted)."""
     today = local_day(as_of, compiled.tz)
     clock = decided_through(con, mode.tables)
     if clock is None:
         clock = _first_day(compiled, con, today, mode.tables)
         _set_decided(con, mode.tables, clock)
     day, decided = clock + ONE_DAY, 0
-    while day < today:
+    while day < today and (limit is None or decided < limit):
         compiled.decide_day(con, day, mode)
         decided += 1
         day = _next_day(compiled, con, day, mode) if not compiled.time_dependent else day + ONE_DAY
-    if today - ONE_DAY > clock:
-        _set_decided(con, mode.tables, today - ONE_DAY)
+    through = min(day, today) - ONE_DAY  # the stored tiers hold until the next day to decide
+    if through > clock:
+        _set_decided(con, mode.tables, through)
     return decided
 
 

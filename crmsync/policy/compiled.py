@@ -88,15 +88,9 @@ class CompiledPolicy:
         Raises:
             PolicyError: a condition's arithmetic overflowed on the stored data (e.g. ``points * 1e18``).
         """
-        if as_of.tzinfo is None:
-            raise ValueError("as_of must be timezone-aware")
-        as_of = as_of.astimezone(UTC)
+        as_of = _utc(as_of)
         with _out_of_range(), days.session_zone(con, self.tz):
-            con.execute(M.members_sql())
-            con.execute("CREATE OR REPLACE TEMP TABLE _pol_recomputed (member_id VARCHAR)")
-            day_mode, mode = catchup.explain_modes(self, con, as_of, mode)
-            if (day_mode or mode).write_ledger:
-                con.execute(M.fingerprint_sql(periods.member_hash(self.policy.qualification)))
+            day_mode, mode = self._begin(con, as_of, mode)
             decided = catchup.advance(self, con, as_of, day_mode or mode) if (day_mode or mode).write_state else 0
             today = days.local_day(as_of, self.tz)
             clock = catchup.decided_through(con, mode.tables) if mode.stateful else None
@@ -105,6 +99,25 @@ class CompiledPolicy:
         return Grading(
             incremental=reuse, recomputed=int(recomputed), graded=mode.out, members="_pol_members", days=decided
         )
+
+    def decide(self, con: Connection, as_of: datetime, mode: GradingMode = GradingMode.SYNC, *, limit: int) -> int:
+        """Decide at most ``limit`` of the days not decided yet before the day of ``as_of`` (a sync decides them
+        in several transactions, so that a long pause does not hold every day's work in one); returns how many
+        were evaluated, 0 when none is left."""
+        as_of = _utc(as_of)
+        with _out_of_range(), days.session_zone(con, self.tz):
+            self._begin(con, as_of, mode)
+            return catchup.advance(self, con, as_of, mode, limit)
+
+    def _begin(self, con: Connection, as_of: datetime, mode: GradingMode) -> tuple[GradingMode | None, GradingMode]:
+        """The members and their input hashes; the modes that decide days and grade (see
+        :func:`crmsync.policy.catchup.explain_modes`)."""
+        con.execute(M.members_sql())
+        con.execute("CREATE OR REPLACE TEMP TABLE _pol_recomputed (member_id VARCHAR)")
+        day_mode, mode = catchup.explain_modes(self, con, as_of, mode)
+        if (day_mode or mode).write_ledger:
+            con.execute(M.fingerprint_sql(periods.member_hash(self.policy.qualification)))
+        return day_mode, mode
 
     def decide_day(self, con: Connection, day: date, mode: GradingMode) -> None:
         """Decide ``day`` at its last instant and store the tiers held at its end in ``mode.tables.state``."""
@@ -205,6 +218,12 @@ class Grading:
     members: str = "_pol_members"
     days: int = 0
     """How many past days were decided before grading (days on which no tier could change are not counted)."""
+
+
+def _utc(as_of: datetime) -> datetime:
+    if as_of.tzinfo is None:
+        raise ValueError("as_of must be timezone-aware")
+    return as_of.astimezone(UTC)
 
 
 @contextmanager
