@@ -147,3 +147,37 @@ def test_the_report_counts_the_past_days_a_sync_decided(shanghai: Path, capsys: 
     assert decided == [0, 0, 1, 1]
     code, out, _ = run_main([*cfg, "sync", "--as-of", "2026-11-21T09:00"], capsys)
     assert "1 past days decided" in out
+
+
+def test_a_sync_after_a_pause_decides_every_day_in_weekly_transactions_as_daily_syncs_would(
+    write_config, capsys: pytest.CaptureFixture[str], host: PluginHost
+) -> None:  # type: ignore[no-untyped-def]
+    policy = MEMORY_CONFIG.replace('condition = "spend_365d >= 1000"', 'condition = "days_since_last_order < 10"')
+    policy += "\n[policy.downgrade]\ngrace_days = 3\nmax_levels = 1\n"
+    world = World()
+    WORLDS["crm"] = world
+    for i in range(1, 4):
+        world.put(Stream.MEMBERS, member(i))
+    for i, days_in in enumerate((0, 4, 9)):
+        world.put(Stream.ORDERS, _order(f"o{i}", f"m{i + 1}", datetime(2026, 10, 1 + days_in, 9, tzinfo=SHANGHAI)))
+    late, daily = (write_config(policy, name) for name in ("late.toml", "daily.toml"))
+    for path, store in ((late, "late.duckdb"), (daily, "daily.duckdb")):
+        path.write_text(path.read_text().replace("store.duckdb", store))
+    docs = {}
+    for path, dates in ((late, ["2026-10-01", "2026-10-21"]), (daily, [f"2026-10-{d:02d}" for d in range(1, 22)])):
+        for d in dates:
+            code, out, _ = run_main(["--config", str(path), "sync", "--json", "--as-of", d], capsys)
+            assert code == 0
+        docs[path.stem] = json.loads(out)
+    assert docs["late"]["days_decided"] == 20  # every day: the condition reads the days since an order
+    assert docs["late"]["tier_distribution"] == docs["daily"]["tier_distribution"]
+    explained = {}
+    for path in (late, daily):
+        for m in ("m1", "m2", "m3"):
+            _, out, _ = run_main(["--config", str(path), "explain", m, "--json", "--as-of", "2026-10-21"], capsys)
+            grade = json.loads(out)["grades"]["tier"]
+            explained.setdefault(m, []).append((grade["value"], grade["reason"]))
+    assert all(a == b for a, b in explained.values())
+    # Gold while the last order is under 10 days old, then 3 days of grace, then Silver (their spend)
+    assert {m: v[0][0] for m, v in explained.items()} == {"m1": "Silver", "m2": "Silver", "m3": "Gold"}
+    assert explained["m3"][0][1].startswith("kept Gold in the grace period until 2026-10-23 (not qualifying since")
