@@ -93,6 +93,14 @@ def pending(compiled: CompiledPolicy, con: Connection, as_of: datetime, tables: 
     return clock is not None and clock + ONE_DAY < today
 
 
+def may_be_pending(compiled: CompiledPolicy, con: Connection, as_of: datetime, tables: PolicyTables) -> bool:
+    """Whether days may be left to decide before the day of ``as_of`` (a cheap look at the last decided day)."""
+    clock = decided_through(con, tables)
+    if clock is None:
+        return compiled.policy.points.imported_orders == "tier_at_order"
+    return clock + ONE_DAY < local_day(as_of, compiled.tz)
+
+
 def advance(
     compiled: CompiledPolicy, con: Connection, as_of: datetime, mode: GradingMode, limit: int | None = None
 ) -> int:

@@ -106,6 +106,8 @@ class CompiledPolicy:
         were evaluated, 0 when none is left."""
         as_of = _utc(as_of)
         with _out_of_range(), days.session_zone(con, self.tz):
+            if not catchup.may_be_pending(self, con, as_of, mode.tables):
+                return 0
             self._begin(con, as_of, mode)
             return catchup.advance(self, con, as_of, mode, limit)
 
