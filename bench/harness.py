@@ -23,6 +23,8 @@ BENCH = Path(__file__).resolve().parent
 AS_OF = "2026-11-01T00:00:00+00:00"
 """Every benchmark grades as of the end of the generated data."""
 CRMSYNC = [sys.executable, "-c", "import sys; from crmsync.cli import main; sys.exit(main())"]
+BASELINES = {"pandas": "baseline_pandas.py", "polars": "baseline_polars.py", "duckdb": "baseline_duckdb.py"}
+"""The hand-written scripts crmsync is measured against, by name; each grades the same data with the same policy."""
 
 
 @dataclass
@@ -109,13 +111,22 @@ def crmsync_sync(work: Path, as_of: str = AS_OF) -> tuple[Measured, dict[str, An
         raise RuntimeError(f"crmsync sync printed no report: {m.stdout[:1000]} {m.stderr[-2000:]}") from None
 
 
-def baseline(data: Path, out: Path) -> Measured:
-    m = run(
-        [sys.executable, str(BENCH / "baseline_pandas.py"), "--data", str(data), "--as-of", AS_OF, "--out", str(out)]
-    )
+def baseline(data: Path, out: Path, name: str = "pandas") -> Measured:
+    """Run the baseline script ``name`` (a key of :data:`BASELINES`) on ``data``, writing its profiles to ``out``."""
+    script = BENCH / BASELINES[name]
+    m = run([sys.executable, str(script), "--data", str(data), "--as-of", AS_OF, "--out", str(out)])
     if m.returncode != 0:
-        raise RuntimeError(f"baseline failed: {m.stderr[-2000:]}")
+        raise RuntimeError(f"{name} baseline failed: {m.stderr[-2000:]}")
     return m
+
+
+def baseline_names(text: str) -> list[str]:
+    """``pandas,polars,duckdb`` as a list, each checked against :data:`BASELINES`."""
+    names = [n.strip() for n in text.split(",")]
+    unknown = [n for n in names if n not in BASELINES]
+    if unknown:
+        raise ValueError(f"unknown baseline {', '.join(map(repr, unknown))}: choose from {', '.join(BASELINES)}")
+    return list(dict.fromkeys(names))
 
 
 def read_profiles(path: Path) -> dict[str, tuple[str, ...]]:
@@ -132,21 +143,36 @@ def compare(ours: Path, theirs: Path) -> dict[str, Any]:
 
 
 def machine() -> dict[str, Any]:
+    from importlib.metadata import PackageNotFoundError, version
+
     import psutil
+
+    def installed(name: str) -> str | None:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
 
     return {
         "cpus": os.cpu_count(),
         "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
         "python": platform.python_version(),
         "platform": platform.platform(terse=True),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "versions": {n: installed(n) for n in ("duckdb", "pandas", "polars", "pyarrow")},
     }
 
 
-def emit(scenario: str, figures: dict[str, Any], rows: list[tuple[str, Any, Any]]) -> None:
-    """Print one line of JSON and a readable table (``rows``: what, crmsync, baseline/target)."""
+def emit(
+    scenario: str,
+    figures: dict[str, Any],
+    rows: list[tuple[Any, ...]],
+    header: tuple[str, ...] = ("crmsync", "baseline/target"),
+) -> None:
+    """Print one line of JSON and a readable table (``rows``: what, then one value per ``header`` column)."""
     print(json.dumps({"scenario": scenario, **figures}, sort_keys=True))
-    width = max(len(r[0]) for r in rows) if rows else 10
+    width = max(len(str(r[0])) for r in rows) if rows else 10
     print(f"\n{scenario}")
-    print(f"{'':{width}}  {'crmsync':>14}  {'baseline/target':>16}")
-    for what, ours, theirs in rows:
-        print(f"{what:{width}}  {ours!s:>14}  {theirs!s:>16}")
+    print(f"{'':{width}}" + "".join(f"  {h:>16}" for h in header))
+    for what, *values in rows:
+        print(f"{what!s:{width}}" + "".join(f"  {v!s:>16}" for v in values))

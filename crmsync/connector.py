@@ -196,6 +196,9 @@ class ConnectorContext:
     """Every tier the policy can assign, highest first: what a picklist must allow (for ``check``)."""
     tag_names: tuple[str, ...] = ()
     """Every tag the policy can assign (plugins may add more at run time)."""
+    forgotten: Callable[[Iterable[object]], bool] = field(default=lambda values: False)
+    """Whether any of the values is the id or the email of a forgotten member (``crmsync forget``): a connector that
+    writes source rows to files of its own (a rejects file) leaves out a row for which this holds."""
     push_values: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """Every value a push can write, per canonical field with a fixed set of values (``tier``, ``rfm_segment``,
     ``lifecycle``, ``tags``): what the target's picklists or select options must allow. ``check`` compares them
@@ -264,6 +267,34 @@ class Connector:
     def create_fields(self) -> list[CheckResult]:
         """Create missing custom fields (only with :attr:`Capability.CREATE_FIELDS`)."""
         raise NotImplementedError(f"{type(self).__name__} cannot create fields")
+
+    def fields_fingerprint(self) -> str | None:
+        """A short text that changes whenever the target's field metadata changes, or ``None`` (the default) when
+        the connector cannot tell.
+
+        The metadata is what decides whether a push is accepted: picklist or select options, field types and
+        lengths, which fields exist. The engine asks only while the target has refused changes (at most once per
+        run) and keeps the answer; when it differs from the last one, the changes given up after their attempts get
+        a fresh set, so that a value refused until an administrator added the missing option arrives with the next
+        run. A hash of the fields API's answer is a good fingerprint::
+
+            def fields_fingerprint(self) -> str:
+                fields = self.client.get_json("/settings/fields", params={"module": "Contacts"})["fields"]
+                return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
+        """
+        return None
+
+    def erase(self, member: Member) -> int:
+        """Remove a forgotten member from the files this connector itself writes (a rejects file, an output file);
+        return the number of rows removed. The default writes no such file and removes nothing.
+
+        ``crmsync forget`` calls it with the member as the store held it (``external_id``, ``email``, ``phone``,
+        names; only ``external_id`` when the store no longer knew more). Remove every row naming the member's id,
+        email or phone, and rewrite the file so that none of its bytes remain (write a new file and move it into
+        place). Rows the connector writes later for a member of the erasure list are refused by
+        :attr:`ConnectorContext.forgotten`. The connector's source system is not changed.
+        """
+        return 0
 
     def close(self) -> None:
         """Release clients and files."""

@@ -11,11 +11,13 @@ in the outbox are pushed again (pushing the same values twice is harmless).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import cache
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
@@ -36,7 +38,7 @@ from crmsync.models import PUSHED_FIELDS
 from crmsync.plugins import PluginHost
 from crmsync.report import PlanEntry, RejectedItem, RunReport, RunResult, StreamCounts
 from crmsync.settings import Settings
-from crmsync.store import Store, matching, profiles, quarantine, runs
+from crmsync.store import Store, access, erasure, matching, profiles, quarantine, runs
 from crmsync.store.db import Connection
 from crmsync.store.matching import MemberMatch
 from crmsync.store.outbox import Outbox
@@ -102,6 +104,7 @@ class Engine:
             timezone=ZoneInfo(self.settings.sync.timezone),
             state=self.store.state(name),
             secrets=sealed_state(self.store.state(name), self.settings.connector_settings[name], name),
+            forgotten=erasure.ErasureList.load(self.store.con, self.settings.sync.members).names,
             logger=logging.getLogger(f"crmsync.connector.{name}"),
             verbose=self.settings.logging.verbose_personal_data,
             tier_names=values["tier"],
@@ -120,10 +123,8 @@ class Engine:
         if self._policy is None:
             from crmsync.policy import compile_policy
 
-            sync = self.settings.sync
-            self._policy = compile_policy(
-                self.settings.policy, self.host.metrics(), base_currency=sync.base_currency, timezone=sync.timezone
-            )
+            s, m = self.settings, self.host.metrics()
+            self._policy = compile_policy(s.policy, m, base_currency=s.sync.base_currency, timezone=s.sync.timezone)
         return self._policy
 
     def __enter__(self) -> Engine:
@@ -157,7 +158,7 @@ class Engine:
                     self.push(report)
             report.done()
         except Exception as exc:
-            report.fail(exc)
+            report.fail(access.classify(self.store.path, exc))
             if report.error and report.error.kind == UNEXPECTED:
                 log.exception("run %s failed", report.run_id)
         finally:
@@ -201,7 +202,7 @@ class Engine:
     # ------------------------------------------------------------------ grade + diff
     @property
     def member_match(self) -> MemberMatch:
-        return MemberMatch(self.settings.sync.members, self.settings.sync.match_by)
+        return MemberMatch.configured(self.settings.sync)
 
     def resolve_members(self) -> None:
         """Point every order and activity at its member: by id, by email, or (auto) by id, else by email.
@@ -217,14 +218,13 @@ class Engine:
         nothing and returns the changes a push would make."""
         from crmsync.policy import GradingMode
 
-        if not dry_run:
-            report.days_decided = self.decide_days(as_of)
+        if not dry_run:  # first the days since the last run, a week of days per transaction
+            self.resolve_members()
+            report.days_decided = self.policy.decide_in_weeks(self.store.transaction, as_of)
         with self.store.transaction(rollback=dry_run) as con:
             self.resolve_members()
             report.unmatched_orders = matching.unmatched(con, "orders")
             report.unmatched_activities = matching.unmatched(con, "activities")
-            if report.unmatched_orders:
-                report.extra["unmatched_orders_sample"] = matching.unmatched_orders_sample(con)
             grading = self.policy.run(con, as_of, GradingMode.SYNC)
             report.members_recomputed = grading.recomputed
             report.days_decided += grading.days
@@ -235,19 +235,6 @@ class Engine:
             report.quarantined = quarantine.unresolved_count(con)
             report.tier_distribution = profiles.tier_distribution(con)
             return self.diff(report, grading, dry_run=dry_run)
-
-    def decide_days(self, as_of: datetime, per_transaction: int = 7) -> int:
-        """Decide the tiers of the days since the last decided one, a week of days per transaction (a run after a
-        long pause keeps one week's work in memory at a time, and a crash keeps the weeks done); returns how many
-        days were evaluated. The grading that follows decides what is left (nothing)."""
-        self.resolve_members()
-        decided = 0
-        while True:
-            with self.store.transaction() as con:
-                n = self.policy.decide(con, as_of, limit=per_transaction)
-            decided += n
-            if n < per_transaction:
-                return decided
 
     def _adjust_profiles(self, con: Connection, grading: Grading) -> None:
         """Let plugins add and remove tags on the profiles just graded (``crmsync_adjust_profiles``)."""
@@ -282,14 +269,30 @@ class Engine:
 
     # ------------------------------------------------------------------ push
     def push(self, report: RunReport) -> None:
-        """Push each target's pending changes; record each call's results as it completes."""
+        """Push each target's pending changes, refused ones again (see :mod:`crmsync.store.outbox`); record each
+        call's results as it completes."""
         for target in self.settings.sync.push:
             conn, outbox = self.connector(target), self.outbox(target)
+            watched = self._watched(target, conn)
+            outbox.watch(watched, requeue=True)
+            if retried := outbox.retrying():
+                report.retried[target] = retried
             report.pushed[target] = 0
             columnar = type(conn).push_table is not Connector.push_table
             if not (columnar and self._push_table(conn, outbox, report)):
                 self._push_batches(conn, outbox, report)
+            outbox.watch(watched, requeue=False)
             report.pending[target], report.dead[target] = outbox.counts()
+
+    def _watched(self, target: str, conn: Connector) -> dict[str, Callable[[], str | None]]:
+        """What a target's refusals are made against, each asked at most once per run: the policy, the target's
+        settings, its field metadata."""
+        settings = self.settings.connector_settings[target].model_dump_json()
+        return {
+            "policy_changed": cache(lambda: self.policy.version),
+            "settings_changed": cache(lambda: hashlib.sha256(settings.encode()).hexdigest()[:16]),
+            "fields_changed": cache(conn.fields_fingerprint),
+        }
 
     def _push_table(self, conn: Connector, outbox: Outbox, report: RunReport) -> bool:
         """Push every pending change as one Arrow table (see :meth:`Connector.push_table`); ``False`` when the

@@ -8,7 +8,8 @@ command line ends with. The class decides what happens next::
     │   ├── PolicyError             exit 2: the [policy] table is invalid
     │   └── PluginError             exit 2: a plugin is broken, incompatible or conflicts with another
     ├── StoreError                  exit 3: the local store cannot be used
-    │   └── StoreLockedError        exit 3: another run holds the store
+    │   ├── StoreLockedError        exit 3: another run holds the store (or, for a read-only command, writes it)
+    │   └── StoreDamagedError       exit 3: the store file is damaged; the message names the way out
     └── ConnectorError              exit 3: a connector failed talking to its system
         ├── AuthError               exit 2: credentials refused; retrying will not help
         ├── RetryableError          exit 3: transient (429, 5xx, timeout); ``retry_after`` seconds if known
@@ -81,6 +82,10 @@ class StoreError(CrmsyncError):
 
 class StoreLockedError(StoreError):
     """Another crmsync process holds the store; this run did nothing."""
+
+
+class StoreDamagedError(StoreError):
+    """The store file is damaged (a block fails its checksum, the file is cut short): restore a backup or rebuild."""
 
 
 class ConnectorError(CrmsyncError):

@@ -93,6 +93,10 @@ class Order(_Record):
     ``member_external_id`` is the member's id *in this order's source*; ``member_email`` lets orders from one
     source (a shop export) be matched to members from another (the CRM). ``exchange_rate`` converts
     ``amount`` to the base currency (base = amount * rate) when the source reports one.
+
+    ``refunded_amount`` is the part of ``amount`` refunded so far (a partial refund keeps the order ``paid``), in the
+    order's currency, converted like ``amount``; the store refuses one below 0 or above the amount. A ``refunded``
+    order without it counts as refunded in full.
     """
 
     member_external_id: str | None = None
@@ -103,10 +107,11 @@ class Order(_Record):
     exchange_rate: Decimal | None = Field(default=None, gt=0)
     status: OrderStatus = OrderStatus.PAID
     updated_at: UtcDatetime | None = None
+    refunded_amount: Decimal | None = Field(default=None, max_digits=18, decimal_places=4)
 
     _norm_email = field_validator("member_email", mode="before")(classmethod(lambda cls, v: normalise_email(v)))
 
-    @field_validator("amount", mode="before")
+    @field_validator("amount", "refunded_amount", mode="before")
     @classmethod
     def _no_float(cls, value: Any) -> Any:
         if isinstance(value, float):

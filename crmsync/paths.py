@@ -160,12 +160,20 @@ def store_problem(path: Path) -> str | None:
         if exc.errno in (errno.EACCES, errno.EPERM):
             return f"store.path: cannot read {path} ({exc.strerror})"
         return None
-    if head[8:12] != DUCKDB_MAGIC:
+    if head[8:12] != DUCKDB_MAGIC and not _was_a_store(path):
         return (
             f"store.path: {path} exists and is not a crmsync store (a DuckDB database file); "
             "give the store a file of its own"
         )
     return None
+
+
+def _was_a_store(path: Path) -> bool:
+    """Whether crmsync has used ``path`` as its store (its lock file is beside it): then a file that does not read
+    as a database is a damaged store, which the store's commands report and repair, not a file of another kind."""
+    from crmsync.store.files import StoreFiles
+
+    return StoreFiles(path).lock.exists()
 
 
 def path_problems(paths: list[SettingPath]) -> list[str]:

@@ -49,6 +49,13 @@ def _env_list(name: str) -> set[str] | None:
     return {p.strip() for p in raw.split(",") if p.strip()}
 
 
+def _other_api(kind: str, name: str, version: int) -> str:
+    return (
+        f"{kind} {name!r} was written for plugin API {version}; this crmsync implements {PLUGIN_API_VERSION}: "
+        "install a release of the plugin written for it"
+    )
+
+
 class PluginHost:
     """A pluggy manager plus typed, validated, attributed access to what plugins register."""
 
@@ -133,11 +140,7 @@ class PluginHost:
                     self._fail(plugin, f"crmsync_connectors returned {type(spec).__name__}, not ConnectorSpec")
                     continue
                 if spec.api_version != PLUGIN_API_VERSION:
-                    self._fail(
-                        plugin,
-                        f"connector {spec.name!r} was written for plugin API {spec.api_version}; "
-                        f"this crmsync implements {PLUGIN_API_VERSION}",
-                    )
+                    self._fail(plugin, _other_api("connector", spec.name, spec.api_version))
                     continue
                 if spec.name in specs:
                     other = self._connector_owner[spec.name]
@@ -163,6 +166,9 @@ class PluginHost:
             for plugin, spec in self._results("crmsync_metrics"):
                 if not isinstance(spec, MetricSpec):
                     self._fail(plugin, f"crmsync_metrics returned {type(spec).__name__}, not MetricSpec")
+                    continue
+                if spec.api_version != PLUGIN_API_VERSION:
+                    self._fail(plugin, _other_api("metric", spec.name, spec.api_version))
                     continue
                 if spec.name in seen:
                     raise PluginError(f"metric {spec.name!r} is registered by both {seen[spec.name]!r} and {plugin!r}")

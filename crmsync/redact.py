@@ -3,7 +3,8 @@
 Every message crmsync builds about an HTTP request goes through :func:`describe_request` (method, host, path:
 never query values, headers or bodies). Anything that may still carry a secret (a log line quoting an
 exception, a third-party library's debug output) passes :class:`RedactingFilter`, which masks known secret
-values registered with :func:`register_secret` plus common token shapes.
+values registered with :func:`register_secret` (the host registers every ``SecretStr`` of a connector's settings
+with :func:`register_secrets` before the connector is built) plus common token shapes.
 """
 
 from __future__ import annotations
@@ -68,6 +69,30 @@ def register_secret(value: str | None) -> None:
     if value and len(value) >= 6:
         with _lock:
             _secrets.add(value)
+
+
+def register_secrets(value: Any) -> int:
+    """Register every ``SecretStr``/``SecretBytes`` value found in ``value`` (a settings model, walked through
+    nested models, lists and mappings); return how many were found.
+
+    The host calls it with each connector's validated settings before the connector is built, so a plugin that logs
+    a credential by mistake, even while it starts, logs ``***``.
+    """
+    from pydantic import BaseModel, SecretBytes, SecretStr
+
+    if isinstance(value, SecretStr):
+        register_secret(value.get_secret_value())
+        return 1
+    if isinstance(value, SecretBytes):
+        register_secret(value.get_secret_value().decode("utf-8", "replace"))
+        return 1
+    if isinstance(value, BaseModel):
+        return sum(register_secrets(getattr(value, name, None)) for name in type(value).model_fields)
+    if isinstance(value, Mapping):
+        return sum(register_secrets(v) for v in value.values())
+    if isinstance(value, list | tuple | set | frozenset):
+        return sum(register_secrets(v) for v in value)
+    return 0
 
 
 def redact_text(text: str) -> str:

@@ -76,10 +76,12 @@ class StreamCounts(BaseModel):
     batches: int = 0
 
     def add(self, batch: Batch, rejects: Sequence[Rejection]) -> int:
-        """Count a stored batch (``rejects``: every rejection of it); return its number of rows."""
+        """Count a stored batch (``rejects``: its rejections, the connector's and the store's, less those naming an
+        erased member); return its number of rows."""
         rows = len(batch.records) + (batch.table.num_rows if batch.table is not None else 0)
+        own = {id(r) for r in batch.rejects}
         self.batches += 1
-        self.pulled += rows - (len(rejects) - len(batch.rejects))
+        self.pulled += rows - sum(id(r) not in own for r in rejects)
         self.deleted += len(batch.deleted)
         self.rejected += len(rejects)
         return rows
@@ -124,7 +126,12 @@ class RunReport(BaseModel):
     """target connector -> records accepted."""
     push_rejected: dict[str, int] = Field(default_factory=dict)
     dead: dict[str, int] = Field(default_factory=dict)
-    """target -> records given up after the configured number of attempts."""
+    """target -> changes given up (after ``sync.max_attempts`` runs refused them, or at once when retrying cannot
+    help); ``crmsync retry`` requeues them."""
+    retried: dict[str, dict[str, int]] = Field(default_factory=dict)
+    """target -> why -> changes this run pushed again: ``refused_before`` (refused by an earlier run), ``by_hand``
+    (``crmsync retry``), ``policy_changed``, ``settings_changed`` (the target's settings), ``fields_changed`` (the
+    target's field metadata): the last three were given up and got a fresh set of attempts."""
     pending: dict[str, int] = Field(default_factory=dict)
     """target -> changes still in the outbox (dry run, or waiting for retry)."""
     api_calls: dict[str, dict[str, int]] = Field(default_factory=dict)

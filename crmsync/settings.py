@@ -47,6 +47,7 @@ from crmsync.paths import (
     store_problem,
 )
 from crmsync.policy.model import Policy
+from crmsync.redact import register_secrets
 
 if TYPE_CHECKING:
     from crmsync.plugins import PluginHost
@@ -65,6 +66,10 @@ class StoreSettings(_Strict):
         "2GB", description="DuckDB memory limit, e.g. '4GB' (beyond it DuckDB spills to disk); empty: 80% of RAM"
     )
     threads: int | None = Field(None, ge=1)
+    busy_timeout: float = Field(
+        10.0, ge=0, description="seconds a command waits for another process holding the store before it gives up"
+    )
+    keep_backups: int = Field(3, ge=0, description="automatic backups kept (one is taken before each schema upgrade)")
 
     @field_validator("memory_limit")
     @classmethod
@@ -135,7 +140,7 @@ class SyncSettings(_Strict):
         default_factory=dict, description="units of base currency per unit of a currency, for orders without a rate"
     )
     timezone: str = Field("UTC", description="IANA zone naive source datetimes are read in")
-    max_attempts: int = Field(5, ge=1, description="push attempts before a change is reported as dead")
+    max_attempts: int = Field(5, ge=1, description="runs that may push a refused change before it is given up")
 
     @field_validator("members", "orders", "activities", "push", mode="before")
     @classmethod
@@ -348,6 +353,7 @@ def validate_connectors(settings: Settings, host: PluginHost) -> None:
         body = {k: v for k, v in table.items() if k != "plugin"}
         try:
             validated[name] = spec.settings_model.model_validate(body, context={"base_dir": settings.base_dir})
+            register_secrets(validated[name])  # masked in every log record, even one the connector writes as it starts
         except ValidationError as exc:
             secrets = [e for e in exc.errors() if e["type"] == "missing" and _is_secret(spec.settings_model, e["loc"])]
             if len(secrets) == exc.error_count():

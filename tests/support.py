@@ -33,6 +33,11 @@ class World:
     push_calls: list[list[str]] = field(default_factory=list)
     reject: dict[str, str] = field(default_factory=dict)
     """member id -> reason: pushes of these members are rejected."""
+    gone: set[str] = field(default_factory=set)
+    """Member ids deleted in the system: pushes of these are refused as not retryable."""
+    fields: str | None = None
+    """The fingerprint of the system's field metadata (``None``: the connector cannot tell)."""
+    fields_asked: int = 0
     fail_after_batches: int | None = None
     """Raise after this many batches were yielded (to simulate a crash mid-pull)."""
     on_push: Callable[[], None] | None = None
@@ -97,12 +102,18 @@ class MemoryConnector(Connector):
             self.world.on_push()
         out = []
         for c in changes:
-            if c.member_id in self.world.reject:
+            if c.member_id in self.world.gone:
+                out.append(RecordResult(c.member_id, ok=False, reason="record not found", retryable=False))
+            elif c.member_id in self.world.reject:
                 out.append(RecordResult(c.member_id, ok=False, reason=self.world.reject[c.member_id], field="tier"))
             else:
                 self.world.pushed[c.member_id] = json.loads(json.dumps(dict(c.values)))
                 out.append(RecordResult(c.member_id, ok=True))
         return out
+
+    def fields_fingerprint(self) -> str | None:
+        self.world.fields_asked += 1
+        return self.world.fields
 
 
 class MemoryPlugin:

@@ -1,5 +1,6 @@
 """One --as-of rule for every command: a date is the end of that day in sync.timezone, a time without an offset is
-read there, one with an offset is taken as given; sync, plan, explain, preview and backtest see the same orders."""
+read there, one with an offset is taken as given; sync, plan, explain, preview, backtest and export see the same
+orders."""
 
 from __future__ import annotations
 
@@ -47,10 +48,7 @@ def _order(oid: str, member_id: str, at: datetime) -> Order:
 
 @pytest.fixture
 def shanghai(write_config, host: PluginHost) -> Path:  # type: ignore[no-untyped-def]
-    world = World()
-    WORLDS["crm"] = world
-    for i in range(1, 5):
-        world.put(Stream.MEMBERS, member(i))
+    world = _crm(4)
     world.put(Stream.ORDERS, _order("o1", "m1", datetime(2026, 10, 15, 20, 0, tzinfo=SHANGHAI)))  # 12:00 UTC
     world.put(Stream.ORDERS, _order("o2", "m2", datetime(2026, 10, 16, 0, 30, tzinfo=SHANGHAI)))  # the next day
     world.put(Stream.ORDERS, _order("o3", "m3", datetime(2026, 10, 15, 0, 0, tzinfo=SHANGHAI)))  # 14 Oct in UTC
@@ -58,6 +56,15 @@ def shanghai(write_config, host: PluginHost) -> Path:  # type: ignore[no-untyped
     return write_config(
         MEMORY_CONFIG.replace('base_currency = "EUR"', 'base_currency = "EUR"\ntimezone = "Asia/Shanghai"')
     )
+
+
+def _crm(members: int) -> World:
+    """The members source ``crm`` with members m1..m``members``."""
+    world = World()
+    WORLDS["crm"] = world
+    for i in range(1, members + 1):
+        world.put(Stream.MEMBERS, member(i))
+    return world
 
 
 def _gold(doc: dict) -> int:
@@ -84,9 +91,13 @@ def test_every_command_reads_the_same_date_as_the_same_instant(
         doc = json.loads(out)
         tiers[m] = doc["grades"]["tier"]["value"]
         assert doc["as_of"] == "2026-10-15T23:59:59.999999+08:00"
+    path = shanghai.parent / "export.csv"
+    code, _, _ = run_main([*cfg, "export", str(path), "--columns", "member_id,tier", "--as-of", as_of], capsys)
+    codes.append(code)
     assert codes == [0] * len(codes)
     golds = {command: _gold(doc) for command, doc in docs.items()}
     golds["explain"] = sum(t == "Gold" for t in tiers.values())
+    golds["export"] = path.read_text(encoding="utf-8").count(",Gold")
     preview = docs["preview"]
     # every order placed on 15 October in Shanghai counts, the one placed just after midnight does not
     assert tiers == {"m1": "Gold", "m2": "Bronze", "m3": "Gold", "m4": "Gold"}
@@ -100,6 +111,8 @@ def test_every_command_reads_the_same_date_as_the_same_instant(
         (["sync", "--as-of", "2026-13-01"], "--as-of"),
         (["explain", "m1", "--as-of", "15.10.2026"], "--as-of"),
         (["backtest", "--from", "2026-10-01", "--to", "tomorrow"], "--to"),
+        (["report", "--from", "2026-10-01T25:00", "--to", "2026-10-15"], "--from"),
+        (["export", "out.csv", "--as-of", "yesterday"], "--as-of"),
         (["override", "m1", "--tier", "Gold", "--reason", "x", "--until", "2026-10-15T10:00"], "--until"),
     ],
 )
@@ -154,10 +167,7 @@ def test_a_sync_after_a_pause_decides_every_day_in_weekly_transactions_as_daily_
 ) -> None:  # type: ignore[no-untyped-def]
     policy = MEMORY_CONFIG.replace('condition = "spend_365d >= 1000"', 'condition = "days_since_last_order < 10"')
     policy += "\n[policy.downgrade]\ngrace_days = 3\nmax_levels = 1\n"
-    world = World()
-    WORLDS["crm"] = world
-    for i in range(1, 4):
-        world.put(Stream.MEMBERS, member(i))
+    world = _crm(3)
     for i, days_in in enumerate((0, 4, 9)):
         world.put(Stream.ORDERS, _order(f"o{i}", f"m{i + 1}", datetime(2026, 10, 1 + days_in, 9, tzinfo=SHANGHAI)))
     late, daily = (write_config(policy, name) for name in ("late.toml", "daily.toml"))
@@ -181,3 +191,36 @@ def test_a_sync_after_a_pause_decides_every_day_in_weekly_transactions_as_daily_
     # Gold while the last order is under 10 days old, then 3 days of grace, then Silver (their spend)
     assert {m: v[0][0] for m, v in explained.items()} == {"m1": "Silver", "m2": "Silver", "m3": "Gold"}
     assert explained["m3"][0][1].startswith("kept Gold in the grace period until 2026-10-23 (not qualifying since")
+
+
+def test_explain_and_preview_decide_the_days_since_the_last_sync_on_a_read_only_store_and_write_nothing(
+    write_config, capsys: pytest.CaptureFixture[str], host: PluginHost
+) -> None:  # type: ignore[no-untyped-def]
+    config = MEMORY_CONFIG.replace(
+        'condition = "spend_365d >= 1000"', 'condition = "spend_365d >= 1000"\nentry_bonus = 100'
+    )
+    config = config.replace('base_currency = "EUR"', 'base_currency = "EUR"\ntimezone = "Asia/Shanghai"')
+    config += '\n[policy.points]\nper_currency_unit = "1"\n'
+    world = _crm(2)
+    world.put(Stream.ORDERS, _order("o1", "m1", datetime(2026, 10, 1, 9, tzinfo=SHANGHAI)))
+    path = write_config(config)
+    cfg = ["--config", str(path)]
+    assert run_main([*cfg, "sync", "--as-of", "2026-10-01T08:00"], capsys)[0] == 0  # before the order: Bronze
+    world.put(Stream.ORDERS, _order("o2", "m2", datetime(2026, 10, 3, 9, tzinfo=SHANGHAI)))
+    store = path.parent / "store.duckdb"
+    before = store.read_bytes()
+    store.chmod(0o444)  # the read-only commands need no write access to the store
+    try:
+        code, out, _ = run_main([*cfg, "explain", "m1", "--json", "--as-of", "2026-10-20"], capsys)
+        assert code == 0
+        doc = json.loads(out)
+        # 1 October decided in a temporary copy: Gold entered that day, its bonus dated at the day's end
+        assert doc["grades"]["tier"]["value"] == "Gold" and doc["grades"]["points"]["value"] == 1600
+        bonus = [e for e in doc["ledger"] if e["kind"] == "bonus"]
+        assert [(e["points"], e["occurred_at"][:19]) for e in bonus] == [(100, "2026-10-01 15:59:59")]
+        code, out, _ = run_main([*cfg, "preview", "--json", "--as-of", "2026-10-20"], capsys)
+        assert code == 0
+        assert json.loads(out)["points"]["outstanding"] == 1600  # o2 was not pulled: only m1's points
+    finally:
+        store.chmod(0o644)
+    assert store.read_bytes() == before

@@ -195,8 +195,10 @@ def test_override_preview_backtest_history_forget_rejects(
     assert code == 0 and json.loads(out)["erased"]["members"] == 1
     code, out, _ = run_main([*cfg, "history", "m3", "--json"], capsys)
     assert json.loads(out) == []
-    code, _, err = run_main([*cfg, "forget", "m3", "--yes"], capsys)
-    assert code == 2 and "no member with id 'm3'" in err
+    code, out, err = run_main([*cfg, "forget", "m3", "--yes"], capsys)
+    assert code == 0 and "member m3 was already forgotten" in out
+    code, _, err = run_main([*cfg, "forget", "m3", "m404", "--yes"], capsys)
+    assert code == 2 and "no member with id 'm404'" in err
 
 
 @pytest.mark.parametrize(("error", "code"), [("auth", 2), ("retry", 3)])
@@ -230,3 +232,49 @@ def test_a_failed_sync_reports_its_error_kind_exit_code_and_hint(
     assert (f"hint: {raised.hint}" in err) == bool(raised.hint)
     got, out, _ = run_main(["--config", str(memory_config), "runs", "--json"], capsys)
     assert json.loads(out)[0]["error"] == report["error"]
+
+
+def test_report_and_export(
+    memory_config: Path, world: World, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    import csv
+
+    cfg = ["--config", str(memory_config)]
+    run_main([*cfg, "sync", "--as-of", "2026-01-01"], capsys)
+    code, out, _ = run_main([*cfg, "report", "--from", "2025-11-30", "--to", "2026-01-31", "--json"], capsys)
+    periods = json.loads(out)
+    assert code == 0 and [p["as_of"][:10] for p in periods] == ["2025-11-30", "2025-12-31", "2026-01-31"]
+    assert periods[0]["members"] == 3 and set(periods[0]["by_tier"]) == {"Gold", "Silver", "Bronze"}
+    assert {"repurchase_rate", "aov", "upgrade_rate", "downgrade_rate", "returning_rate"} <= set(periods[0])
+    code, out, _ = run_main([*cfg, "report", "--to", "2026-01-31"], capsys)
+    assert code == 0 and "programme KPIs per period" in out and "2025-02-28 .. 2025-03-31" in out  # 12 periods
+
+    target = tmp_path / "members.csv"
+    code, out, _ = run_main([*cfg, "export", str(target), "--as-of", "2026-01-01", "--json"], capsys)
+    assert code == 0 and json.loads(out)["rows"] == 3
+    with target.open(encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["member_id"]: r["tier"] for r in rows} == {m: world.pushed[m]["tier"] for m in ("m1", "m2", "m3")}
+    assert "email" not in rows[0] and "spend_lifetime" in rows[0]
+
+    for args, message in (
+        (["--columns", "member_id,email"], "email: personal data"),
+        (["--columns", "member_id,tier,tier"], "tier: named twice"),
+        (["--columns", "member_id,tierr"], "tierr: unknown column (did you mean tier?)"),
+    ):
+        code, _, err = run_main([*cfg, "export", str(target), *args], capsys)
+        assert code == 2 and message in err and "Traceback" not in err
+    code, _, err = run_main([*cfg, "export", str(tmp_path / "members.txt")], capsys)
+    assert code == 2 and "name it .csv or .parquet" in err
+    code, _, err = run_main([*cfg, "export", str(tmp_path / "nowhere" / "m.csv")], capsys)
+    assert code == 2 and "does not exist" in err
+
+    code, out, _ = run_main([*cfg, "export", str(tmp_path / "p.parquet"), "--personal", "--json"], capsys)
+    assert code == 0 and json.loads(out)["columns"][-4:] == ["email", "phone", "first_name", "last_name"]
+    import pyarrow.parquet as pq
+
+    assert sorted(pq.read_table(tmp_path / "p.parquet").column("email").to_pylist()) == [
+        f"user{i}@example.com" for i in (1, 2, 3)
+    ]
+    code, out, _ = run_main([*cfg, "export", "--list-columns", "--json"], capsys)
+    assert code == 0 and {"member_id", "tier", "spend_365d", "email"} <= set(json.loads(out))

@@ -145,6 +145,8 @@ def test_overflow_gives_the_same_exit_2_message_in_every_command_that_grades(
         ["preview"],
         ["explain", "m1"],
         ["backtest", "--from", "2025-06-01", "--to", "2025-12-31"],
+        ["report", "--from", "2025-06-01", "--to", "2025-12-31"],
+        ["export", "out.csv"],
     ):
         code, _, err = run_main(["--config", str(config), *command], capsys)
         assert code == 2, (command, err)
@@ -202,6 +204,8 @@ LOCAL = [
     ["explain", "C1"],
     ["preview"],
     ["backtest", "--from", "2025-10-01", "--to", "2025-12-31"],
+    ["report", "--to", "2025-12-31"],
+    ["export", "members.parquet"],
     ["override", "--list"],
     ["override", "C2", "--tier", "Gold", "--reason", "key account"],
     ["forget", "C3", "--yes"],

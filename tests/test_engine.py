@@ -12,6 +12,7 @@ from crmsync.connector import Stream
 from crmsync.engine import Engine, RunResult
 from crmsync.plugins import PluginHost
 from crmsync.store import Store
+from crmsync.store.matching import MemberMatch, unmatched_rows
 from tests.support import T0, WORLDS, World, activity, member, order, run_sync
 
 
@@ -43,6 +44,13 @@ def run(memory_config: Path, host: PluginHost) -> Runner:
     return _run
 
 
+def unmatched(store_path: Path, members: str) -> list[tuple[str | None, ...]]:
+    """The unmatched orders as ``crmsync rejects`` lists them: connector, where, field."""
+    with Store.open(store_path, read_only=True) as store:
+        rows = unmatched_rows(store.con, MemberMatch(members), "orders")
+    return [(r["connector"], r["locator"], r["field"]) for r in rows]
+
+
 def profiles(memory_config: Path) -> dict[str, str]:
     with Store.open(memory_config.parent / "store.duckdb") as store:
         return dict(store.con.execute("SELECT member_id, tier FROM profiles").fetchall())
@@ -54,8 +62,8 @@ def test_first_run_grades_pushes_and_reports(run: Runner, world: World, memory_c
     assert profiles(memory_config) == {"m1": "Gold", "m2": "Silver", "m3": "Silver", "m4": "Bronze", "m5": "Bronze"}
     assert report.pulled["crm"]["members"].pulled == 5
     assert report.pulled["crm"]["orders"].pulled == 7
-    assert report.unmatched_orders == 1
-    assert report.extra["unmatched_orders_sample"] == ["crm:o7"]
+    assert report.unmatched_orders == 1 and report.extra == {}
+    assert unmatched(memory_config.parent / "store.duckdb", "crm") == [("crm", "crm order o7", "member_external_id")]
     assert report.tier_distribution == {"Gold": 1, "Silver": 2, "Bronze": 2}
     assert report.pushed == {"crm": 5}
     assert {k: v["tier"] for k, v in world.pushed.items()} == profiles(memory_config)
@@ -288,7 +296,8 @@ def test_members_from_crm_orders_from_shop_matched_by_email(write_config, host: 
         tiers = dict(store.con.execute("SELECT member_id, tier FROM profiles").fetchall())
     assert report.status == "ok", report.error
     assert tiers == {"m1": "Gold", "m2": "Basic"}
-    assert report.unmatched_orders == 1 and report.extra["unmatched_orders_sample"] == ["shop:s3"]
+    assert report.unmatched_orders == 1
+    assert unmatched(path.parent / "two.duckdb", "crm") == [("shop", "shop order s3", "member_email")]
     assert {k: v["tier"] for k, v in crm.pushed.items()} == tiers
 
 

@@ -169,3 +169,21 @@ def test_the_command_line_still_works_with_a_broken_plugin(cli_with):
     result = CliRunner().invoke(cli, ["--help"])
     assert result.exit_code == 0
     assert "plugins" in result.output
+
+
+@pytest.mark.parametrize("version", [PLUGIN_API_VERSION - 1, PLUGIN_API_VERSION + 1])
+def test_a_metric_written_for_another_plugin_api_is_refused_by_name(version: int):
+    import crmsync
+
+    class Metrics:
+        @crmsync.hookimpl
+        def crmsync_metrics(self):
+            yield crmsync.MetricSpec("weekend_orders", "count(*)")
+            yield crmsync.MetricSpec("old_style", "sum(amount)", api_version=version)
+
+    host = PluginHost()
+    host.register(Metrics(), "metrics_plugin")
+    assert [m.name for m in host.metrics()] == ["weekend_orders"]
+    info = host.plugins["metrics_plugin"]
+    assert info.status == "error"
+    assert f"metric 'old_style' was written for plugin API {version}" in (info.error or "")

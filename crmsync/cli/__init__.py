@@ -21,7 +21,7 @@ import click
 
 from crmsync.errors import ConfigError, CrmsyncError, ExitCode, PluginError, StoreError, describe_unexpected
 
-BUILTIN_MODULES = ("run_cmds", "info_cmds", "init_cmd", "policy_cmds", "data_cmds")
+BUILTIN_MODULES = ("run_cmds", "info_cmds", "init_cmd", "policy_cmds", "report_cmds", "data_cmds", "store_cmds")
 
 
 @dataclass
@@ -62,19 +62,45 @@ class AppContext:
         return settings
 
     @contextmanager
-    def store(self) -> Any:
-        from crmsync.policy import STORE_EXTENSION
-        from crmsync.store import Store
+    def store(self, *, read_only: bool = False) -> Any:
+        """The store of the configuration, opened for writing (with the run lock) or ``read_only`` (beside other
+        readers, no lock); a damaged file met on the way is reported as such (exit code 3, the way out)."""
+        from crmsync.store import Store, access
 
         s = self.settings.store
         try:
-            store = Store.open(s.path, memory_limit=s.memory_limit, threads=s.threads, extensions=[STORE_EXTENSION])
+            store = Store.open(s.path, read_only=read_only, **self.store_options())
         except OSError as exc:
             raise path_error("store.path", s.path, exc) from None
         try:
             yield store
+        except Exception as exc:
+            if access.is_damaged(exc):
+                raise access.damaged_error(s.path, exc) from None
+            raise
         finally:
             store.close()
+
+    def store_options(self) -> dict[str, Any]:
+        """How the configuration opens the store (:meth:`crmsync.store.Store.open`'s options), with the policy's
+        tables."""
+        from crmsync.policy import STORE_EXTENSION
+
+        s = self.settings.store
+        return {
+            "memory_limit": s.memory_limit,
+            "threads": s.threads,
+            "extensions": [STORE_EXTENSION],
+            "wait": s.busy_timeout,
+            "keep_backups": s.keep_backups,
+        }
+
+    @property
+    def member_match(self) -> Any:
+        """How orders and activities find their member, as configured (``[sync] members`` and ``match_by``)."""
+        from crmsync.store.matching import MemberMatch
+
+        return MemberMatch.configured(self.settings.sync)
 
 
 PERSON_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EROFS})

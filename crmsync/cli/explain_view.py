@@ -10,18 +10,19 @@ from crmsync.errors import ConfigError, ExitCode
 
 
 def explain_member(app: AppContext, member: str, as_json: bool, as_of: datetime) -> int:
+    """Explain a member's grades as of ``as_of`` from the store as the last sync left it (read-only, beside other
+    readers; the days not decided since are decided in temporary copies)."""
+    from crmsync.cli.policy_cmds import _compiled
     from crmsync.cli.policy_view import explanation_table
-    from crmsync.engine import Engine
     from crmsync.policy import explain
     from crmsync.store import profiles
 
-    with app.store() as store:
+    policy = _compiled(app)
+    with app.store(read_only=True) as store:
         if not profiles.member_exists(store.con, member):
             raise ConfigError(f"no member with id {member!r} in the store (run 'crmsync sync' first, or check the id)")
-        engine = Engine(app.settings, app.host, store)
         with store.transaction(rollback=True) as con:
-            engine.resolve_members()
-            explanation = explain(engine.policy, con, member, as_of)
+            explanation = explain(policy, con, member, as_of)
         stored = profiles.summary(store.con, member)
     if as_json:
         doc = explanation.as_dict()

@@ -59,7 +59,7 @@ def runs(app: AppContext, as_json: bool, limit: int) -> int:
     """Show the history of runs."""
     from crmsync.store.runs import recent
 
-    with app.store() as store:
+    with app.store(read_only=True) as store:
         reports = recent(store.con, limit)
     if as_json:
         print_json([r.model_dump(mode="json") for r in reports])

@@ -27,20 +27,50 @@ def _compiled(app: AppContext) -> Any:
     return compile_policy(s.policy, app.host.metrics(), base_currency=s.sync.base_currency, timezone=s.sync.timezone)
 
 
+def _every(every: str) -> Any:
+    period: Any = int(every) if every.isdigit() else every
+    if period not in ("day", "week", "month") and not (isinstance(period, int) and period > 0):
+        raise ConfigError(f"--every: {every!r} is not day, week, month or a number of days")
+    return period
+
+
+def replay(app: AppContext, start: str | None, end: str | None, every: str) -> tuple[Any, list[Any]]:
+    """The compiled policy and its backtest periods from ``start`` to ``end`` (default: the 12 periods up to now)."""
+    from crmsync.policy.preview import backtest as run_backtest
+    from crmsync.policy.trial import shift
+
+    period = _every(every)
+    compiled = _compiled(app)
+    t1 = when(app, end, "--to")
+    t0 = when(app, start, "--from") if start else shift(t1.astimezone(compiled.tz), period, -11)
+    if t1 < t0:
+        raise ConfigError("--to is before --from")
+    with app.store(read_only=True) as store, store.transaction(rollback=True) as con:
+        periods = run_backtest(con, compiled, t0, t1, period)
+    return compiled, periods
+
+
+def period_json(p: Any) -> dict[str, Any]:
+    data = _jsonable(p)
+    data["members"] = p.members
+    return data
+
+
 @click.command()
 @json_option
 @as_of_option
 @click.pass_obj
 def preview(app: AppContext, as_json: bool, as_of: str | None) -> int:
-    """Grade as of a past date with the stored data: distribution, benefit cost, moves against current grades.
+    """Grade as of a date as a sync would (grace periods and locks apply), writing nothing: tiers, benefit cost,
+    moves and from->to transitions against the current grades, RFM segments, lifecycle stages, points liability.
 
     Nothing is pulled or pushed; run 'crmsync sync' or 'crmsync plan' first to fill the store.
     """
-    from crmsync.cli.policy_view import preview_table
+    from crmsync.cli.trial_view import preview_table
     from crmsync.policy.preview import preview as run_preview
 
     compiled = _compiled(app)
-    with app.store() as store, store.transaction(rollback=True) as con:
+    with app.store(read_only=True) as store, store.transaction(rollback=True) as con:
         result = run_preview(con, compiled, when(app, as_of))
     if as_json:
         data = _jsonable(result)
@@ -59,24 +89,17 @@ def preview(app: AppContext, as_json: bool, as_of: str | None) -> int:
 @click.option("--chart", type=click.Path(dir_okay=False, path_type=Path), help="Write an HTML chart here.")
 @click.pass_obj
 def backtest(app: AppContext, as_json: bool, start: str, end: str, every: str, chart: Path | None) -> int:
-    """Replay the policy over history: tier distribution and moves per period, before going live."""
-    from crmsync.cli.policy_view import backtest_table
-    from crmsync.policy.preview import backtest as run_backtest
-    from crmsync.policy.preview import write_chart
+    """Replay the policy over history before going live: per period the tier distribution, moves and from->to
+    transitions, benefit cost, points issued, redeemed, expired and outstanding, segments, lifecycle stages and
+    the programme KPIs (see 'crmsync report')."""
+    from crmsync.cli.trial_view import backtest_table
+    from crmsync.policy.chart import write_chart
 
-    period: Any = int(every) if every.isdigit() else every
-    if period not in ("day", "week", "month") and not isinstance(period, int):
-        raise ConfigError(f"--every: {every!r} is not day, week, month or a number of days")
-    compiled = _compiled(app)
-    t0, t1 = when(app, start, "--from"), when(app, end, "--to")
-    if t1 < t0:
-        raise ConfigError("--to is before --from")
-    with app.store() as store, store.transaction(rollback=True) as con:
-        periods = run_backtest(con, compiled, t0, t1, period)
+    compiled, periods = replay(app, start, end, every)
     if chart:
         write_chart(chart, periods, compiled.tier_names, title="Tier distribution per period")
     if as_json:
-        print_json([_jsonable(p) for p in periods])
+        print_json([period_json(p) for p in periods])
     else:
         console().print(backtest_table(periods, compiled.tier_names))
         if chart:

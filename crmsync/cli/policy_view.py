@@ -1,4 +1,4 @@
-"""Rich renderings of explanations, previews, backtests and tier locks, for the command line."""
+"""Rich renderings of explanations and tier locks, for the command line (trial runs: :mod:`.trial_view`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from rich.table import Table
 
 from crmsync.policy.explain import Explanation
 from crmsync.policy.overrides import Override
-from crmsync.policy.preview import BacktestPeriod, PreviewResult
 
 
 def explanation_table(ex: Explanation) -> Group:
@@ -31,43 +30,6 @@ def explanation_table(ex: Explanation) -> Group:
     for name, value in ex.metrics.items():
         metrics.add_row(name, "-" if value is None else str(value))
     return Group(grades, metrics)
-
-
-def preview_table(result: PreviewResult) -> Table:
-    table = Table(title=f"preview as of {result.as_of:%Y-%m-%d} (policy {result.policy_version})")
-    table.add_column("tier")
-    table.add_column("members", justify="right")
-    table.add_column("cost", justify="right")
-    for name, count in result.distribution.items():
-        table.add_row(name, str(count), str(result.cost_by_tier.get(name, 0)))
-    table.add_row("total", str(result.members), str(result.cost), style="bold")
-    table.add_section()
-    for label, n in (
-        ("moved up", result.up),
-        ("moved down", result.down),
-        ("unchanged", result.same),
-        ("not graded before", result.new),
-    ):
-        table.add_row(label, str(n), "")
-    return table
-
-
-def backtest_table(periods: Sequence[BacktestPeriod], tier_names: Sequence[str]) -> Table:
-    table = Table(title="backtest")
-    table.add_column("as of")
-    for name in tier_names:
-        table.add_column(name, justify="right")
-    for col in ("up", "down", "cost"):
-        table.add_column(col, justify="right")
-    for p in periods:
-        table.add_row(
-            f"{p.as_of:%Y-%m-%d}",
-            *(str(p.distribution.get(n, 0)) for n in tier_names),
-            str(p.up),
-            str(p.down),
-            str(p.cost),
-        )
-    return table
 
 
 def overrides_table(rows: Sequence[Override]) -> Table:

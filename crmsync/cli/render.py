@@ -140,6 +140,11 @@ def _pushes(report: RunReport) -> list[str]:
         ):
             if by_target.get(target):
                 line += f", {label} {by_target[target]}"
+        if retried := report.retried.get(target):
+            why = ", ".join(f"{n} {w.replace('_', ' ')}" for w, n in retried.items())
+            line += f"; retried {sum(retried.values())} ({why})"
+        if report.dead.get(target):
+            line += f"; 'crmsync retry {target}' pushes the given-up changes again"
         lines.append(line)
     done = report.status in (RunStatus.OK, RunStatus.REJECTED)
     if not report.dry_run and done and not any(report.pushed.values()):

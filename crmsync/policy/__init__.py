@@ -1,9 +1,11 @@
 """Grading policy: model, condition language, compilation to SQL.
 
-Modules: ``model`` (the ``[policy]`` table), ``expr`` (condition language), ``metrics`` (metric names and their
-SQL), ``points`` (ledger), ``stages`` (RFM, lifecycle, tiers, tags), ``compiled`` (compile and grade), ``modes``
-(how a grading runs), ``overrides`` (manual tier locks), ``explain``, ``preview`` (preview, backtest, chart),
-``ddl`` (the policy's tables in the store). The command line renders the results (:mod:`crmsync.cli.policy_view`).
+Modules: ``model`` (the ``[policy]`` table), ``names`` (what a tag name may hold), ``expr`` (condition language),
+``metrics`` (metric names and their SQL), ``points`` (ledger), ``balance`` (expiry, no overdraft, qualifying
+points), ``bonus`` (tier-entry bonuses), ``rfm`` (RFM scores and segment maps), ``stages`` (segments, lifecycle,
+tiers, tags), ``compiled`` (compile and grade), ``modes`` (how a grading runs), ``overrides`` (manual tier locks),
+``explain``, ``preview`` (preview, backtest, chart), ``ddl`` (the policy's tables in the store). The command line
+renders the results (:mod:`crmsync.cli.policy_view`).
 """
 
 from crmsync.policy.compiled import CompiledPolicy, Grading, compile_policy

@@ -28,7 +28,15 @@ from zoneinfo import ZoneInfo
 import duckdb
 
 from crmsync.policy.days import local_day, sql_day
-from crmsync.policy.ddl import CACHE_META, CACHE_TABLE, CLOCK_TABLE, LEDGER_TABLE, OVERRIDES_TABLE, STATE_TABLE
+from crmsync.policy.ddl import (
+    BONUS_TABLE,
+    CACHE_META,
+    CACHE_TABLE,
+    CLOCK_TABLE,
+    LEDGER_TABLE,
+    OVERRIDES_TABLE,
+    STATE_TABLE,
+)
 from crmsync.policy.expr import sql_string
 from crmsync.policy.model import Policy
 from crmsync.policy.modes import GradingMode, PolicyTables
@@ -146,9 +154,9 @@ def _next_day(compiled: CompiledPolicy, con: Connection, day: date, mode: Gradin
 def explain_modes(
     compiled: CompiledPolicy, con: Connection, as_of: datetime, mode: GradingMode
 ) -> tuple[GradingMode | None, GradingMode]:
-    """For a grading that writes nothing (``EXPLAIN``) with days to decide first: copy the stored tiers, points and
-    metrics into temporary tables, and return the mode that decides the days in them and the mode of the grading
-    itself; ``(None, mode)`` when there is nothing to decide."""
+    """For a grading that writes nothing (``EXPLAIN``, ``PREVIEW``) with days to decide first: copy the stored
+    tiers, bonuses, points and metrics into temporary tables, and return the mode that decides the days in them
+    and the mode of the grading itself; ``(None, mode)`` when there is nothing to decide."""
     if mode.write_state or not mode.stateful or not pending(compiled, con, as_of, PERSISTENT):
         return None, mode
     tables = PolicyTables.temp("_pol_x")
@@ -158,6 +166,7 @@ def explain_modes(
         (LEDGER_TABLE, tables.ledger),
         (CACHE_TABLE, tables.cache),
         (CACHE_META, tables.cache_meta),
+        (BONUS_TABLE, tables.bonus),
     )
     for source, copy in copies:
         if exists(con, source, False):
@@ -170,7 +179,8 @@ def explain_modes(
 
 def create_temp(con: Connection, tables: PolicyTables) -> None:
     """Empty temporary tables shaped like the store's, for a grading that starts from nothing (a backtest)."""
-    for source, copy in ((STATE_TABLE, tables.state), (CLOCK_TABLE, tables.clock), (LEDGER_TABLE, tables.ledger)):
+    shaped = ((STATE_TABLE, tables.state), (CLOCK_TABLE, tables.clock), (LEDGER_TABLE, tables.ledger))
+    for source, copy in (*shaped, (BONUS_TABLE, tables.bonus)):
         con.execute(f"CREATE OR REPLACE TEMP TABLE {copy} AS SELECT * FROM {source} WHERE false")
     for name in (tables.cache, tables.cache_meta):
         con.execute(f"DROP TABLE IF EXISTS {name}")
@@ -180,5 +190,5 @@ def drop_temp(con: Connection, tables: PolicyTables, *extra: str) -> None:
     """Drop the temporary tables (and ``extra`` ones); after a failed statement the transaction refuses this, and
     its rollback drops them."""
     with suppress(duckdb.Error):
-        for name in (tables.state, tables.clock, tables.ledger, tables.cache, tables.cache_meta, *extra):
+        for name in (tables.state, tables.clock, tables.ledger, tables.cache, tables.cache_meta, tables.bonus, *extra):
             con.execute(f"DROP TABLE IF EXISTS {name}")

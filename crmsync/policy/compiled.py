@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import duckdb
 
 from crmsync.errors import PolicyError
-from crmsync.policy import catchup, days, overrides, periods, points, stages, tiers
+from crmsync.policy import bonus, catchup, days, overrides, periods, points, rfm, stages, tiers
 from crmsync.policy import metrics as M
 from crmsync.policy.ddl import OVERRIDES_TABLE
 from crmsync.policy.expr import NUM, STR, Compiler, ExprError, Var, calls, names, parse
@@ -60,8 +60,10 @@ class CompiledPolicy:
     used_metrics: dict[str, M.Metric] = field(default_factory=dict)
     keep_rules: list[stages.Rule | None] = field(default_factory=list)
     """Each tier's keep condition (``None`` without one), aligned with :attr:`tier_rules`."""
+    base_currency: str = "EUR"
     tz: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
-    """The zone whose calendar days tier decisions, grace periods and qualification periods count."""
+    """``sync.timezone``: the zone whose calendar days tier decisions, grace periods and qualification periods
+    count, and where a calendar year ends for ``points.expiry = "end_of_year"``."""
 
     @property
     def time_dependent(self) -> bool:
@@ -110,6 +112,21 @@ class CompiledPolicy:
                 return 0
             self._begin(con, as_of, mode)
             return catchup.advance(self, con, as_of, mode, limit)
+
+    def decide_in_weeks(
+        self, transaction: Callable[[], AbstractContextManager[Connection]], as_of: datetime, per_transaction: int = 7
+    ) -> int:
+        """Decide the days not decided yet before the day of ``as_of``, ``per_transaction`` days in each
+        ``transaction()`` (a run after a long pause keeps one week's work in memory at a time, and a crash keeps the
+        weeks done); returns how many days were evaluated. The grading that follows decides what is left
+        (nothing)."""
+        decided = 0
+        while True:
+            with transaction() as con:
+                n = self.decide(con, as_of, limit=per_transaction)
+            decided += n
+            if n < per_transaction:
+                return decided
 
     def _begin(self, con: Connection, as_of: datetime, mode: GradingMode) -> tuple[GradingMode | None, GradingMode]:
         """The members and their input hashes; the modes that decide days and grade (see
@@ -163,11 +180,13 @@ class CompiledPolicy:
         metrics = list(self.used_metrics.values())
         sql.append(M.metrics_sql(metrics, as_of, tables.cache if mode.write_ledger else "_pol_agg"))
         if final or self.tiers_read_stages:
-            sql.append(stages.rfm_sql(self.policy.rfm.bins))
+            sql.append(rfm.scores_sql(self.policy.rfm))
             sql += stages.stage_sql(self.policy, self.segment_rules)
         else:
             sql.append("CREATE OR REPLACE TEMP TABLE _pol_stage AS SELECT * FROM _pol_metrics")
         sql.append(tiers.tiers_sql(self.policy, self.tier_rules, self.keep_rules, day, decided=decided))
+        if mode.stateful and bonus.any_bonus(self.policy):
+            sql += self._bonus_statements(day, mode, write=not final, ledger=recompute)
         if not final:
             return [*sql, *_state_sql(tables.state)]
         sql.append(stages.grades_sql(self.policy, self.tag_rules))
@@ -175,7 +194,7 @@ class CompiledPolicy:
             sql.append(stages.changed_sql("_pol_dirty"))
         only = "_pol_changed" if reuse and mode.changed_only else None
         reason = (tiers.tier_reason_sql(self.policy, self.tier_rules, self.keep_rules), tiers.REASON_COLUMNS)
-        sql.append(stages.final_sql(reason, self.tag_rules, self.version, mode.out, only))
+        sql.append(stages.final_sql(self.policy, reason, self.tag_rules, self.version, mode.out, only))
         if mode.expire_locks:
             sql += overrides.expire_sql(day)
         return sql
@@ -187,7 +206,10 @@ class CompiledPolicy:
         tables = mode.tables
         sql: list[str] = [M.next_inputs_sql(as_of, "_pol_dirty")] if mode.write_ledger else []
         sql += M.inputs_sql(as_of, statuses, "_pol_dirty")
-        sql += points.points_sql(self.policy, as_of, tables.ledger, "_pol_dirty")
+        bonuses = tables.bonus if mode.stateful else None
+        sql += points.points_sql(
+            self.policy, as_of, tables.ledger, "_pol_dirty", timezone=self.tz.key, bonus_table=bonuses
+        )
         if self.policy.qualification.period != "rolling":
             sql.append(periods.bounds_sql(self.policy.qualification, as_of, self.tz, statuses, "_pol_dirty"))
         extra = periods.parts(metrics, M.order_filter(statuses))
@@ -195,6 +217,14 @@ class CompiledPolicy:
         if mode.write_ledger:
             sql += _persist_sql(reuse, self.version, as_of, tables)
         return sql
+
+    def _bonus_statements(self, day: date, mode: GradingMode, *, write: bool, ledger: bool) -> list[str]:
+        """The tier-entry bonuses of the members who enter a tier on ``day``, dated at its end: stored when the day
+        is decided (``write``), else only credited to the balance graded (see :mod:`crmsync.policy.bonus`)."""
+        earned = [n for n, m in self.used_metrics.items() if m.measure == "points_earned"]
+        at = days.day_end(day, self.tz)
+        zone = self.tz.key
+        return bonus.grant_sql(self.policy, at, mode.tables, timezone=zone, write=write, ledger=ledger, earned=earned)
 
     def _cache_usable(self, con: Connection, as_of: datetime, tables: PolicyTables) -> bool:
         """Whether the stored metrics can be reused: same policy, no plugin metric (their SQL is opaque), not
@@ -321,7 +351,7 @@ def policy_version(policy: Policy, metrics: Sequence[MetricSpec], tz: str = "UTC
         "policy": policy.model_dump(mode="json"),
         "metrics": sorted([m.name, m.sql, m.table, m.default] for m in metrics),
     }
-    if tz != "UTC":  # days and periods are counted in this zone
+    if tz != "UTC":  # days, periods and calendar-year expiry are counted in this zone
         payload["timezone"] = tz
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
     return digest[:12]
@@ -383,13 +413,9 @@ def compile_policy(
         return stages.Rule(name, text.strip(), sql, reads, tuple(sorted(calls(tree))))
 
     tier_rules, keep_rules = _tier_rules(policy, build)
-    seg_src = (
-        [(s.name, s.condition) for s in policy.rfm.segments]
-        if policy.rfm.segments is not None
-        else stages.STANDARD_SEGMENTS
-    )
-    if policy.rfm.segments is None and policy.rfm.bins != 5:
-        problems.append("policy.rfm.segments: the standard segment map needs bins = 5; give your own map")
+    seg_src = rfm.segments(policy.rfm)
+    problems += rfm.problems(policy.rfm)
+    used.update({m.name: m for m in rfm.needed(policy.rfm)})
     segment_rules = [
         build(f"rfm.segments[{i}].condition", n, c, {**RFM_VARS, "lifecycle": STR}) for i, (n, c) in enumerate(seg_src)
     ]
@@ -407,4 +433,5 @@ def compile_policy(
         used_metrics=used,
         keep_rules=keep_rules,
         tz=zone,
+        base_currency=base_currency,
     )

@@ -1,6 +1,8 @@
 """Tables the policy owns, declared to the store as :data:`STORE_EXTENSION` (the store imports no policy).
 
-- ``policy_points_ledger``: every points entry (order, activity, redemption, expiry), recomputed each run.
+- ``policy_points_ledger``: every points entry (order, activity, bonus, redemption, expiry) with the qualifying
+  points it counts for, recomputed each run (the ``qualifying`` column is added to a ledger made before it).
+- ``policy_points_bonus``: the tier-entry bonuses granted (the source of the ledger's ``bonus`` entries).
 - ``policy_tier_overrides``: the active manual tier locks, one per member.
 - ``policy_override_audit``: every change to a lock (set, cleared, expired), never deleted.
 - ``policy_tier_state``: the tier each member holds at the end of the last decided day, since when, the tier
@@ -20,6 +22,8 @@ AUDIT_TABLE = "policy_override_audit"
 STATE_TABLE = "policy_tier_state"
 CLOCK_TABLE = "policy_tier_clock"
 """One row: ``decided_through``, the last day (in ``sync.timezone``) whose end-of-day tier decisions are stored."""
+BONUS_TABLE = "policy_points_bonus"
+"""Every tier-entry bonus granted: the member, the tier entered, when, how many points (never recomputed)."""
 CACHE_TABLE = "policy_member_metrics"
 """Each member's metrics and points as last computed, with the hash of the inputs they came from (``fingerprint``)
 and when they next change by the passage of time alone (``stale_at``). Created by the first grading, with one
@@ -36,6 +40,14 @@ POLICY_DDL: list[str] = [
         multiplier DECIMAL(9,4),
         points BIGINT NOT NULL,
         computed_at TIMESTAMPTZ
+    )""",
+    f"ALTER TABLE {LEDGER_TABLE} ADD COLUMN IF NOT EXISTS qualifying BIGINT",
+    f"""CREATE TABLE IF NOT EXISTS {BONUS_TABLE} (
+        member_id VARCHAR NOT NULL,
+        tier VARCHAR NOT NULL,
+        entry_ref VARCHAR NOT NULL,
+        granted_at TIMESTAMPTZ NOT NULL,
+        points BIGINT NOT NULL
     )""",
     f"""CREATE TABLE IF NOT EXISTS {OVERRIDES_TABLE} (
         member_id VARCHAR NOT NULL,
@@ -72,7 +84,7 @@ CACHE_META = "policy_member_metrics_version"
 STORE_EXTENSION = StoreExtension(
     name="policy",
     ddl=POLICY_DDL,
-    member_tables=(LEDGER_TABLE, OVERRIDES_TABLE, AUDIT_TABLE, STATE_TABLE, CACHE_TABLE),
+    member_tables=(LEDGER_TABLE, OVERRIDES_TABLE, AUDIT_TABLE, STATE_TABLE, CACHE_TABLE, BONUS_TABLE),
 )
 """The policy's tables in the store: created when the store is opened for grading, a member's rows erased with the
-member (the points ledger, tier locks and their audit, held tiers, stored metrics)."""
+member (the points ledger and bonuses, tier locks and their audit, held tiers, stored metrics)."""

@@ -112,7 +112,8 @@ def explain(compiled: CompiledPolicy, con: Connection, member_id: str, as_of: da
     }
     ledger = _rows(
         con,
-        f"SELECT entry_ref, kind, {utc('occurred_at')}, {utc('expires_at')}, points FROM _pol_ledger "
+        f"SELECT entry_ref, kind, {utc('occurred_at')}, {utc('expires_at')}, base_points, points, qualifying "
+        "FROM _pol_ledger "
         "WHERE member_id = ? ORDER BY occurred_at, entry_ref",
         [member_id],
     )

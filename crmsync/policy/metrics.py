@@ -7,10 +7,16 @@ the evaluation time, excluding the instant exactly ``N`` days before it):
 - ``orders_lifetime``, ``orders_Nd``: number of successful orders;
 - ``aov_lifetime`` (alias ``avg_order_value``), ``aov_Nd``: average order value (null without orders);
 - ``refunds_lifetime``, ``refunds_Nd``: number of refunded orders (whatever counts as successful);
+- ``spend_net_lifetime``, ``spend_net_Nd``: sum of successful orders net of their refunds (an order's amount less its
+  ``refunded_amount``; a ``refunded`` order without one is refunded in full);
+- ``refunded_amount_lifetime``, ``refunded_amount_Nd``: the amount refunded on orders placed in the window (whatever
+  counts as successful);
 - ``first_order_at``, ``last_order_at`` (dates); ``days_since_first_order``, ``days_since_last_order`` (whole
   days, null without orders); ``days_since_signup`` (from the member's ``created_at``);
 - ``activity_KIND_Nd``, ``activity_KIND_lifetime``: number of activities of a kind (``activity_login_30d``);
-- ``points`` (balance), ``points_earned_lifetime``, ``points_redeemed_lifetime``, ``points_expired_lifetime``.
+- ``points`` (balance), ``points_earned_lifetime``, ``points_redeemed_lifetime``, ``points_expired_lifetime``;
+- ``points_earned_Nd``, ``qualifying_points_lifetime``, ``qualifying_points_Nd``, ``points_expiring_Nd`` (the next
+  ``N`` days), over the points ledger (see :mod:`crmsync.policy.balance`).
 
 Plugins add metrics through :class:`crmsync.MetricSpec`.
 """
@@ -22,6 +28,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from crmsync.policy import balance
 from crmsync.policy.expr import DATE, NUM
 from crmsync.specs import MetricSpec
 
@@ -42,8 +49,13 @@ FIXED: dict[str, str] = {
     "points_expired_lifetime": NUM,
 }
 WINDOWED = re.compile(r"^(spend|orders|aov|refunds)_(\d+)d$")
+NET = re.compile(r"^(spend_net|refunded_amount)_(?:lifetime|(\d+)d)$")
+"""Metrics of refunds, over the lifetime or a window (computed only when a policy uses them)."""
+POINTS = re.compile(r"^(points_earned|qualifying_points|points_expiring)_(?:lifetime|(\d+)d)$")
+"""Metrics of the points ledger over a window (``points_expiring``: a window ahead, never ``lifetime``)."""
 ACTIVITY = re.compile(r"^activity_([a-z0-9_]+?)_(?:lifetime|(\d+)d)$")
 EXAMPLE_WINDOWS = (7, 30, 90, 180, 365, 730)
+_POINTS_MEASURES = ("points_earned", "qualifying_points", "points_expiring")
 
 
 @dataclass(frozen=True)
@@ -52,8 +64,9 @@ class Metric:
 
     name: str
     type: str
-    family: str  # fixed | windowed | activity | plugin | period
-    measure: str = ""  # spend | orders | aov | refunds for windowed and period metrics (activity, period bounds)
+    family: str  # fixed | windowed | activity | points | plugin | period
+    measure: str = ""  # windowed and period: spend | spend_net | orders | aov | refunds | refunded_amount (activity,
+    # period bounds); points: its measure
     kind: str = ""  # activity kind; this | last (period metrics: this:KIND, last:KIND for activities)
     days: int | None = None  # window; None = lifetime
     spec: MetricSpec | None = None
@@ -65,12 +78,20 @@ def resolve(name: str, windows: Sequence[int] | None, plugins: dict[str, MetricS
         return Metric(name, FIXED[name], "fixed")
     if name in plugins:
         return Metric(name, NUM, "plugin", spec=plugins[name])
-    m = WINDOWED.match(name)
+    m = WINDOWED.match(name) or NET.match(name)
     if m:
-        days = int(m.group(2))
-        if days <= 0 or (windows is not None and days not in windows):
+        days = int(m.group(2)) if m.group(2) else None
+        if days is not None and (days <= 0 or (windows is not None and days not in windows)):
             return None
         return Metric(name, NUM, "windowed", measure=m.group(1), days=days)
+    m = POINTS.match(name)
+    if m:
+        days = int(m.group(2)) if m.group(2) else None
+        if (days is None and m.group(1) == "points_expiring") or days == 0:
+            return None
+        if days is not None and windows is not None and days not in windows:
+            return None
+        return Metric(name, NUM, "points", measure=m.group(1), days=days)
     m = ACTIVITY.match(name)
     if m:
         days = int(m.group(2)) if m.group(2) else None
@@ -83,9 +104,10 @@ def resolve(name: str, windows: Sequence[int] | None, plugins: dict[str, MetricS
 def suggestions(windows: Sequence[int] | None, plugins: Iterable[str]) -> list[str]:
     """Names offered in 'did you mean' hints."""
     days = list(windows) if windows is not None else list(EXAMPLE_WINDOWS)
-    names = set(FIXED) | set(plugins)
+    names = set(FIXED) | set(plugins) | {"spend_net_lifetime", "refunded_amount_lifetime", "qualifying_points_lifetime"}
+    measures = ("spend", "orders", "aov", "refunds", "spend_net", "refunded_amount", *_POINTS_MEASURES)
     for d in days:
-        names.update(f"{m}_{d}d" for m in ("spend", "orders", "aov", "refunds"))
+        names.update(f"{m}_{d}d" for m in measures)
     return sorted(names)
 
 
@@ -101,11 +123,12 @@ def _cutoff(as_of: datetime, days: int) -> str:
     return ts(as_of.astimezone(UTC) - timedelta(days=days))
 
 
-def members_sql() -> str:
-    """The statement building ``_pol_members``: every member that is not deleted, one row each."""
+def members_sql(table: str = "_pol_members", columns: str = "created_at, attributes AS _attributes") -> str:
+    """The statement building ``table`` (``_pol_members``): every member that is not deleted, one row each (the
+    latest version of a member kept by several sources), its ``member_id`` and ``columns`` of ``members``."""
     return (
-        "CREATE OR REPLACE TEMP TABLE _pol_members AS SELECT external_id AS member_id, created_at, "
-        "attributes AS _attributes FROM members WHERE NOT coalesce(deleted, false) "
+        f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT external_id AS member_id, {columns} "
+        "FROM members WHERE NOT coalesce(deleted, false) "
         "QUALIFY row_number() OVER (PARTITION BY external_id ORDER BY updated_at DESC NULLS LAST, source) = 1"
     )
 
@@ -114,9 +137,11 @@ def inputs_sql(as_of: datetime, statuses: Sequence[str], scope: str = "_pol_memb
     """Statements building the order and activity inputs as of ``as_of`` of the members listed in ``scope``."""
     at = ts(as_of)
     status_list = ", ".join("'" + s + "'" for s in statuses)
+    refunded = "coalesce(o.refunded_amount_base, CASE WHEN o.status = 'refunded' THEN o.amount_base ELSE 0 END)"
     return [
         "CREATE OR REPLACE TEMP TABLE _pol_all_orders AS SELECT o.member_id, o.source, o.external_id, "
-        f"o.amount_base AS amount, o.placed_at, o.status FROM orders o SEMI JOIN {scope} s USING (member_id) "
+        f"o.amount_base AS amount, o.amount_base - {refunded} AS net, o.placed_at, o.status "
+        f"FROM orders o SEMI JOIN {scope} s USING (member_id) "
         f"WHERE NOT coalesce(o.deleted, false) AND o.placed_at <= {at}",
         f"CREATE OR REPLACE TEMP VIEW _pol_orders AS SELECT * FROM _pol_all_orders WHERE status IN ({status_list})",
         "CREATE OR REPLACE TEMP TABLE _pol_activities AS SELECT a.member_id, a.source, a.external_id, a.kind, "
@@ -139,7 +164,8 @@ CREATE OR REPLACE TEMP TABLE _pol_fp AS
 SELECT mb.member_id,
   hash(coalesce(o.h, 0), coalesce(o.n, 0), coalesce(a.h, 0), coalesce(a.n, 0){own}) AS fingerprint
 FROM _pol_members mb
-LEFT JOIN (SELECT member_id, bit_xor(hash(hash(source, external_id, amount_base, placed_at, status))) AS h,
+LEFT JOIN (SELECT member_id,
+             bit_xor(hash(hash(source, external_id, amount_base, placed_at, status, refunded_amount_base))) AS h,
              count(*) AS n
            FROM orders WHERE member_id IS NOT NULL AND NOT coalesce(deleted, false) GROUP BY member_id) o
   USING (member_id)
@@ -170,6 +196,18 @@ def order_filter(statuses: Sequence[str]) -> str:
     return "status IN (" + ", ".join("'" + s + "'" for s in statuses) + ")"
 
 
+def order_measure_sql(measure: str, ok: str, span: str) -> str:
+    """The aggregate of one order measure (``spend``, ``spend_net``, ``orders``, ``aov``, ``refunds``,
+    ``refunded_amount``) over the orders of ``_pol_all_orders`` that meet ``span``; ``ok``: see :func:`order_filter`.
+    Refunds count whatever counts as successful; the others only successful orders."""
+    if measure == "refunds":
+        return f"count(*) FILTER (WHERE status = 'refunded' AND {span})"
+    if measure == "refunded_amount":
+        return f"sum(amount - net) FILTER (WHERE {span})"
+    expr = {"spend": "sum(amount)", "spend_net": "sum(net)", "orders": "count(*)", "aov": "avg(amount)"}[measure]
+    return f"{expr} FILTER (WHERE {ok} AND {span})"
+
+
 def _exit(col: str, as_of: datetime, days: int) -> str:
     """When the earliest row now inside a ``days`` window leaves it."""
     return f"min({col}) FILTER (WHERE {col} > {_cutoff(as_of, days)}) + INTERVAL {days * 86400} SECOND"
@@ -184,21 +222,27 @@ class _Parts:
     activities: list[str]
     joins: list[str]
     select: list[str]
+    ledger: list[str]
+    """Columns over each member's points ledger (``_pol_ledger``), and when they change by time alone."""
+    ledger_exits: list[str]
 
 
 def _parts(used: Sequence[Metric], as_of: datetime, ok: str) -> _Parts:
-    """The aggregation of the windowed, activity and plugin metrics in ``used``."""
-    parts = _Parts([], [], [], [])
+    """The aggregation of the windowed, activity, points and plugin metrics in ``used``."""
+    parts = _Parts([], [], [], [], [], [])
     for m in used:
         q = f'"{m.name}"'
-        if m.family == "windowed":
-            cut = _cutoff(as_of, m.days or 0)
-            if m.measure == "refunds":
-                parts.orders.append(f"count(*) FILTER (WHERE status = 'refunded' AND placed_at > {cut}) AS {q}")
-                parts.select.append(f"coalesce(o.{q}, 0) AS {q}")
-                continue
-            expr = {"spend": "sum(amount)", "orders": "count(*)", "aov": "avg(amount)"}[m.measure]
-            parts.orders.append(f"{expr} FILTER (WHERE {ok} AND placed_at > {cut}) AS {q}")
+        if m.family == "points":
+            days = m.days or 0
+            agg, exit_at = balance.window_sql(m.measure, m.days, _cutoff(as_of, days), ts(as_of + timedelta(days=days)))
+            parts.ledger.append(f"{agg} AS {q}")
+            parts.select.append(f"coalesce(pl.{q}, 0) AS {q}")
+            if exit_at:
+                parts.ledger.append(f'{exit_at} AS "_exit_{m.name}"')
+                parts.ledger_exits.append(f'pl."_exit_{m.name}"')
+        elif m.family == "windowed":
+            window = f"placed_at > {_cutoff(as_of, m.days)}" if m.days else "true"
+            parts.orders.append(f"{order_measure_sql(m.measure, ok, window)} AS {q}")
             parts.select.append(f"coalesce(o.{q}, {'NULL' if m.measure == 'aov' else '0'}) AS {q}")
         elif m.family == "activity":
             cond = f"kind = '{m.kind}'" + (f" AND occurred_at > {_cutoff(as_of, m.days)}" if m.days else "")
@@ -212,6 +256,9 @@ def _parts(used: Sequence[Metric], as_of: datetime, ok: str) -> _Parts:
             parts.joins.append(f"LEFT JOIN ({sub}) {alias} USING (member_id)")
             default = "NULL" if m.spec.default is None else repr(m.spec.default)
             parts.select.append(f"coalesce({alias}.{q}, {default}) AS {q}")
+    if parts.ledger:
+        ledger = ", ".join(["member_id", *parts.ledger])
+        parts.joins.append(f"LEFT JOIN (SELECT {ledger} FROM _pol_ledger GROUP BY member_id) pl USING (member_id)")
     return parts
 
 
@@ -254,7 +301,9 @@ def aggregates_sql(
     act_exits = [f"{_exit('occurred_at', as_of, d)} AS _exit_{d}" for d in act_days]
     acts = ", ".join(["member_id", "count(*) AS _activities", *act_exits, *parts.activities])
     fp = "LEFT JOIN _pol_fp fp USING (member_id) LEFT JOIN _pol_next nx USING (member_id)" if fingerprints else ""
-    stale = ", ".join(["pt.next_expiry", *exits, *period_stale, *(["nx.next_at"] if fingerprints else [])])
+    stale = ", ".join(
+        ["pt.next_expiry", *exits, *parts.ledger_exits, *period_stale, *(["nx.next_at"] if fingerprints else [])]
+    )
     return f"""
 CREATE OR REPLACE TEMP TABLE _pol_agg AS
 SELECT s.member_id,
@@ -283,7 +332,7 @@ def metrics_sql(used: Iterable[Metric], as_of: datetime, aggregates: str) -> str
     """The statement defining the view ``_pol_metrics``: one row per member, one column per metric, from the
     members' ``aggregates`` (a ``_pol_agg``-shaped table) and the evaluation time."""
     at = ts(as_of)
-    names = sorted({m.name for m in used if m.family in ("windowed", "activity", "plugin", "period")})
+    names = sorted({m.name for m in used if m.family in ("windowed", "activity", "plugin", "points", "period")})
     days = "floor((epoch({at}) - epoch({col})) / 86400)::INTEGER"
     return f"""
 CREATE OR REPLACE TEMP VIEW _pol_metrics AS

@@ -6,10 +6,11 @@ Shape of the table (every key optional; see ``docs/policy.md`` for the reference
     [[policy.tiers]]            ordered levels, highest first; the last one is the default
     [policy.qualification]      rolling windows, or calendar / anniversary periods a tier is held for
     [policy.downgrade]          grace period and maximum drop per day (or per period)
-    [policy.points]             earning, multipliers, expiry, redemptions
-    [policy.rfm]                bins and segment map
+    [policy.points]             earning, multipliers, expiry, redemptions, qualifying points, overdraft, bonuses
+    [policy.rfm]                method, bins, analysis window and segment map
     [policy.lifecycle]          stage thresholds
     [policy.tags]               tag name = condition
+    [policy.costs]              the period of the tiers' benefit cost, the value of a point
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-_NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
+from crmsync.policy.names import tag_name_problem
 
 
 class _Strict(BaseModel):
@@ -36,7 +37,9 @@ class TierRule(_Strict):
         "the last (default) tier has none",
     )
     benefits: list[str] = Field(default_factory=list, description="free-form labels; may become tags")
-    cost: Decimal | None = Field(None, ge=0, description="benefit cost per member (per evaluation), for previews")
+    cost: Decimal | None = Field(
+        None, ge=0, description="benefit cost per member per costs.period (base currency), for previews and backtests"
+    )
     points_multiplier: Decimal = Field(
         Decimal(1), ge=0, description="multiplier applied to points earned while a member holds this tier"
     )
@@ -56,6 +59,9 @@ class TierRule(_Strict):
         ge=1,
         description="most levels a member drops from this tier at once; overrides [policy.downgrade] max_levels "
         "(a paid tier that lapses may drop straight to the tier the member qualifies for)",
+    )
+    entry_bonus: int = Field(
+        0, ge=0, description="points credited when a member enters this tier (once, see points.entry_bonus_on_reentry)"
     )
 
 
@@ -138,6 +144,38 @@ class PointsSettings(_Strict):
         "the first sync replays the tiers day by day from the first order, so each earns the multiplier of the tier "
         "held when it was placed",
     )
+    expiry: Literal["rolling", "end_of_year"] | None = Field(
+        None,
+        description="rolling: expiry_days after earning (the default when expiry_days is set); end_of_year: at the "
+        "end of the calendar year (in sync.timezone) expiry_years after the year earned",
+    )
+    expiry_years: int = Field(1, ge=0, le=100, description="with expiry = 'end_of_year': 0 = the year earned, 1 = next")
+    allow_negative: bool = Field(
+        False, description="let spending take more than the balance (false: it takes at most the balance)"
+    )
+    non_qualifying_kinds: list[str] = Field(
+        default_factory=list, description="activity kinds whose points are spendable but do not count as qualifying"
+    )
+    non_qualifying_sources: list[str] = Field(
+        default_factory=list,
+        description="connectors whose orders and activities earn spendable but not qualifying points",
+    )
+    qualifying_multiplier: bool = Field(
+        False, description="qualifying points include the tier's points_multiplier (false: base points)"
+    )
+    entry_bonus_on_reentry: bool = Field(
+        False, description="a tier's entry_bonus is credited again when a member enters the tier again"
+    )
+
+    @model_validator(mode="after")
+    def _expiry(self) -> PointsSettings:
+        if self.expiry == "rolling" and self.expiry_days is None:
+            raise ValueError("expiry = 'rolling' needs expiry_days")
+        if self.expiry == "end_of_year" and self.expiry_days is not None:
+            raise ValueError("expiry = 'end_of_year' takes expiry_years, not expiry_days")
+        if self.expiry_years != 1 and self.expiry != "end_of_year":
+            raise ValueError("expiry_years applies to expiry = 'end_of_year'")
+        return self
 
 
 class RfmSegment(_Strict):
@@ -146,12 +184,27 @@ class RfmSegment(_Strict):
 
 
 class RfmSettings(_Strict):
-    """Recency, frequency and monetary scores 1..bins by quantile over members with orders."""
+    """Recency, frequency and monetary scores over the members with orders (see :mod:`crmsync.policy.rfm`)."""
 
-    bins: int = Field(5, ge=2, le=10)
-    segments: list[RfmSegment] | None = Field(
-        None, description="ordered segment map, first match wins; absent = the standard 11-segment map"
+    bins: int = Field(5, ge=2, le=10, description="scores 1..bins with method = 'quantile'")
+    segments: list[RfmSegment] | Literal["standard", "classic8"] | None = Field(
+        None,
+        description="ordered segment map, first match wins; 'standard' (or absent) = the 11-segment map, "
+        "'classic8' = the 8 segments high/low on R, F, M (重要价值客户...)",
     )
+    method: Literal["quantile", "mean", "median"] | None = Field(
+        None,
+        description="quantile: scores 1..bins; mean, median: 2 when better than the mean (median) of the members "
+        "scored, else 1. Default: mean with segments = 'classic8', else quantile",
+    )
+    window_days: int | None = Field(
+        None, ge=1, description="score only members with an order in the last N days, on those orders"
+    )
+    names: Literal["en", "zh"] = Field("en", description="names of the classic8 segments: English or Chinese")
+    f_ties: Literal["quantile", "consecutive"] = Field(
+        "quantile", description="consecutive: a frequency score is at most one above that of the next lower count"
+    )
+    monetary: Literal["spend", "spend_net"] = Field("spend", description="monetary value: spend or net of refunds")
 
 
 class LifecycleSettings(_Strict):
@@ -174,6 +227,17 @@ class LifecycleSettings(_Strict):
         return self
 
 
+class CostSettings(_Strict):
+    """The units of the programme's cost in previews, backtests and reports."""
+
+    period: Literal["day", "week", "month", "quarter", "year"] = Field(
+        "month", description="the period a tier's cost is for: its cost per member per period"
+    )
+    point_value: Decimal | None = Field(
+        None, ge=0, description="base-currency value of one point: the outstanding points' liability in money"
+    )
+
+
 class Policy(_Strict):
     """The ``[policy]`` table."""
 
@@ -189,6 +253,7 @@ class Policy(_Strict):
     tags: dict[str, str] = Field(default_factory=dict, description="tag name = condition")
     benefit_tags: bool = Field(False, description="add each benefit of a member's tier as a tag")
     benefit_tag_prefix: str = Field("", description="prefix of tags made from benefits, e.g. 'benefit_'")
+    costs: CostSettings = Field(default_factory=CostSettings)
 
     @field_validator("tiers")
     @classmethod
@@ -215,9 +280,21 @@ class Policy(_Strict):
     @field_validator("tags")
     @classmethod
     def _tag_names(cls, v: dict[str, str]) -> dict[str, str]:
-        import re
-
-        bad = [k for k in v if not re.match(_NAME_PATTERN, k)]
-        if bad:
-            raise ValueError(f"tag names are lower-case letters, digits and underscores (bad: {', '.join(bad)})")
+        problems = [p for p in map(tag_name_problem, v) if p]
+        if problems:
+            raise ValueError("; ".join(problems))
         return v
+
+    @model_validator(mode="after")
+    def _benefit_tag_names(self) -> Policy:
+        if not self.benefit_tags:
+            return self
+        problems = [
+            f"tiers[{i}].benefits: benefit tag {problem}"
+            for i, tier in enumerate(self.tiers)
+            for b in tier.benefits
+            if (problem := tag_name_problem(self.benefit_tag_prefix + b))
+        ]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self

@@ -8,7 +8,7 @@ SYNC      what a sync pushes: held tiers, grace periods and locks apply; every d
           inputs changed or came due are recomputed
 SYNC_FULL as ``SYNC``, every member recomputed
 EXPLAIN   as a sync would grade now, writing nothing (days not decided yet are decided in temporary copies)
-PREVIEW   without history: each member gets the tier it qualifies for (no held tiers, grace periods or locks)
+PREVIEW   as ``EXPLAIN``: held tiers, grace periods and locks apply as a sync would apply them; writes nothing
 BACKTEST  with a simulated tier history kept in temporary tables, decided day by day as a sync would (grace periods
           and maximum drops; no locks)
 ========= ========================================================================================================
@@ -19,25 +19,28 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import ClassVar
 
-from crmsync.policy.ddl import CACHE_META, CACHE_TABLE, CLOCK_TABLE, LEDGER_TABLE, STATE_TABLE
+from crmsync.policy.ddl import BONUS_TABLE, CACHE_META, CACHE_TABLE, CLOCK_TABLE, LEDGER_TABLE, STATE_TABLE
 
 
 @dataclass(frozen=True)
 class PolicyTables:
-    """Where a grading keeps held tiers, the last decided day, the points ledger and the stored metrics: the store's
-    tables, or temporary ones (:meth:`temp`) that a backtest or an explanation fills without touching the store."""
+    """Where a grading keeps held tiers, the last decided day, the points ledger, the stored metrics and the
+    tier-entry bonuses granted: the store's tables, or temporary ones (:meth:`temp`) that a backtest or an
+    explanation fills without touching the store."""
 
     state: str = STATE_TABLE
     clock: str = CLOCK_TABLE
     ledger: str = LEDGER_TABLE
     cache: str = CACHE_TABLE
     cache_meta: str = CACHE_META
+    bonus: str = BONUS_TABLE
     temporary: bool = False
 
     @classmethod
     def temp(cls, prefix: str) -> PolicyTables:
         """Temporary tables named ``PREFIX_state``, ``PREFIX_clock``…"""
-        return cls(*(f"{prefix}_{n}" for n in ("state", "clock", "ledger", "cache", "cache_meta")), temporary=True)
+        names = ("state", "clock", "ledger", "cache", "cache_meta", "bonus")
+        return cls(*(f"{prefix}_{n}" for n in names), temporary=True)
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,7 @@ class GradingMode:
         write_ledger: store the points ledger and the members' metrics just derived.
         expire_locks: remove and audit locks that have ended.
         tables: where held tiers, the last decided day, the ledger and the metrics are kept (temporary tables in
-            backtests).
+            backtests), and the tier-entry bonuses granted (written with ``write_state``).
         use_profiles: fall back to ``profiles`` for members without state, in a store whose days were never decided
             (graded by an earlier version of crmsync, which kept no decided days).
         use_locks: apply manual tier locks.
@@ -97,6 +100,11 @@ class GradingMode:
         """Where held tiers are read and written."""
         return self.tables.state
 
+    @property
+    def bonus_table(self) -> str:
+        """Where tier-entry bonuses are read and, with ``write_state``, written."""
+        return self.tables.bonus
+
 
 GradingMode.SYNC = GradingMode(
     out="graded",
@@ -109,7 +117,7 @@ GradingMode.SYNC = GradingMode(
 )
 GradingMode.SYNC_FULL = replace(GradingMode.SYNC, incremental=False, changed_only=False)
 GradingMode.EXPLAIN = GradingMode(out="_pol_explain", stateful=True)
-GradingMode.PREVIEW = GradingMode(out="_pol_preview", stateful=False)
+GradingMode.PREVIEW = replace(GradingMode.EXPLAIN, out="_pol_preview")
 GradingMode.BACKTEST = GradingMode(
     out="_pol_bt",
     stateful=True,

@@ -3,8 +3,10 @@
 With ``[policy.qualification] period`` set, every member has a current period (from its first day to the first day
 of the next one) and a previous one, and conditions may read metrics over each:
 
-- ``spend_this_period``, ``orders_this_period``, ``aov_this_period``, ``refunds_this_period``,
-  ``activity_KIND_this_period``: what happened from the start of the current period up to the evaluation time;
+- ``spend_this_period``, ``spend_net_this_period``, ``orders_this_period``, ``aov_this_period``,
+  ``refunds_this_period``, ``refunded_amount_this_period``, ``activity_KIND_this_period``: what happened from the
+  start of the current period up to the evaluation time (the order measures mean what their ``_Nd`` windows mean,
+  see :mod:`crmsync.policy.metrics`);
 - the same names with ``_last_period``: what happened in the whole previous period;
 - ``period_start``, ``period_end``: the first instant of the current period and of the next one.
 
@@ -22,10 +24,10 @@ from zoneinfo import ZoneInfo
 
 from crmsync.policy.days import calendar_period, day_start, local_day
 from crmsync.policy.expr import DATE, NUM, json_pointer, sql_string
-from crmsync.policy.metrics import Metric, order_filter, ts
+from crmsync.policy.metrics import Metric, order_filter, order_measure_sql, ts
 from crmsync.policy.model import QualificationSettings
 
-PERIODIC = re.compile(r"^(spend|orders|aov|refunds)_(this|last)_period$")
+PERIODIC = re.compile(r"^(spend|spend_net|orders|aov|refunds|refunded_amount)_(this|last)_period$")
 ACTIVITY_PERIODIC = re.compile(r"^activity_([a-z0-9_]+?)_(this|last)_period$")
 BOUNDS = {"period_start": "_period_start", "period_end": "_period_end"}
 """The period bounds conditions may read, and their columns in the period table."""
@@ -123,11 +125,7 @@ def parts(used: Sequence[Metric], ok: str) -> tuple[list[str], list[str], list[s
             activities.append(f"count(*) FILTER (WHERE kind = {sql_string(kind)} AND {span}) AS {q}")
             select.append(f"coalesce(pa.{q}, 0) AS {q}")
             continue
-        if m.measure == "refunds":
-            orders.append(f"count(*) FILTER (WHERE status = 'refunded' AND {span}) AS {q}")
-        else:
-            expr = {"spend": "sum(amount)", "orders": "count(*)", "aov": "avg(amount)"}[m.measure]
-            orders.append(f"{expr} FILTER (WHERE {ok} AND {span}) AS {q}")
+        orders.append(f"{order_measure_sql(m.measure, ok, span)} AS {q}")
         select.append(f"coalesce(po.{q}, {'NULL' if m.measure == 'aov' else '0'}) AS {q}")
     joins = [f"LEFT JOIN {TABLE} pb USING (member_id)"]
     for alias, table, cols in (("po", "_pol_all_orders", orders), ("pa", "_pol_activities", activities)):

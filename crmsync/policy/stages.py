@@ -1,10 +1,5 @@
-"""SQL of the grading stages after the metrics: RFM scores and segments, lifecycle, tiers, final rows.
-
-RFM scoring rule (ties deterministic): among the ``n`` members with at least one successful order, a member's
-score is ``1 + floor(bins * w / n)`` where ``w`` is the number of members *strictly worse* on that dimension
-(recency: more whole days since the last order; frequency: fewer orders; monetary: less spend). Members with
-equal values always get equal scores; the best member scores ``bins`` when ``n >= bins`` distinct values exist.
-Members without orders have no scores and no segment.
+"""SQL of the grading stages after the metrics: RFM segments (scores: :mod:`crmsync.policy.rfm`), lifecycle, tiers,
+final rows.
 
 The tier decision itself is in :mod:`crmsync.policy.tiers`.
 """
@@ -14,24 +9,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from crmsync.policy import rfm
 from crmsync.policy.expr import sql_string
 from crmsync.policy.model import Policy
+from crmsync.policy.rfm import STANDARD_SEGMENTS
 
-STANDARD_SEGMENTS: list[tuple[str, str]] = [
-    ("Champions", "rfm_r >= 4 and rfm_fm >= 4"),
-    ("Need Attention", "rfm_r = 3 and rfm_fm between 2 and 3"),
-    ("Loyal", "rfm_r >= 3 and rfm_fm >= 3"),
-    ("Potential Loyalist", "rfm_r >= 4 and rfm_fm = 2"),
-    ("New", "rfm_r = 5 and rfm_fm = 1"),
-    ("Promising", "rfm_r = 4 and rfm_fm = 1"),
-    ("About to Sleep", "(rfm_r = 3 and rfm_fm = 1) or (rfm_r = 2 and rfm_fm = 2)"),
-    ("Can't Lose Them", "(rfm_r = 1 and rfm_fm >= 4) or (rfm_r = 2 and rfm_fm = 5)"),
-    ("At Risk", "rfm_r <= 2 and rfm_fm >= 3"),
-    ("Hibernating", "(rfm_r = 2 and rfm_fm = 1) or (rfm_r = 1 and rfm_fm = 2)"),
-    ("Lost", "rfm_r = 1 and rfm_fm = 1"),
-]
-"""The standard map for 5 bins, first match wins; ``rfm_fm = (rfm_f + rfm_m + 1) // 2`` (F and M averaged,
-halves rounded up)."""
+__all__ = ["STANDARD_SEGMENTS"]  # kept here for code that imported it from this module
 
 
 @dataclass(frozen=True)
@@ -54,22 +37,6 @@ def values_sql(reads: Sequence[str]) -> str:
     return f"concat_ws(', ', {parts})"
 
 
-def rfm_sql(bins: int) -> str:
-    score = "CAST(1 + ({b} * (rank() OVER (ORDER BY {col} {dir}) - 1)) // c.n AS INTEGER)"
-    return f"""
-CREATE OR REPLACE TEMP TABLE _pol_rfm AS
-WITH base AS (
-  SELECT member_id, days_since_last_order AS rec, orders_lifetime AS freq, spend_lifetime AS mon
-  FROM _pol_metrics WHERE orders_lifetime > 0
-), c AS (SELECT count(*) AS n FROM base)
-SELECT member_id,
-  {score.format(b=bins, col="rec", dir="DESC")} AS rfm_r,
-  {score.format(b=bins, col="freq", dir="ASC")} AS rfm_f,
-  {score.format(b=bins, col="mon", dir="ASC")} AS rfm_m
-FROM base, c
-"""
-
-
 LIFECYCLE_STAGES: tuple[str, ...] = ("potential", "new", "returning", "mature", "loyal", "dormant", "churned")
 """Every lifecycle stage, in the order a member usually goes through them."""
 
@@ -81,9 +48,7 @@ def push_values(policy: Policy) -> dict[str, tuple[str, ...]]:
     policy's tags, then benefit tags when ``benefit_tags`` is on. Tags a ``crmsync_adjust_profiles`` hook adds at
     run time are not known here.
     """
-    segments = [s.name for s in policy.rfm.segments] if policy.rfm.segments is not None else []
-    if policy.rfm.segments is None:
-        segments = [name for name, _ in STANDARD_SEGMENTS]
+    segments = [name for name, _ in rfm.segments(policy.rfm)]
     tags = list(policy.tags)
     if policy.benefit_tags:
         tags += [f"{policy.benefit_tag_prefix}{b}" for t in policy.tiers for b in t.benefits]
@@ -112,7 +77,7 @@ def stage_sql(policy: Policy, segments: Sequence[Rule]) -> list[str]:
     seg_case = f"CASE WHEN rfm_r IS NULL THEN NULL {seg} END" if segments else "NULL"
     return [
         f"CREATE OR REPLACE TEMP TABLE _pol_stage AS SELECT *, CAST({seg_case} AS VARCHAR) AS rfm_segment "
-        "FROM (SELECT m.*, r.rfm_r, r.rfm_f, r.rfm_m, "
+        "FROM (SELECT m.*, r.* EXCLUDE (member_id), "
         f"(r.rfm_f + r.rfm_m + 1) // 2 AS rfm_fm, {lifecycle_case(policy)} AS lifecycle "
         "FROM _pol_metrics m LEFT JOIN _pol_rfm r USING (member_id))"
     ]
@@ -175,7 +140,12 @@ FROM t
 
 
 def final_sql(
-    tier_reason: tuple[str, Sequence[str]], tags: Sequence[Rule], version: str, out: str, only: str | None = None
+    policy: Policy,
+    tier_reason: tuple[str, Sequence[str]],
+    tags: Sequence[Rule],
+    version: str,
+    out: str,
+    only: str | None = None,
 ) -> str:
     """Statement building ``out``: the grades of every member (or of the members listed in ``only``) with their
     reasons; needs ``_pol_grades``, ``_pol_stage`` and ``_pol_tiers``. ``tier_reason`` is the SQL of the tier's
@@ -188,11 +158,7 @@ def final_sql(
         )
         or "''"
     )
-    rfm_reason = (
-        "CASE WHEN rfm_r IS NULL THEN 'no successful order' ELSE 'R=' || rfm_r || ' (' || days_since_last_order || "
-        "' days since the last order), F=' || rfm_f || ' (' || orders_lifetime || ' orders), M=' || rfm_m || "
-        "' (spend ' || spend_lifetime || ')' || coalesce('; segment ' || rfm_segment, '') END"
-    )
+    rfm_reason = rfm.reason_sql(policy.rfm)
     life_reason = (
         "lifecycle || ': ' || orders_lifetime || ' orders' || coalesce(', last ' || days_since_last_order || "
         "' days ago', '') || coalesce(', first ' || days_since_first_order || ' days ago', '')"

@@ -15,7 +15,7 @@ from crmsync.store import quarantine
 from crmsync.store.db import Connection, scalar
 from crmsync.store.erasure import drop_erased, not_erased
 from crmsync.store.matching import MemberMatch, clear_for_members, ensure_matching
-from crmsync.store.records import TABLES
+from crmsync.store.records import LOCATOR, TABLES
 from crmsync.store.staging import INCOMING, ExchangeRates, stage
 
 MEMBER_CHANGES = "_member_changes"
@@ -26,23 +26,24 @@ def write_batch(
     con: Connection, connector: str, batch: Batch, *, run_id: str, rates: ExchangeRates, match: MemberMatch | None
 ) -> list[Rejection]:
     """Store a batch's records, deletions and rejections (see :meth:`crmsync.store.Store.write_batch`, which adds
-    the cursor in the same transaction); return every rejection of the batch."""
+    the cursor in the same transaction); return every rejection of the batch that names no erased member."""
     stream = Stream(batch.stream)
     members = stream is Stream.MEMBERS
     if members:
         con.execute(f"CREATE OR REPLACE TEMP TABLE {MEMBER_CHANGES} (external_id VARCHAR, email VARCHAR)")
     elif match is not None:
         ensure_matching(con, match)
+    members_source = match.source if match is not None else connector
     try:
         staged, refused = stage(con, connector, batch, rates)
         if staged:
-            _store_staged(con, connector, stream, run_id, match)
+            _store_staged(con, connector, stream, run_id, match, members_source)
     finally:
         con.execute(f"DROP TABLE IF EXISTS {INCOMING}")
-    rejects = [*batch.rejects, *refused]
+    rejects = not_erased(con, members_source, [*batch.rejects, *refused])
     if batch.deleted:
         _mark_deleted(con, connector, stream, batch.deleted, run_id)
-    for rej in not_erased(con, connector, rejects):
+    for rej in rejects:
         quarantine.add(con, connector, rej, run_id)
     if batch.snapshot_complete:
         _mark_absent_deleted(con, connector, stream, run_id)
@@ -52,11 +53,13 @@ def write_batch(
     return rejects
 
 
-def _store_staged(con: Connection, connector: str, stream: Stream, run_id: str, match: MemberMatch | None) -> None:
+def _store_staged(
+    con: Connection, connector: str, stream: Stream, run_id: str, match: MemberMatch | None, members_source: str
+) -> None:
     """Replace the stored versions of the staged records (pointing orders and activities at their member when
-    ``match`` is given) and resolve their quarantine entries."""
+    ``match`` is given), leaving out erased members, and resolve their quarantine entries."""
     table = TABLES[stream]
-    drop_erased(con, stream)
+    drop_erased(con, stream, members_source)
     if stream is Stream.MEMBERS:  # new members, changed emails and deletions may move orders and activities
         con.execute(
             f"INSERT INTO {MEMBER_CHANGES} SELECT i.external_id, i.email FROM {INCOMING} i "
@@ -69,14 +72,14 @@ def _store_staged(con: Connection, connector: str, stream: Stream, run_id: str, 
             f"DELETE FROM {table.name} WHERE source = ? AND external_id IN (SELECT external_id FROM {INCOMING})",
             [connector],
         )
-    cols = ", ".join(table.names)
+    cols = ", ".join((*table.names, "seen_run", *([LOCATOR] if table.located else [])))
+    values = ", ".join((*(f"i.{c}" for c in table.names), "$run", *(["i._locator"] if table.located else [])))
     if match is not None and stream is not Stream.MEMBERS:
         joins, pick = match.sql("i")
-        icols = ", ".join(f"i.{c}" for c in table.names)
-        sql = f"INSERT INTO {table.name} ({cols}, seen_run, member_id) SELECT {icols}, ?, {pick} FROM {INCOMING} i"
-        con.execute(f"{sql} {joins}", [run_id])
+        sql = f"INSERT INTO {table.name} ({cols}, member_id) SELECT {values}, {pick} FROM {INCOMING} i {joins}"
     else:
-        con.execute(f"INSERT INTO {table.name} ({cols}, seen_run) SELECT {cols}, ? FROM {INCOMING}", [run_id])
+        sql = f"INSERT INTO {table.name} ({cols}) SELECT {values} FROM {INCOMING} i"
+    con.execute(sql, {"run": run_id})
     quarantine.resolve_staged(con, connector, stream, run_id)
 
 

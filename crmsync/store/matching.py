@@ -11,6 +11,7 @@ resolved with (members' source and ``match_by``); when the settings change, ever
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from crmsync.store.db import Connection, get_meta, scalar, set_meta
 
@@ -25,6 +26,11 @@ class MemberMatch:
 
     source: str
     by: str = "auto"
+
+    @classmethod
+    def configured(cls, sync: Any) -> MemberMatch:
+        """The matching a ``[sync]`` table configures (its ``members`` and ``match_by``)."""
+        return cls(sync.members, sync.match_by)
 
     @property
     def key(self) -> str:
@@ -91,10 +97,35 @@ def unmatched(con: Connection, table: str) -> int:
     return int(scalar(con, f"SELECT count(*) FROM {table} WHERE member_id IS NULL AND NOT deleted") or 0)
 
 
-def unmatched_orders_sample(con: Connection, limit: int = 20) -> list[str]:
-    """The first ``limit`` unmatched orders, as ``source:external_id``."""
-    rows = con.execute(
-        "SELECT source || ':' || external_id FROM orders WHERE member_id IS NULL AND NOT deleted ORDER BY 1 LIMIT ?",
-        [limit],
-    ).fetchall()
-    return [r[0] for r in rows]
+UNMATCHED_COLUMNS = ("connector", "stream", "locator", "field", "reason", "last_run")
+"""What :func:`unmatched_rows` says of each row (``last_run``: the run that last stored it)."""
+
+
+def _unmatched_reason(match: MemberMatch) -> str:
+    """SQL of why a row found no member, naming the member id it gives but never its email."""
+    src = match.source.replace("'", "''")
+    by_email = match.by in ("email", "auto")
+    with_email = f" or with its email in {src}" if by_email else f" in {src}"
+    email_only = f"no member with its email in {src}" if by_email else "no member id (rows are matched by id)"
+    return f"""CASE
+        WHEN member_external_id IS NOT NULL AND member_email IS NOT NULL
+            THEN 'no member with id ' || member_external_id || '{with_email}'
+        WHEN member_external_id IS NOT NULL THEN 'no member with id ' || member_external_id || ' in {src}'
+        WHEN member_email IS NOT NULL THEN '{email_only}'
+        ELSE 'names no member' END"""
+
+
+def unmatched_rows(con: Connection, match: MemberMatch, table: str) -> list[dict[str, str | None]]:
+    """The rows of ``table`` (orders or activities) whose member could not be found, for people: where each is (the
+    connector's locator, ``orders.csv:17``, else ``shop order O17``), the field that names the member, why it matched
+    none (:data:`UNMATCHED_COLUMNS`), by connector, in the order they were stored."""
+    kind = table[:-1] if table == "orders" else "activity"
+    field = "CASE WHEN member_external_id IS NULL AND member_email IS NOT NULL THEN 'member_email' "
+    field += "ELSE 'member_external_id' END"
+    cur = con.execute(
+        f"""SELECT source, ?, coalesce(locator, source || ' {kind} ' || external_id) AS loc, {field},
+                   {_unmatched_reason(match)}, seen_run
+            FROM {table} WHERE member_id IS NULL AND NOT deleted ORDER BY source, rowid""",
+        [table],
+    )
+    return [dict(zip(UNMATCHED_COLUMNS, row, strict=True)) for row in cur.fetchall()]

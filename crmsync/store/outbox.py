@@ -7,8 +7,14 @@ The life of a change:
    get a fresh set of attempts.
 2. :meth:`Outbox.pending` / :meth:`Outbox.pending_table` hand the pending changes to the push.
 3. :meth:`Outbox.record` stores the push's results in one transaction: an accepted change moves to ``pushed`` and
-   to the push audit (one row per field whose value changed, with the grade's reason); a refused one counts an
-   attempt and is given up (``dead``) after ``max_attempts`` or when retrying cannot help.
+   to the push audit (one row per field whose value changed, with the grade's reason); a refused one stays pending,
+   to be pushed again by the next run, and counts an attempt — at most one per run, however often a run pushes
+   it — until it is given up (``dead``) after ``max_attempts``, or at once when retrying cannot help (the record was
+   deleted in the target).
+4. A given-up change gets a fresh set of attempts (:meth:`Outbox.requeue`) by hand (``crmsync retry``), or when what
+   it was refused against changed (:meth:`Outbox.watch`): the policy, the target's settings, or the target's field
+   metadata (:meth:`crmsync.Connector.fields_fingerprint`). The next push reports why each change is retried
+   (:meth:`Outbox.retrying`).
 
 A change's values are the canonical JSON of the target's fields (:func:`fields_sql`): equal values, equal text.
 """
@@ -16,7 +22,7 @@ A change's values are the canonical JSON of the target's fields (:func:`fields_s
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import islice
@@ -26,12 +32,16 @@ import pyarrow as pa
 
 from crmsync.connector import ProfileChange, RecordResult
 from crmsync.models import PUSHED_FIELDS
-from crmsync.store.db import Connection, get_meta, set_meta
+from crmsync.store.db import Connection, get_meta, scalar, set_meta
 
 if TYPE_CHECKING:
     from crmsync.store import Store
 
 PENDING, DEAD = "pending", "dead"
+REFUSED_BEFORE, BY_HAND = "refused_before", "by_hand"
+"""Why a change is pushed again: it was refused by an earlier run, or ``crmsync retry`` requeued it."""
+WATCH_KEY = "retry:"
+"""``meta`` keys ``retry:TARGET:WHY`` hold what the target's refusals were last made against (:meth:`Outbox.watch`)."""
 RESULT_SCHEMA = pa.schema(
     [("member_id", pa.string()), ("ok", pa.bool_()), ("reason", pa.string()), ("field", pa.string()),
      ("retryable", pa.bool_())]
@@ -142,6 +152,69 @@ class Outbox:
         sql = f"SELECT member_id, {cols} FROM outbox WHERE target = ? AND status = ? ORDER BY member_id"
         return self.store.con.sql(sql, params=[self.target, PENDING]).to_arrow_table()
 
+    def requeue(self, why: str = BY_HAND, *, member_id: str | None = None) -> list[str]:
+        """Give the given-up changes (of ``member_id``) a fresh set of attempts; the next push reports them as
+        retried because of ``why``. Returns the members requeued."""
+        where, params = self._given_up_where(member_id)
+        with self.store.transaction() as con:
+            members = [
+                r[0] for r in con.execute(f"SELECT member_id FROM outbox WHERE {where} ORDER BY 1", params).fetchall()
+            ]
+            con.execute(
+                f"UPDATE outbox SET status = ?, attempts = 0, attempt_run = NULL, requeued = ?, updated_at = now() "
+                f"WHERE {where}",
+                [PENDING, why, *params],
+            )
+        return members
+
+    def watch(self, fingerprints: Mapping[str, Callable[[], str | None]], *, requeue: bool) -> dict[str, int]:
+        """Remember what this target's refusals are made against, and (``requeue``) requeue the given-up changes when
+        it changed since: ``fingerprints`` maps why (``policy_changed``…) to a function giving its fingerprint now
+        (``None``: unknown). Looked at only while the target has changes refused before; returns the changes
+        requeued, by why."""
+        if not self._refused_before():
+            return {}
+        now = {why: value for why, fingerprint in fingerprints.items() if (value := fingerprint()) is not None}
+        requeued: dict[str, int] = {}
+        for why, value in now.items():
+            key = f"{WATCH_KEY}{self.target}:{why}"
+            old = self.store.get_meta(key)
+            if old == value:
+                continue
+            self.store.set_meta(key, value)
+            if requeue and old is not None and (members := self.requeue(why)):
+                requeued[why] = len(members)
+        return requeued
+
+    def _refused_before(self) -> bool:
+        sql = "SELECT count(*) > 0 FROM outbox WHERE target = ? AND (status = ? OR attempts > 0)"
+        return bool(scalar(self.store.con, sql, [self.target, DEAD]))
+
+    def retrying(self) -> dict[str, int]:
+        """The pending changes that are pushed again, by why: refused by an earlier run, or requeued (see
+        :meth:`requeue`)."""
+        rows = self.store.con.execute(
+            "SELECT coalesce(requeued, ?), count(*) FROM outbox WHERE target = ? AND status = ? "
+            "AND (attempts > 0 OR requeued IS NOT NULL) GROUP BY 1 ORDER BY 1",
+            [REFUSED_BEFORE, self.target, PENDING],
+        ).fetchall()
+        return {why: int(n) for why, n in rows}
+
+    def given_up(self, member_id: str | None = None) -> list[dict[str, Any]]:
+        """The given-up changes (of ``member_id``): member, attempts, the last refusal's reason and field, when."""
+        where, params = self._given_up_where(member_id)
+        cur = self.store.con.execute(
+            f"SELECT member_id, attempts, last_error, last_field, updated_at FROM outbox WHERE {where} ORDER BY 1",
+            params,
+        )
+        keys = ("member_id", "attempts", "reason", "field", "given_up_at")
+        return [{"target": self.target, **dict(zip(keys, row, strict=True))} for row in cur.fetchall()]
+
+    def _given_up_where(self, member_id: str | None) -> tuple[str, list[Any]]:
+        if member_id is None:
+            return "target = ? AND status = ?", [self.target, DEAD]
+        return "target = ? AND status = ? AND member_id = ?", [self.target, DEAD, member_id]
+
     def counts(self) -> tuple[int, int]:
         """Changes pending and given up."""
         row = self.store.con.execute(
@@ -182,7 +255,7 @@ class Outbox:
                     params,
                 )
                 con.execute(f"DELETE FROM outbox WHERE target = $target AND {accepted}", target)
-                con.execute(_REFUSED_SQL, {**target, "at": at, "max": max_attempts})
+                con.execute(_REFUSED_SQL, {**target, "at": at, "max": max_attempts, "run": run_id})
             finally:
                 con.unregister("_results")
 
@@ -208,12 +281,14 @@ def _audit_sql() -> str:
 
 
 _AUDIT_SQL = _audit_sql()
-_REFUSED_SQL = f"""UPDATE outbox SET attempts = outbox.attempts + 1, last_error = r.reason, last_field = r.field,
-        updated_at = $at,
-        status = CASE WHEN outbox.attempts + 1 >= $max OR NOT r.retryable THEN '{DEAD}' ELSE '{PENDING}' END
+_COUNTED = "outbox.attempts + CASE WHEN outbox.attempt_run IS DISTINCT FROM $run THEN 1 ELSE 0 END"
+_REFUSED_SQL = f"""UPDATE outbox SET attempts = {_COUNTED}, attempt_run = $run, requeued = NULL,
+        last_error = r.reason, last_field = r.field, updated_at = $at,
+        status = CASE WHEN {_COUNTED} >= $max OR NOT r.retryable THEN '{DEAD}' ELSE '{PENDING}' END
     FROM _results r
     WHERE NOT r.ok AND outbox.target = $target AND outbox.member_id = r.member_id"""
-"""A refused change counts an attempt; it is given up after ``max`` attempts or when retrying cannot help."""
+"""A refused change counts an attempt (one per run at most); it is given up after ``max`` attempts or when retrying
+cannot help."""
 
 
 def push_history(con: Connection, member_id: str) -> list[dict[str, Any]]:

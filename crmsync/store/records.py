@@ -2,8 +2,10 @@
 conversion of canonical records into that schema all derive from :data:`TABLES`.
 
 Each :class:`RecordTable` lists its columns in table order. A column a connector provides (``loaded``) is part of
-the Arrow schema; the store sets the others (``member_id`` when matching, ``seen_run``). ``source`` and
-``amount_base`` are in the schema but filled in by the store (see :mod:`crmsync.store.staging`).
+the Arrow schema; the store sets the others (``member_id`` when matching, ``seen_run``, and ``locator``: where an
+order or activity came from, taken from the batch's ``_locator`` column or the record's ``locator``). ``source``,
+``amount_base`` and ``refunded_amount_base`` are in the schema but filled in by the store (see
+:mod:`crmsync.store.staging`).
 """
 
 from __future__ import annotations
@@ -80,19 +82,36 @@ class RecordTable:
         """The Arrow schema of the columns a connector provides (``Batch.table``)."""
         return pa.schema([(c.name, c.type) for c in self.loaded])
 
+    @cached_property
+    def located(self) -> bool:
+        """Whether the table keeps each row's locator."""
+        return any(c.name == LOCATOR for c in self.columns)
+
     @property
     def ddl(self) -> str:
         cols = ", ".join(f"{c.name} {c.sql}" for c in self.columns)
         return f"CREATE TABLE IF NOT EXISTS {self.name} ({cols})"
 
+    def add_columns(self, *names: str) -> list[str]:
+        """Statements adding the declared columns ``names`` to a table created before they were declared (a
+        migration); a table created with them is left as it is."""
+        by_name = {c.name: c for c in self.columns}
+        return [f"ALTER TABLE {self.name} ADD COLUMN IF NOT EXISTS {n} {by_name[n].sql}" for n in names]
+
+
+LOCATOR = "locator"
+"""The column of orders and activities saying where the row came from (``orders.csv:17``), when the connector said."""
+
 
 def _table(stream: Stream, model: Any, *own: tuple[str, pa.DataType] | Column, linked: bool = True) -> RecordTable:
     """A record table: ``source``, ``external_id``, the member it belongs to (``linked``: orders and activities),
-    its own columns, ``deleted`` and the run that last saw it."""
+    its own columns, ``deleted``, the run that last saw it and (``linked``) where it came from."""
     head: list[tuple[str, pa.DataType] | Column] = [("source", STR), ("external_id", STR)]
     if linked:
         head += [Column("member_id", STR, loaded=False), ("member_external_id", STR), ("member_email", STR)]
     spec = [*head, *own, ("deleted", BOOL), Column("seen_run", STR, loaded=False)]
+    if linked:
+        spec.append(Column(LOCATOR, STR, loaded=False))
     return RecordTable(stream, model, tuple(c if isinstance(c, Column) else Column(*c) for c in spec))
 
 
@@ -106,13 +125,13 @@ MEMBERS = _table(
 ORDERS = _table(
     Stream.ORDERS, Order,
     ("placed_at", TS), ("amount", MONEY), ("currency", STR), ("exchange_rate", RATE), ("amount_base", MONEY),
-    ("status", STR), ("updated_at", TS),
+    ("status", STR), ("updated_at", TS), ("refunded_amount", MONEY), ("refunded_amount_base", MONEY),
 )  # fmt: skip
 ACTIVITIES = _table(Stream.ACTIVITIES, Activity, ("kind", STR), ("occurred_at", TS), ("points", MONEY), ATTRIBUTES)
 TABLES: Mapping[Stream, RecordTable] = {t.stream: t for t in (MEMBERS, ORDERS, ACTIVITIES)}
 SCHEMAS: Mapping[Stream, pa.Schema] = {s: t.schema for s, t in TABLES.items()}
 """The Arrow schema of each stream's ``Batch.table``."""
-FILLED_BY_STORE = ("source", "amount_base")
+FILLED_BY_STORE = ("source", "amount_base", "refunded_amount_base")
 """Columns of the schema the store fills in (a connector's values for them are not used)."""
 
 
@@ -130,13 +149,14 @@ def _converter(column: Column) -> Callable[[Any], Any] | None:
     return None
 
 
-def _amount_base(order: Order) -> Decimal | None:
-    """The order's amount in the base currency when it carries its own exchange rate (exact: the stored rate is
-    rounded); otherwise, and when it does not fit the column, the store converts it (and refuses what does not fit)."""
-    if order.exchange_rate is None:
+def _in_base(order: Order, amount: Decimal | None) -> Decimal | None:
+    """An amount of the order (its ``amount`` or ``refunded_amount``) in the base currency when the order carries its
+    own exchange rate (exact: the stored rate is rounded); otherwise, and when it does not fit the column, the store
+    converts it (and refuses what does not fit)."""
+    if order.exchange_rate is None or amount is None:
         return None
     digits = MONEY.precision - MONEY.scale
-    base = order.amount * order.exchange_rate
+    base = amount * order.exchange_rate
     if base.adjusted() >= digits:
         return None
     base = base.quantize(Decimal(1).scaleb(-MONEY.scale))
@@ -160,7 +180,9 @@ def to_arrow(stream: Stream, source: str, records: Sequence[Any]) -> tuple[pa.Ta
         if column.name == "source":
             values: list[Any] = [source] * len(rows)
         elif column.name == "amount_base":
-            values = [_amount_base(r) for r in rows]
+            values = [_in_base(r, r.amount) for r in rows]
+        elif column.name == "refunded_amount_base":
+            values = [_in_base(r, r.refunded_amount) for r in rows]
         else:
             values = [getattr(r, column.name) for r in rows]
             if convert := _converter(column):

@@ -15,6 +15,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from crmsync.connector import Stream
 from crmsync.store.db import Connection, meta_like, set_meta
 from crmsync.store.records import TABLES
 
@@ -49,6 +50,18 @@ MIGRATIONS: list[list[str]] = [
     ],
     # 2: the outbox no longer keeps the names of the changed fields (they follow from fields and previous)
     ["ALTER TABLE outbox DROP COLUMN IF EXISTS changed"],
+    # 3: partial refunds of orders, in the order's currency and in the base currency
+    TABLES[Stream.ORDERS].add_columns("refunded_amount", "refunded_amount_base"),
+    # 4: where orders and activities came from; the run of a change's last counted attempt and why it was queued
+    # again; the members' source and email of an erasure (as a one-way hash)
+    [
+        "ALTER TABLE orders ADD COLUMN IF NOT EXISTS locator VARCHAR",
+        "ALTER TABLE activities ADD COLUMN IF NOT EXISTS locator VARCHAR",
+        "ALTER TABLE outbox ADD COLUMN IF NOT EXISTS attempt_run VARCHAR",
+        "ALTER TABLE outbox ADD COLUMN IF NOT EXISTS requeued VARCHAR",
+        "ALTER TABLE erasures ADD COLUMN IF NOT EXISTS source VARCHAR",
+        "ALTER TABLE erasures ADD COLUMN IF NOT EXISTS email_hash VARCHAR",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -73,12 +86,17 @@ class StoreExtension:
     member_tables: Sequence[str] = ()
 
 
+def declared(extension: StoreExtension) -> str:
+    """What the store remembers of an installed extension (its member tables, as JSON)."""
+    return json.dumps(list(extension.member_tables))
+
+
 def install(con: Connection, extension: StoreExtension) -> None:
     """Create the extension's tables and remember its member tables in the store (so erasure finds them even
     when the extension is not loaded)."""
     for sql in extension.ddl:
         con.execute(sql)
-    set_meta(con, EXTENSION_KEY + extension.name, json.dumps(list(extension.member_tables)))
+    set_meta(con, EXTENSION_KEY + extension.name, declared(extension))
 
 
 def extension_member_tables(con: Connection) -> list[str]:

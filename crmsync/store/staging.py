@@ -7,7 +7,9 @@ is written once, here:
 - a row without ``external_id`` is refused;
 - an order's ``amount_base`` is its amount times its own exchange rate, else times 1 in the base currency, else times
   the configured rate of its currency; an order in a currency without a rate is refused, never guessed, and so is
-  one whose amount in the base currency the store cannot hold;
+  one whose amount in the base currency the store cannot hold; ``refunded_amount_base`` is converted the same way;
+- an order's ``refunded_amount`` is refused below 0 or above its amount (an order of a negative amount refunds
+  nothing);
 - a later row with the same id wins over an earlier one.
 
 A refusal names the row's locator when the connector gave one (``orders.csv:17``), else ``<connector> order <id>``.
@@ -27,8 +29,13 @@ from crmsync.connector import Batch, Rejection, Stream
 from crmsync.store.db import Connection, scalar
 from crmsync.store.records import TABLES, Column, RecordTable, to_arrow
 
+_BAD_REFUND = "refunded_amount < 0 OR refunded_amount > greatest(amount, 0)"
+"""An order's refund that the store refuses (null: nothing refunded)."""
+BASE_OF = {"amount_base": "amount", "refunded_amount_base": "refunded_amount"}
+"""Columns in the base currency, and the amount in the order's currency each is converted from."""
 INCOMING = "_incoming"
-"""The temporary table holding the staged rows: the stream's loaded columns and ``_n``, the row's position."""
+"""The temporary table holding the staged rows: the stream's loaded columns, ``_n`` (the row's position) and
+``_locator`` (where the row came from, when the connector said)."""
 
 
 @dataclass(frozen=True)
@@ -64,7 +71,7 @@ def stage(con: Connection, source: str, batch: Batch, rates: ExchangeRates) -> t
     and the rows refused (the connector's own rejections are not among them)."""
     table = TABLES[Stream(batch.stream)]
     cols = ", ".join(f"{c.name} {c.arrow_sql}" for c in table.loaded)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {INCOMING} ({cols}, _n BIGINT)")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {INCOMING} ({cols}, _n BIGINT, _locator VARCHAR)")
     records, rejects = to_arrow(table.stream, source, batch.records) if batch.records else (None, [])
     parts = [(batch.table, False), (records, True)]
     offset = 0
@@ -93,10 +100,11 @@ def _append(
     names = set(arrow.schema.names)
     arrow = arrow.append_column("_n", pa.array(range(offset, offset + arrow.num_rows), pa.int64()))
     exprs = ", ".join(_expr(c, names, rates, exact) for c in table.loaded)
+    locator = "CAST(_locator AS VARCHAR)" if "_locator" in names else "NULL"
     con.register("_batch", arrow)
     try:
-        con.execute(f"INSERT INTO {INCOMING} SELECT {exprs}, _n FROM _batch", {"source": source})
-        return _refuse(con, table, source, rates, offset, "_locator" in names)
+        con.execute(f"INSERT INTO {INCOMING} SELECT {exprs}, _n, {locator} FROM _batch", {"source": source})
+        return _refuse(con, table, source, rates, offset)
     finally:
         with contextlib.suppress(duckdb.Error):
             con.unregister("_batch")
@@ -107,35 +115,40 @@ def _expr(column: Column, names: set[str], rates: ExchangeRates, exact: bool) ->
     name, sql_type = column.name, column.arrow_sql
     if name == "source":
         return "$source AS source"
-    if name == "amount_base":
+    if name in BASE_OF:
+        own = BASE_OF[name]
+        if own == "refunded_amount" and own not in names:
+            return f"CAST(NULL AS {sql_type}) AS {name}"
         rate = rates.rate_sql("exchange_rate" if "exchange_rate" in names else None)
-        computed = f"TRY_CAST(round_even(CAST(amount AS DECIMAL(38, 4)) * {rate}, 4) AS {sql_type})"
-        return f"coalesce(amount_base, {computed}) AS amount_base" if exact else f"{computed} AS amount_base"
+        computed = f"TRY_CAST(round_even(CAST({own} AS DECIMAL(38, 4)) * {rate}, 4) AS {sql_type})"
+        return f"coalesce({name}, {computed}) AS {name}" if exact else f"{computed} AS {name}"
     if name in names:
         return f"CAST({name} AS {sql_type}) AS {name}"
     return "false AS deleted" if name == "deleted" else f"CAST(NULL AS {sql_type}) AS {name}"
 
 
-def _refuse(
-    con: Connection, table: RecordTable, source: str, rates: ExchangeRates, offset: int, located: bool
-) -> list[Rejection]:
+def _refuse(con: Connection, table: RecordTable, source: str, rates: ExchangeRates, offset: int) -> list[Rejection]:
     """Remove the rows just appended (from ``offset``) that the store refuses, and say why, in row order."""
     orders = table.stream is Stream.ORDERS
-    bad = f"_n >= {offset} AND (external_id IS NULL" + (" OR amount_base IS NULL)" if orders else ")")
-    money = f"currency, amount, {rates.rate_sql('exchange_rate')}" if orders else "NULL, NULL, NULL"
-    rows = con.execute(f"SELECT _n, external_id, {money} FROM {INCOMING} WHERE {bad} ORDER BY _n").fetchall()
+    money_rules = f"WHEN amount_base IS NULL THEN 'money' WHEN {_BAD_REFUND} THEN 'refund' " if orders else ""
+    why = f"CASE WHEN external_id IS NULL THEN 'id' {money_rules}END"
+    money = (
+        f"currency, amount, {rates.rate_sql('exchange_rate')}, refunded_amount" if orders else "NULL, NULL, NULL, NULL"
+    )
+    bad = f"_n >= {offset} AND ({why}) IS NOT NULL"
+    sql = f"SELECT _locator, external_id, {why}, {money} FROM {INCOMING} WHERE {bad} ORDER BY _n"
+    rows = con.execute(sql).fetchall()
     if not rows:
         return []
-    locators: dict[int, str | None] = {}
-    if located:
-        sql = "SELECT _n, _locator FROM _batch WHERE _n IN (SELECT unnest(?::BIGINT[]))"
-        locators = dict(con.execute(sql, [[r[0] for r in rows]]).fetchall())
     con.execute(f"DELETE FROM {INCOMING} WHERE {bad}")
     out = []
-    for n, ext, currency, amount, rate in rows:
-        where = locators.get(n) or f"{source} {table.stream.value[:-1]} {ext}"
-        if ext is None:
+    for locator, ext, problem, currency, amount, rate, refunded in rows:
+        where = locator or f"{source} {table.stream.value[:-1]} {ext}"
+        if problem == "id":
             out.append(Rejection(table.stream, where, "external_id", "missing id"))
+        elif problem == "refund":
+            reason = f"refunded {refunded} {currency} is not between 0 and the order's amount {amount}"
+            out.append(Rejection(Stream.ORDERS, where, "refunded_amount", reason, record_id=ext))
         else:
             out.append(rates.refusal(where, ext, currency, amount, rate))
     return out

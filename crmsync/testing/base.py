@@ -10,15 +10,22 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from crmsync.connector import PULL_CAPABILITY, Capability, Connector, ConnectorContext, Stream
+from crmsync.redact import register_secrets
 from crmsync.specs import ConnectorSpec
+from crmsync.testing.data import BASE_CURRENCY
 from crmsync.testing.double import CrmDouble
 
 SOURCE = "kit"
 """The connector name the kit configures; pulled records must carry it as ``source``."""
+KIT_TIMEZONE = "Asia/Kolkata"
+"""The ``context.timezone`` connectors run under in the kit (+05:30: neither UTC nor a whole hour off it), so a
+``Z`` or offset time read as a naive one, or a naive one read in UTC, shows. The canonical-record check also runs
+under UTC (a zone written into the connector shows there)."""
 
 
 def applies(condition: Callable[[type[ContractBase]], bool]) -> Callable[[Callable[..., Any]], Any]:
@@ -37,6 +44,20 @@ def pulls(cls: type[ContractBase]) -> bool:
 
 def pushes(cls: type[ContractBase]) -> bool:
     return Capability.PUSH_PROFILES in cls.kit_spec.capabilities
+
+
+OPERATIONS = ("pull", "push", "check")
+"""The calls a check can make against a connector (see :mod:`crmsync.testing.operations`)."""
+
+
+def available(cls: type[ContractBase], wanted: tuple[str, ...] = OPERATIONS) -> list[str]:
+    """The operations of ``wanted`` this connector offers (a pull and a push follow its capabilities)."""
+    offered = {"pull": pulls(cls), "push": pushes(cls), "check": True}
+    return [op for op in wanted if offered[op]]
+
+
+def talks_http(cls: type[ContractBase]) -> bool:
+    return cls.http and (pulls(cls) or pushes(cls))
 
 
 def has(capability: Capability) -> Callable[[type[ContractBase]], bool]:
@@ -88,8 +109,13 @@ class ContractBase:
     """The target can refuse single records of a push (``False`` for a file target: no rejection check)."""
     custom_fields: ClassVar[bool] = True
     """The target has custom fields that ``check()`` verifies (``False`` for a file target)."""
+    batch_answers: ClassVar[bool] = True
+    """One write call answers for several records, record by record (``False``: one call per record, or a file:
+    no check of a record missing from the answer)."""
     seed_count: ClassVar[int] = 7
     """Records seeded per check; keep it above two pages of the double's page size."""
+    cluster_size: ClassVar[int] = 25
+    """Records changed at one instant in the cluster check; keep it above several pages of the double's page size."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -109,6 +135,11 @@ class ContractBase:
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
         if "stream" in metafunc.fixturenames:
             metafunc.parametrize("stream", self.pull_streams(), ids=lambda s: s.value)
+        if "operation" in metafunc.fixturenames:
+            wanted = getattr(metafunc.function, "_kit_operations", OPERATIONS)
+            metafunc.parametrize("operation", available(type(self), wanted))
+        if "zone" in metafunc.fixturenames:
+            metafunc.parametrize("zone", [KIT_TIMEZONE, "UTC"])
 
     @pytest.fixture
     def double(self, crm: CrmDouble) -> Iterator[CrmDouble]:
@@ -120,16 +151,29 @@ class ContractBase:
 
     @pytest.fixture
     def settings(self, double: CrmDouble) -> Any:
-        return self.kit_spec.settings_model.model_validate(double.settings())
+        settings = self.kit_spec.settings_model.model_validate(double.settings())
+        register_secrets(settings)  # as the host does before it builds a connector
+        return settings
 
     @pytest.fixture
-    def make_connector(self, double: CrmDouble, settings: Any) -> Iterator[Callable[[], Connector]]:
-        """Build a fresh connector, as a new process would (a restart): new context, new state."""
-        built: list[Connector] = []
+    def make_connector(self, double: CrmDouble, settings: Any) -> Iterator[Callable[..., Connector]]:
+        """Build a fresh connector, as a new process would (a restart): new context, new state.
 
-        def make() -> Connector:
-            context = ConnectorContext(name=SOURCE, http_factory=functools.partial(kit_http_client, double))
-            connector = self.kit_spec.factory(settings, context)
+        ``make(zone)`` runs it under another ``context.timezone`` than :data:`KIT_TIMEZONE`, ``make(settings=...)``
+        with other settings.
+        """
+        built: list[Connector] = []
+        default = settings
+
+        def make(zone: str = KIT_TIMEZONE, settings: Any = None) -> Connector:
+            double.timezone = ZoneInfo(zone)  # type: ignore[misc]  # where the source's naive times are
+            context = ConnectorContext(
+                name=SOURCE,
+                base_currency=BASE_CURRENCY,
+                timezone=ZoneInfo(zone),
+                http_factory=functools.partial(kit_http_client, double),
+            )
+            connector = self.kit_spec.factory(default if settings is None else settings, context)
             built.append(connector)
             return connector
 
@@ -138,5 +182,5 @@ class ContractBase:
             connector.close()
 
     @pytest.fixture
-    def connector(self, make_connector: Callable[[], Connector]) -> Connector:
+    def connector(self, make_connector: Callable[..., Connector]) -> Connector:
         return make_connector()

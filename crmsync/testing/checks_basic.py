@@ -5,19 +5,17 @@ from __future__ import annotations
 import logging
 import re
 import typing
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from crmsync.connector import CheckResult, Connector, Stream
-from crmsync.errors import ConnectorError
+from crmsync.connector import CheckResult, Connector
 from crmsync.specs import PLUGIN_API_VERSION
-from crmsync.testing.base import ContractBase, applies, pulls, pushes
-from crmsync.testing.checks_push import make_changes, push_all
+from crmsync.testing.base import ContractBase, applies, pulls, pushes, talks_http
 from crmsync.testing.double import CrmDouble
-from crmsync.testing.driver import ContractError, drive_pull
+from crmsync.testing.driver import ContractError
+from crmsync.testing.operations import available, describe, prepare
 
 SECRET_NAME = re.compile(r"(token|secret|password|passwd|api_?key|credential|private_key)", re.I)
 
@@ -38,28 +36,16 @@ def _required(cls: type[ContractBase]) -> bool:
     return any(f.is_required() for f in cls.kit_spec.settings_model.model_fields.values())
 
 
-def _talks_http(cls: type[ContractBase]) -> bool:
-    return cls.http and (pulls(cls) or pushes(cls))
-
-
-def exercise(cls: type[ContractBase], double: CrmDouble, connector: Connector) -> Callable[[], str | None]:
-    """Seed the double; return a call that does real work and says what is wrong with its result."""
-    if pulls(cls):
-        stream = cls.pull_streams()[0]
-        seeded = set(double.seed(stream, cls.seed_count))
-
-        def pull() -> str | None:
-            got = set(drive_pull(connector, stream).live_ids())
-            return None if got == seeded else f"the pull returned {len(got & seeded)} of {len(seeded)} {stream.value}"
-
-        return pull
-    changes = make_changes(connector, double.seed(Stream.MEMBERS, 3))
-
-    def push() -> str | None:
-        failed = [r.member_id for r in push_all(connector, changes) if not r.ok]
-        return f"the push failed for {failed}" if failed else None
-
-    return push
+def bounded_settings(model: type) -> dict[str, int]:
+    """Integer settings with an upper bound, and the largest value each allows."""
+    out = {}
+    for name, info in model.model_fields.items():  # type: ignore[attr-defined]
+        for item in info.metadata if info.annotation is int else []:
+            if getattr(item, "le", None) is not None:
+                out[name] = int(item.le)
+            elif getattr(item, "lt", None) is not None:
+                out[name] = int(item.lt) - 1
+    return out
 
 
 class BasicChecks(ContractBase):
@@ -113,28 +99,49 @@ class BasicChecks(ContractBase):
 
     @applies(_has_secrets)
     def test_secrets_stay_out_of_reprs_logs_and_errors(
-        self, double: CrmDouble, connector: Connector, settings: Any, caplog: pytest.LogCaptureFixture
+        self, double: CrmDouble, make_connector: Any, settings: Any, caplog: pytest.LogCaptureFixture
     ):
         table = double.settings()
         secrets = [str(table[n]) for n in secret_fields(self.kit_spec.settings_model) if table.get(n)]
         caplog.set_level(logging.DEBUG)
+        connector = make_connector()  # what it logs while it starts counts too
         seen = {"repr(connector)": repr(connector), "str(connector)": str(connector), "repr(settings)": repr(settings)}
-        if _talks_http(type(self)):
-            run = exercise(type(self), double, connector)
-            run()
-            double.fail_next(400)
-            try:
-                run()
-            except Exception as exc:
-                seen["the error raised on HTTP 400"] = f"{exc!s} {exc!r}"
-        for record in caplog.records:
+        if talks_http(type(self)):
+            runs = {op: prepare(type(self), double, connector, op) for op in available(type(self))}
+            for status, times in ((None, 0), (400, 1), (401, 1000)):  # the 401s last: they refuse every later call
+                for operation, run in runs.items():
+                    if status is not None:
+                        double.fail_next(status, times=times)
+                    try:
+                        run()
+                    except Exception as exc:
+                        where = f"the error {describe(operation, type(self))} raised on HTTP {status}"
+                        seen[where] = f"{exc!s} {exc!r}"
+        records = caplog.get_records("setup") + caplog.get_records("call")
+        for record in records:
             if not record.name.startswith(("httpx", "httpcore")):
                 seen[f"log record from {record.name}"] = record.getMessage() + str(record.exc_text or "")
         leaks = [where for where, text in seen.items() if any(s in text for s in secrets)]
         if leaks:
             raise ContractError(
                 f"a secret setting appears in {leaks}: keep it as SecretStr, call get_secret_value() only where "
-                "the request is built, and show objects holding it with crmsync.redact.safe_repr"
+                "the request is built, never log it (not even while the connector starts), and show objects "
+                "holding it with crmsync.helpers.safe_repr"
+            )
+
+    @applies(lambda cls: bool(bounded_settings(cls.kit_spec.settings_model)) and (pulls(cls) or pushes(cls)))
+    def test_settings_at_the_top_of_their_range_work(self, double: CrmDouble, make_connector: Any):
+        tops = bounded_settings(self.kit_spec.settings_model)
+        settings = self.kit_spec.settings_model.model_validate({**double.settings(), **tops})
+        try:
+            connector = make_connector(settings=settings)
+            problem = prepare(type(self), double, connector, "pull" if pulls(type(self)) else "push")()
+        except Exception as exc:
+            problem = f"{type(exc).__name__}: {exc}"
+        if problem:
+            raise ContractError(
+                f"with the settings {tops} (the largest values the settings model allows) {problem}: allow only "
+                "values the API accepts (a page size up to what one page may hold, ...), and send what they say"
             )
 
     def test_check_passes_on_a_healthy_system(self, double: CrmDouble, connector: Connector):
@@ -143,56 +150,3 @@ class BasicChecks(ContractBase):
         failed = [str(r.detail or r.name) for r in results if isinstance(r, CheckResult) and not r.ok]
         if wrong or failed:
             raise ContractError(f"check() on a healthy system returned {wrong or failed}; return CheckResult objects")
-
-    @applies(_talks_http)
-    @pytest.mark.parametrize("status", [429, 500, 503])
-    def test_transient_errors_are_retried(self, double: CrmDouble, connector: Connector, status: int):
-        run = exercise(type(self), double, connector)
-        if baseline := run():
-            raise ContractError(f"{baseline} even without an HTTP error: fix the pull/push checks first")
-        double.fail_next(status, retry_after=0 if status == 429 else None)
-        before = double.calls
-        try:
-            problem = run()
-        except Exception as exc:
-            raise ContractError(
-                f"one HTTP {status} answer ended the call with {type(exc).__name__}: {exc}. 429 and 5xx are "
-                "transient: build the client with self.context.http(...), which retries them"
-            ) from None
-        if problem or double.calls - before < 2:
-            raise ContractError(
-                f"after one HTTP {status} answer {problem or 'no call was repeated'}: the failed call was not "
-                "retried (was it read as an empty page?). Use self.context.http(...), which retries 429/5xx, and "
-                "treat any other non-2xx answer as an error, never as data"
-            )
-
-    @applies(_talks_http)
-    @pytest.mark.parametrize("status", [400, 404])
-    def test_client_errors_are_not_retried(self, double: CrmDouble, connector: Connector, status: int):
-        run = exercise(type(self), double, connector)
-        double.fail_next(status)
-        before = double.calls
-        try:
-            run()
-        except ConnectorError:
-            calls = double.calls - before
-            if calls != 1:
-                raise ContractError(
-                    f"HTTP {status} was sent {calls} times: a 4xx will not change on retry, send it once"
-                ) from None
-            return
-        except Exception as exc:
-            raise ContractError(
-                f"HTTP {status} raised {type(exc).__name__}: {exc}; raise crmsync.FatalAPIError (AuthError for "
-                "401/403) so the engine knows retrying will not help"
-            ) from None
-        calls = double.calls - before
-        if calls > 1:
-            raise ContractError(
-                f"HTTP {status} was retried ({calls} calls): a 4xx will not change on retry; raise "
-                "crmsync.FatalAPIError at once (the shared client from self.context.http() never retries it)"
-            )
-        raise ContractError(
-            f"an HTTP {status} answer was not reported as an error: raise crmsync.FatalAPIError naming the "
-            "request (crmsync.redact.describe_request) instead of reading it as data"
-        )

@@ -1,4 +1,5 @@
-"""Pull checks: completeness, canonical records, cursors that never run ahead, incremental pulls, deletions."""
+"""Pull checks: completeness, canonical records (under two time zones), malformed records rejected, clusters of
+one timestamp across pages, cursors that never run ahead, incremental pulls, deletions."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from crmsync.testing.base import SOURCE, ContractBase, applies, has, pulls
 from crmsync.testing.double import CrmDouble
 from crmsync.testing.driver import ContractError, PullRun, drive_pull, record_problems
 
-Make = Callable[[], Connector]
+Make = Callable[..., Connector]
 
 
 def _fail(problems: list[str], limit: int = 12) -> None:
@@ -30,6 +31,58 @@ def _first_cursor(run: PullRun, where: str) -> str:
             "(at the latest on the last batch) to where the next run should resume"
         )
     return run.cursor
+
+
+def _once(run: PullRun, ids: list[str], what: str) -> list[str]:
+    got = run.live_ids()
+    problems = []
+    if missing := sorted(set(ids) - set(got)):
+        problems.append(
+            f"{what} never pulled {len(missing)} of {len(ids)} records changed at one instant: {missing[:8]}"
+        )
+    if twice := _twice(run):
+        problems.append(f"{what} pulled {len(twice)} records more than once: {twice[:8]}")
+    return problems
+
+
+def _resumes(run: PullRun, make_connector: Make, stream: Stream) -> list[str]:
+    """A crash after any batch that handed a cursor: resuming from it returns what later batches held."""
+    for k, batch in enumerate(run.batches):
+        later = run.ids_after(k)
+        if batch.cursor is None or not later:
+            continue
+        if lost := sorted(later - set(drive_pull(make_connector(), stream, batch.cursor).live_ids())):
+            return [
+                f"batch {k + 1} of {len(run.batches)} handed cursor {batch.cursor!r}, but resuming from it never "
+                f"returns {lost[:8]}, which came in later batches: the cursor runs ahead of its records"
+            ]
+    return []
+
+
+def _rejected(run: PullRun, stream: Stream, bad: dict[str, str], seeded: list[str]) -> list[str]:
+    """What is wrong with how the pull handled the ``bad`` records (id -> how the source serves it)."""
+    rejects = [r for b in run.batches for r in b.rejects]
+    pulled = set(run.live_ids())
+    problems = []
+    for rid, how in bad.items():
+        named = [r for r in rejects if r.record_id == rid or rid in (r.locator or "")]
+        if rid in pulled:
+            problems.append(
+                f"{stream.value} {rid!r} is served {how}, but was pulled as a valid record (a value invented for a "
+                "missing one, or a field the connector does not read?): reject it"
+            )
+        elif not named:
+            problems.append(
+                f"{stream.value} {rid!r} is served {how}, and the pull neither returned nor rejected it "
+                f"(rejections: {[str(r) for r in rejects][:3]}): it was dropped silently. Yield "
+                "crmsync.Rejection(stream, locator, field, reason, record_id=..., raw=row) in Batch.rejects, so that "
+                "it is quarantined, reported and picked up once fixed"
+            )
+        elif not any(r.record_id == rid for r in named):
+            problems.append(f"the rejection of {rid!r} ({named[0]}) has no record_id: set it to the record's id")
+    if lost := sorted(set(seeded) - set(bad) - pulled):
+        problems.append(f"{stream.value} {lost} were lost along with the bad records")
+    return problems
 
 
 class PullChecks(ContractBase):
@@ -54,14 +107,73 @@ class PullChecks(ContractBase):
         _fail(problems)
 
     @applies(pulls)
-    def test_pulled_records_are_valid_canonical_records(self, double: CrmDouble, connector: Connector, stream: Stream):
+    def test_pulled_records_are_valid_canonical_records(
+        self, double: CrmDouble, make_connector: Make, stream: Stream, zone: str
+    ):
         double.seed(stream, self.seed_count)
-        run = drive_pull(connector, stream)
+        run = drive_pull(make_connector(zone), stream)
         problems = [f"valid source record rejected: {r}" for b in run.batches for r in b.rejects]
         for record in run.records:
             expected = double.expected(stream, getattr(record, "external_id", ""))
             problems += record_problems(record, stream, SOURCE, expected)
+        if problems:
+            problems.append(f"(the connector ran with context.timezone={zone!r}, context.base_currency='EUR')")
         _fail(problems)
+
+    @applies(pulls)
+    def test_a_malformed_source_record_becomes_a_rejection(
+        self, double: CrmDouble, make_connector: Make, stream: Stream
+    ):
+        seeded = double.seed(stream, self.seed_count)
+        bad = {seeded[len(seeded) // 2]: "with a value that cannot be read"}
+        double.corrupt(stream, list(bad))
+        if stream is not Stream.MEMBERS:  # a member needs nothing but its id
+            bad[seeded[1]] = f"without its {'date' if stream is Stream.ACTIVITIES else 'date or amount'}"
+            double.blank(stream, [seeded[1]])
+        try:
+            run = drive_pull(make_connector(), stream)
+        except ContractError:
+            raise
+        except Exception as exc:
+            raise ContractError(
+                f"{stream.value} {sorted(bad)}, served {' or '.join(bad.values())}, made the pull raise "
+                f"{type(exc).__name__}: {exc}. Catch the error while mapping the record and put a crmsync.Rejection "
+                "in Batch.rejects (crmsync.helpers.reject builds one); the rest of the pull goes on"
+            ) from None
+        _fail(_rejected(run, stream, bad, seeded))
+        double.change(stream, list(bad))  # fixed in the source
+        again = drive_pull(make_connector(), stream, run.cursor if self._incremental() else None)
+        if lost := sorted(set(bad) - set(again.live_ids())):
+            raise ContractError(
+                f"{stream.value} {lost} were fixed in the source, but the next pull did not return them: a rejected "
+                "record must come back once it changes (do not move past it for good)"
+            )
+
+    @applies(pulls)
+    def test_records_changed_at_one_instant_across_pages_are_pulled_once(
+        self, double: CrmDouble, make_connector: Make, stream: Stream
+    ):
+        seeded = double.seed(stream, self.cluster_size)
+        before = drive_pull(make_connector(), stream)
+        double.change(stream, seeded)  # a mass update: one modification time on every record, across pages
+        problems = _once(drive_pull(make_connector(), stream), seeded, "a full pull")
+        if self._incremental():
+            start = _first_cursor(before, "full pull")
+            run = drive_pull(make_connector(), stream, start)
+            problems += _once(run, seeded, f"an incremental pull from {start!r}")
+            problems += _resumes(run, make_connector, stream)
+            if not problems and (again := drive_pull(make_connector(), stream, run.cursor).live_ids()):
+                problems.append(f"a rerun from {run.cursor!r} after the mass update pulled {sorted(again)[:8]} again")
+        if problems:
+            problems.append(
+                f"({len(seeded)} {stream.value} share one modification time, more than a page: page through one "
+                "fixed query (page number, token or id), or keep the ids already delivered at the watermark's "
+                "time (crmsync.helpers.Watermark); re-querying 'modified >= last time seen' repeats the same page)"
+            )
+        _fail(problems)
+
+    def _incremental(self) -> bool:
+        return Capability.INCREMENTAL in self.kit_spec.capabilities
 
     @applies(pulls)
     def test_resuming_from_any_batch_cursor_loses_nothing(
@@ -149,7 +261,7 @@ class PullChecks(ContractBase):
     def test_deletions_are_reported(self, double: CrmDouble, make_connector: Make, stream: Stream):
         seeded = double.seed(stream, self.seed_count)
         cursor = drive_pull(make_connector(), stream).cursor
-        gone = seeded[:2]
+        gone = seeded[: len(seeded) // 2 + 1]  # more than a page of the double's
         double.delete(stream, gone)
         run = drive_pull(make_connector(), stream, cursor)
         reported = run.deleted_ids()

@@ -1,12 +1,15 @@
-"""Push checks: round trip, only what changed, idempotence, per-record rejections, ``check`` on missing fields."""
+"""Push checks: round trip, a whole batch written, only what changed, idempotence, per-record rejections, records
+missing from a write answer, input left unchanged, ``check`` on missing fields."""
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Sequence
 from typing import Any
 
 from crmsync.connector import CheckResult, Connector, ProfileChange, RecordResult, Stream
+from crmsync.errors import ConnectorError
 from crmsync.models import PUSHED_FIELDS
 from crmsync.testing.base import ContractBase, applies, pushes
 from crmsync.testing.double import CrmDouble
@@ -18,6 +21,12 @@ GRADES = (
     {"tier": "Silver", "points": 40, "tags": [], "rfm_segment": "At Risk", "lifecycle": "dormant"},
     {"tier": "Bronze", "points": 0, "tags": ["new"], "rfm_segment": "New", "lifecycle": "new"},
 )  # fmt: skip
+
+
+FULL_BATCH_LIMIT = 1000
+"""The whole-batch check pushes ``push_batch_size`` changes in one call, at most this many."""
+CLEARED = {"tier": "Bronze", "points": 0, "tags": [], "rfm_segment": None, "lifecycle": None}
+"""Grades of a member whose segment and stage are no longer known: a push clears those fields."""
 
 
 def pushed_fields(connector: Connector) -> tuple[str, ...]:
@@ -45,13 +54,22 @@ def normalise(field: str, value: Any) -> Any:
 
 
 def push_all(connector: Connector, changes: Sequence[ProfileChange]) -> list[RecordResult]:
-    """Push in calls of at most ``push_batch_size``, as the engine does; check one result per change."""
+    """Push in calls of at most ``push_batch_size``, as the engine does; check one result per change, and that
+    ``push()`` left the changes it was given as they were."""
     size = connector.push_batch_size
     results: list[RecordResult] = []
     for start in range(0, len(changes), size):
-        chunk = changes[start : start + size]
+        chunk = list(changes[start : start + size])
+        before = copy.deepcopy(chunk)
         got = connector.push(chunk)
-        ids = sorted(r.member_id for r in got)
+        if chunk != before:
+            changed = [b.member_id for i, b in enumerate(before) if i >= len(chunk) or chunk[i] != b]
+            raise ContractError(
+                f"push() changed the changes it was given (members {changed or 'removed from the list'}): the engine "
+                "keeps them to record the results and to retry; copy what you need to convert (dict(c.values), "
+                "sorted(tags)) and never remove items from the list"
+            )
+        ids = sorted(r.member_id for r in got) if isinstance(got, list) else got
         if not isinstance(got, list) or ids != sorted(c.member_id for c in chunk):
             raise ContractError(
                 f"push() of {len(chunk)} changes returned results for {ids}; return exactly one RecordResult "
@@ -72,6 +90,13 @@ def held_differently(double: CrmDouble, changes: Sequence[ProfileChange]) -> lis
     return problems
 
 
+def _later(connector: Connector, change: ProfileChange, grades: dict[str, Any]) -> ProfileChange:
+    """The next change of the same member, as the engine builds it: ``previous`` is what was pushed."""
+    values = {k: v for k, v in grades.items() if k in pushed_fields(connector)}
+    changed = frozenset(k for k, v in values.items() if change.values.get(k) != v)
+    return ProfileChange(change.member_id, values, previous=dict(change.values), changed=changed)
+
+
 class PushChecks(ContractBase):
     @applies(pushes)
     def test_push_round_trip(self, double: CrmDouble, connector: Connector):
@@ -81,6 +106,80 @@ class PushChecks(ContractBase):
         problems += held_differently(double, changes)
         if problems:
             raise ContractError("\n".join(problems))
+
+    @applies(pushes)
+    def test_a_full_push_batch_is_written_whole(self, double: CrmDouble, connector: Connector):
+        size = min(connector.push_batch_size, FULL_BATCH_LIMIT)
+        members = double.seed(Stream.MEMBERS, size)
+        changes = make_changes(connector, members)
+        try:
+            results = push_all(connector, changes)  # one push() call of push_batch_size changes
+        except ContractError:
+            raise
+        except Exception as exc:
+            raise ContractError(
+                f"a push() of {size} changes (push_batch_size) raised {type(exc).__name__}: {exc}. The engine "
+                "passes up to push_batch_size changes: set it to what the API accepts in one call, or split the "
+                "batch into calls the API accepts"
+            ) from None
+        written = {m for ids in double.push_log() for m in ids}
+        if lost := [r.member_id for r in results if r.ok and r.member_id not in written]:
+            raise ContractError(
+                f"{len(lost)} of {size} changes pushed in one push() call were reported ok but never written "
+                f"(e.g. {lost[:5]}): a batch larger than the API accepts was cut short. Send every change (split "
+                "into calls the API accepts) and report only what the answer confirms"
+            )
+        problems = [f"member {r.member_id!r} was not pushed: {r.reason}" for r in results if not r.ok]
+        if problems := problems + held_differently(double, changes):
+            raise ContractError("\n".join(problems[:12]))
+
+    @applies(lambda cls: pushes(cls) and cls.refuses_records and cls.batch_answers)
+    def test_records_missing_from_a_write_answer_are_not_reported_written(
+        self, double: CrmDouble, connector: Connector
+    ):
+        members = double.seed(Stream.MEMBERS, 4)
+        double.drop_from_answer(members[1])
+        try:
+            results = push_all(connector, make_changes(connector, members))
+        except ContractError:
+            raise
+        except ConnectorError:
+            return  # the whole call reported failed: the engine keeps the batch and pushes it again
+        except Exception as exc:
+            raise ContractError(
+                f"a write answer without member {members[1]!r} made push() raise {type(exc).__name__}: {exc}; "
+                "report that record as RecordResult(ok=False, reason=...) (or raise a crmsync.ConnectorError when "
+                "the answer cannot be read at all)"
+            ) from None
+        missing = next(r for r in results if r.member_id == members[1])
+        if missing.ok:
+            raise ContractError(
+                f"the write answer said nothing of member {members[1]!r} (it was not written), but push() reported "
+                "it ok=True: match the answer to the records by id and report a record the answer does not "
+                "mention as RecordResult(ok=False, reason='not in the answer') so that it is pushed again"
+            )
+
+    @applies(pushes)
+    def test_cleared_grades_clear_the_fields(self, double: CrmDouble, connector: Connector):
+        first = make_changes(connector, double.seed(Stream.MEMBERS, 3))
+        push_all(connector, first)
+        cleared = [c for c in (_later(connector, change, CLEARED) for change in first) if c.changed]
+        results = push_all(connector, cleared)  # segment and stage None, no tags, no points
+        problems = [f"member {r.member_id!r} was not pushed: {r.reason}" for r in results if not r.ok]
+        if problems := problems + held_differently(double, cleared):
+            raise ContractError(
+                "\n".join(problems[:12]) + "\nA None (or [] for tags) means the member no longer has that grade: "
+                "write what clears the field in your system (null, an empty string, an empty multi-select), never "
+                "the text 'None'"
+            )
+
+    @applies(pushes)
+    def test_push_leaves_its_input_unchanged(self, double: CrmDouble, connector: Connector):
+        members = double.seed(Stream.MEMBERS, 3)
+        first = make_changes(connector, members)
+        push_all(connector, first)  # fails if push() changes what it is given
+        later = [_later(connector, first[0], GRADES[1]), _later(connector, first[1], CLEARED)]
+        push_all(connector, [c for c in later if c.changed])
 
     @applies(pushes)
     def test_push_of_no_changes_makes_no_call(self, double: CrmDouble, connector: Connector):

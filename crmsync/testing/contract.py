@@ -18,11 +18,12 @@ cannot push has no push checks), and pull checks run once per stream the connect
 from __future__ import annotations
 
 from crmsync.testing.checks_basic import BasicChecks
+from crmsync.testing.checks_http import HttpChecks
 from crmsync.testing.checks_pull import PullChecks
 from crmsync.testing.checks_push import PushChecks
 
 
-class ConnectorContract(BasicChecks, PullChecks, PushChecks):
+class ConnectorContract(BasicChecks, HttpChecks, PullChecks, PushChecks):
     """Subclass it, set ``spec``, and provide a ``crm`` fixture returning a :class:`~crmsync.testing.CrmDouble`.
 
     Class attributes:
@@ -30,5 +31,8 @@ class ConnectorContract(BasicChecks, PullChecks, PushChecks):
         http: ``False`` for connectors that read files (no HTTP error checks then).
         refuses_records: ``False`` when the push target cannot refuse single records (a file).
         custom_fields: ``False`` when the push target has no custom fields for ``check()`` to verify.
+        batch_answers: ``False`` when each write call carries one record (no check of a record missing from a
+            write answer).
         seed_count: records seeded per check (default 7: three pages of a page size of 3).
+        cluster_size: records changed at one instant in the cluster check (default 25).
     """

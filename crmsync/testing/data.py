@@ -4,7 +4,9 @@ The conformance kit compares what a connector pulls with these values, so a doub
 API's shape (its own field names, date formats, string amounts) and the kit knows exactly what the
 connector must turn them back into. Timestamps come in pairs that share the same instant, so a page
 boundary falls between two records with equal ``updated_at`` (resuming with ``updated_at > cursor``
-from a mid-pull cursor would lose one of them).
+from a mid-pull cursor would lose one of them). Orders come in several currencies (:data:`CURRENCIES`) and every
+status (:data:`STATUSES`), so a connector that files every order under the base currency, or maps a status it does
+not know to "paid", is caught.
 """
 
 from __future__ import annotations
@@ -19,6 +21,13 @@ EPOCH = datetime(2024, 3, 1, 9, 0, tzinfo=UTC)
 """When the first seeded record was created."""
 
 ID_PREFIX = {Stream.MEMBERS: "m", Stream.ORDERS: "o", Stream.ACTIVITIES: "a"}
+
+BASE_CURRENCY = "EUR"
+"""The base currency of the kit's connector context."""
+CURRENCIES = ("EUR", "USD", "CNY", "GBP")
+"""Currencies of the seeded orders, in turn: the base currency and three others."""
+STATUSES = ("paid", "refunded", "paid", "cancelled", "paid", "pending")
+"""Statuses of the seeded orders, in turn: every :class:`~crmsync.OrderStatus`."""
 
 COMPARED_FIELDS: dict[Stream, tuple[str, ...]] = {
     Stream.MEMBERS: ("email", "first_name", "last_name", "created_at", "updated_at"),
@@ -54,8 +63,8 @@ def sample_record(stream: Stream, index: int, at: datetime, member_ids: list[str
             "placed_at": EPOCH + timedelta(days=index, hours=3),
             # .10 and .20 have no exact binary float: float money shows up in the comparison
             "amount": Decimal("19.90") + Decimal("0.10") * index,
-            "currency": "EUR",
-            "status": "refunded" if index % 5 == 4 else "paid",
+            "currency": CURRENCIES[index % len(CURRENCIES)],
+            "status": STATUSES[index % len(STATUSES)],
             "updated_at": at,
         }
     return {

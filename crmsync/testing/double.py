@@ -1,18 +1,20 @@
 """What the conformance kit asks of a test double, and an in-memory base that keeps a CRM's state.
 
-A double stands in for the system a connector talks to. The kit seeds it, edits it, reads back what was
-pushed and makes its next call fail; :class:`CrmDouble` lists those operations. :class:`InMemoryCrm` keeps
-the state (records in canonical form, deletions, pushed values, queued failures) so a concrete double only
-renders that state in its API's shape: :class:`crmsync.testing.PagedJsonApi` does it for a typical paged
-JSON API over respx; a file-based double writes files instead.
+A double stands in for the system a connector talks to. The kit seeds it, edits it (one record, or many at one
+instant), makes it serve a malformed record, reads back what was pushed, makes it refuse a record, leave a record
+out of a write answer, or fail its next calls; :class:`CrmDouble` lists those operations. :class:`InMemoryCrm` keeps
+the state (records in canonical form, deletions, malformed records, pushed values, queued failures) so a concrete
+double only renders that state in its API's shape: :class:`crmsync.testing.PagedJsonApi` does it for a typical
+paged JSON API over respx; a file-based double writes files instead.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from zoneinfo import ZoneInfo
 
 from crmsync.connector import Stream
 from crmsync.models import PUSHED_FIELDS
@@ -33,7 +35,16 @@ class CrmDouble(Protocol):
         """Create ``count`` records of ``stream``; return their external ids."""
 
     def change(self, stream: Stream, ids: Sequence[str]) -> None:
-        """Edit these records so that an incremental pull must return them again."""
+        """Edit these records, all at one instant (a mass update when there are many), so that an incremental pull
+        must return them again; a record served malformed is repaired."""
+
+    def corrupt(self, stream: Stream, ids: Sequence[str]) -> None:
+        """Edit these records at one instant so that the API serves each with a value that cannot be read (an
+        impossible date, an amount that is not a number): the connector must reject them, not drop them."""
+
+    def blank(self, stream: Stream, ids: Sequence[str]) -> None:
+        """Edit these orders or activities at one instant so that the API serves each without a value it cannot do
+        without (an order's date or amount, an activity's date): the connector must reject them, not invent one."""
 
     def delete(self, stream: Stream, ids: Sequence[str]) -> None:
         """Delete these records in the source."""
@@ -50,11 +61,16 @@ class CrmDouble(Protocol):
     def reject_push(self, member_id: str, field: str, reason: str) -> None:
         """Make the system refuse writes to this member (a per-record error, the rest of the call succeeds)."""
 
+    def drop_from_answer(self, member_id: str) -> None:
+        """Make the system leave this member out of the answers to writes (as an API does with an id it ignores):
+        it is not written, and the write answer says nothing about it."""
+
     def drop_field(self, field: str) -> str:
         """Remove the custom field holding canonical ``field``; return its name in the system."""
 
     def fail_next(self, status: int, *, times: int = 1, retry_after: float | None = None) -> None:
-        """Answer the next ``times`` calls with HTTP ``status`` (only doubles of HTTP APIs)."""
+        """Answer the next ``times`` calls with HTTP ``status`` (only doubles of HTTP APIs); token requests count
+        too, so ``fail_next(401, times=100)`` refuses the credentials on every call."""
 
     @property
     def calls(self) -> int:
@@ -67,8 +83,10 @@ class CrmDouble(Protocol):
 class InMemoryCrm:
     """State of a fake CRM in canonical form, with the bookkeeping every double needs.
 
-    Subclasses serve :attr:`records` in their API's shape, call :meth:`next_failure` at the start of each
-    request, and :meth:`write` for each record a push call writes.
+    Subclasses serve :attr:`records` in their API's shape (a record in :attr:`malformed` with an unreadable value,
+    one in :attr:`blanked` without its date, naive times in :attr:`timezone`), call :meth:`next_failure` at the start
+    of each request, :meth:`begin_write` once per write call and :meth:`write` for each record it writes, leaving out
+    of the answer (and unwritten) the members :meth:`answers` says no to.
     """
 
     field_names: Mapping[str, str] = {f: f for f in PUSHED_FIELDS}
@@ -84,6 +102,14 @@ class InMemoryCrm:
         self.missing_fields: set[str] = set()
         self.failures: deque[tuple[int, float | None]] = deque()
         self.requests: list[Any] = []
+        self.malformed: dict[Stream, set[str]] = {s: set() for s in Stream}
+        """Records served with an unreadable value (see :meth:`corrupt`)."""
+        self.blanked: dict[Stream, set[str]] = {s: set() for s in Stream}
+        """Records served without a value they need (see :meth:`blank`)."""
+        self.unanswered: set[str] = set()
+        """Members left out of write answers (see :meth:`drop_from_answer`)."""
+        self.timezone: tzinfo = ZoneInfo("UTC")
+        """The connector's ``context.timezone``, set by the kit: a source that serves naive times serves them in it."""
 
     # ---------------------------------------------------------------- kit operations
     def _tick(self, minutes: int = 60) -> datetime:
@@ -108,6 +134,20 @@ class InMemoryCrm:
         at = self._tick()
         for rid in ids:
             self.records[stream][rid] = changed_record(stream, self.records[stream][rid], at)
+            self.malformed[stream].discard(rid)
+            self.blanked[stream].discard(rid)
+
+    def corrupt(self, stream: Stream, ids: Sequence[str]) -> None:
+        at = self._tick()
+        for rid in ids:
+            self.records[stream][rid] = dict(self.records[stream][rid], updated_at=at)
+            self.malformed[stream].add(rid)
+
+    def blank(self, stream: Stream, ids: Sequence[str]) -> None:
+        at = self._tick()
+        for rid in ids:
+            self.records[stream][rid] = dict(self.records[stream][rid], updated_at=at)
+            self.blanked[stream].add(rid)
 
     def delete(self, stream: Stream, ids: Sequence[str]) -> None:
         at = self._tick()
@@ -117,7 +157,7 @@ class InMemoryCrm:
 
     def expected(self, stream: Stream, external_id: str) -> Mapping[str, Any] | None:
         record = self.records[stream].get(external_id)
-        if record is None:
+        if record is None or external_id in self.malformed[stream] | self.blanked[stream]:
             return None
         return {k: record[k] for k in COMPARED_FIELDS[stream]}
 
@@ -129,6 +169,9 @@ class InMemoryCrm:
 
     def reject_push(self, member_id: str, field: str, reason: str) -> None:
         self.rejections[member_id] = (field, reason)
+
+    def drop_from_answer(self, member_id: str) -> None:
+        self.unanswered.add(member_id)
 
     def drop_field(self, field: str) -> str:
         self.missing_fields.add(field)
@@ -147,6 +190,10 @@ class InMemoryCrm:
     # ---------------------------------------------------------------- for subclasses
     def next_failure(self) -> tuple[int, float | None] | None:
         return self.failures.popleft() if self.failures else None
+
+    def answers(self, member_id: str) -> bool:
+        """Whether a write answer speaks of this member (``False``: leave it out, and do not write it)."""
+        return member_id not in self.unanswered
 
     def begin_write(self) -> list[str]:
         """Start logging one write call; append member ids to the returned list."""

@@ -17,7 +17,9 @@ from .conftest import LIFECYCLE, POINTS, RFM, STAGE, TAGS, TIER
 from .fake import APP_ID, APP_SECRET, PERMANENT_CODE, USER_ID, FakeFxiaoke, account_describe, order_describe
 
 FIRST = "field_First1__c"
-STATUS = {"paid": "7", "refunded": "12"}
+CURRENCY = "field_Currency__c"
+"""A custom text field holding each order's ISO currency code."""
+STATUS = {"paid": "7", "refunded": "12", "cancelled": "13", "pending": "14"}
 SPEC = next(iter(crmsync_fxiaoke.crmsync_connectors()))
 
 
@@ -48,7 +50,8 @@ class KitFxiaoke(InMemoryCrm):
                 STAGE: {"type": "select_one", "options": [{"label": s, "value": f"st_{s}"} for s in LIFECYCLE]},
             }
         )  # fmt: skip
-        self.fake.describes["SalesOrderObj"] = order_describe()
+        currency = {"api_name": CURRENCY, "type": "text", "label": "币种", "define_type": "custom"}
+        self.fake.describes["SalesOrderObj"] = order_describe() | {CURRENCY: currency}
         self.fake.before = self._before
         self.fake.on_write = self._on_write
 
@@ -62,7 +65,7 @@ class KitFxiaoke(InMemoryCrm):
             "calls_per_window": None,
             "backoff_seconds": 0,
             "members": {"first_name_field": FIRST},
-            "orders": {"currency": "EUR", "status_map": {v: k for k, v in STATUS.items()}},
+            "orders": {"currency_field": CURRENCY, "status_map": {v: k for k, v in STATUS.items()}},
             "push_fields": dict(self.field_names),
             "tier_names": ["Bronze", "Silver", "Gold"],
         }
@@ -79,11 +82,14 @@ class KitFxiaoke(InMemoryCrm):
     def _native(self, stream: Stream, r: Mapping[str, Any]) -> dict[str, Any]:
         common = {"_id": r["external_id"], "last_modified_time": ms(r["updated_at"]), "last_modified_by": ["1001"],
                   "life_status": "normal"}  # fmt: skip
+        unreadable = r["external_id"] in self.malformed[stream]
         if stream is Stream.MEMBERS:
             return {**common, "name": r["last_name"], FIRST: r["first_name"], "email": r["email"],
-                    "create_time": ms(r["created_at"])}  # fmt: skip
-        return {**common, "account_id": r["member_external_id"], "order_amount": str(r["amount"]),
-                "order_time": ms(r["placed_at"]), "order_status": STATUS[str(r["status"])]}  # fmt: skip
+                    "create_time": "31/02/2024" if unreadable else ms(r["created_at"])}  # fmt: skip
+        return {**common, "account_id": r["member_external_id"], CURRENCY: r["currency"],
+                "order_amount": "19,9O" if unreadable else str(r["amount"]),
+                "order_time": None if r["external_id"] in self.blanked[stream] else ms(r["placed_at"]),
+                "order_status": STATUS[str(r["status"])]}  # fmt: skip
 
     def _render(self, stream: Stream) -> None:
         table = self.fake.objects.setdefault(self.objects[stream], {})
@@ -102,6 +108,14 @@ class KitFxiaoke(InMemoryCrm):
 
     def change(self, stream: Stream, ids: Sequence[str]) -> None:
         super().change(stream, ids)
+        self._render(stream)
+
+    def corrupt(self, stream: Stream, ids: Sequence[str]) -> None:
+        super().corrupt(stream, ids)
+        self._render(stream)
+
+    def blank(self, stream: Stream, ids: Sequence[str]) -> None:
+        super().blank(stream, ids)
         self._render(stream)
 
     def delete(self, stream: Stream, ids: Sequence[str]) -> None:
@@ -141,6 +155,7 @@ class KitFxiaoke(InMemoryCrm):
 
 class TestFxiaokeConformance(ConnectorContract):
     spec = SPEC
+    batch_answers = False  # one data/update call per customer
 
     @pytest.fixture
     def crm(self) -> KitFxiaoke:

@@ -231,7 +231,7 @@ def distinct_times(fake: FakeFxiaoke, ids: list[str], times: list[int]) -> None:
 def test_any_spread_of_modification_times_is_delivered_exactly_once_in_linear_work(n, shape, page, seed) -> None:
     """Rows read and ids written into cursors grow linearly with the records, whatever their times.
 
-    The thresholds are lowered so that a few hundred records exercise the large-map paths.
+    The checkpoint threshold is lowered so that a few hundred records exercise the large-map paths.
     """
     import random
     from unittest import mock
@@ -250,10 +250,7 @@ def test_any_spread_of_modification_times_is_delivered_exactly_once_in_linear_wo
     }[shape]
     distinct_times(fake, ids, times)
     make = lambda: connector(fake, page_size=page, calls_per_window=None)  # noqa: E731
-    with (
-        mock.patch("crmsync_fxiaoke.cursor.CHECKPOINT_ALWAYS", 20),
-        mock.patch("crmsync_fxiaoke.cursor.PRUNE_AT_LEAST", 16),
-    ):
+    with mock.patch("crmsync_fxiaoke.cursor.CHECKPOINT_ALWAYS", 20):
         batches, records, cursor = pull(make(), Stream.MEMBERS)
         assert sorted(r.external_id for r in records) == ids  # each once
         written = [FxCursor.loads(b.cursor) for b in batches if b.cursor is not None]
@@ -310,3 +307,23 @@ def test_a_crash_inside_a_cluster_resumes_from_the_last_stored_cursor(fake: Fake
     assert len(delivered) + len(rest) - len(ids) <= len(FxCursor.loads(stored).seen)  # re-read: at most that
     _, none, _ = pull(connector(fake, calls_per_window=None), Stream.MEMBERS, cursor)
     assert none == []
+
+
+@pytest.mark.parametrize("n", [3, 5, 250])
+def test_a_page_the_api_serves_again_stops_the_pull_instead_of_reading_it_forever(
+    fake: FakeFxiaoke, n: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An API (or a proxy) that ignores the ``_id GT`` filter answers the first page again: the pull stops with an
+    error after delivering what it read once, never looping and never moving the cursor past unread records."""
+    from crmsync import FatalAPIError
+
+    seed_accounts(fake, n)
+    conn = connector(fake, page_size=2)
+    query = conn.client.query
+    monkeypatch.setattr(conn.client, "query", lambda obj, **kw: query(obj, **{**kw, "after_id": None}))
+    delivered = []
+    with pytest.raises(FatalAPIError, match="page 2 repeats the records of the page before it"):
+        for batch in conn.pull(Stream.MEMBERS, None):
+            delivered += [r.external_id for r in batch.records]
+    assert len(delivered) == len(set(delivered)) == 2
+    assert len(queries(fake)) == 2

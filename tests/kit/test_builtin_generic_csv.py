@@ -10,11 +10,13 @@ from typing import Any
 import pytest
 from crmsync_generic_csv import CsvConnector, CsvSettings
 
-from crmsync.connector import Stream
+from crmsync import Stream
 from crmsync.testing import ConnectorContract, InMemoryCrm
 from crmsync.testing.paged import iso
 
 FILES = {Stream.MEMBERS: "customers.csv", Stream.ORDERS: "orders.csv", Stream.ACTIVITIES: "activities.csv"}
+UNREADABLE = {Stream.MEMBERS: "created_at", Stream.ORDERS: "amount", Stream.ACTIVITIES: "occurred_at"}
+REQUIRED = {Stream.ORDERS: "placed_at", Stream.ACTIVITIES: "occurred_at"}
 COLUMNS = {
     Stream.MEMBERS: ("external_id", "email", "first_name", "last_name", "created_at", "updated_at"),
     Stream.ORDERS: ("external_id", "member_external_id", "placed_at", "amount", "currency", "status", "updated_at"),
@@ -45,7 +47,12 @@ class CsvExports(InMemoryCrm):
             writer = csv.writer(f)
             writer.writerow(COLUMNS[stream])
             for row in rows:
-                writer.writerow([iso(row[c]) if hasattr(row[c], "tzinfo") else row[c] for c in COLUMNS[stream]])
+                cells = {c: iso(row[c]) if hasattr(row[c], "tzinfo") else row[c] for c in COLUMNS[stream]}
+                if row["external_id"] in self.malformed[stream]:
+                    cells[UNREADABLE[stream]] = "31/02/2024 25:61"
+                if row["external_id"] in self.blanked[stream]:
+                    cells[REQUIRED[stream]] = ""
+                writer.writerow(cells.values())
 
     def seed(self, stream: Stream, count: int) -> list[str]:
         ids = super().seed(stream, count)
@@ -59,6 +66,14 @@ class CsvExports(InMemoryCrm):
 
     def delete(self, stream: Stream, ids: Any) -> None:
         super().delete(stream, ids)
+        self._export(stream)
+
+    def corrupt(self, stream: Stream, ids: Any) -> None:
+        super().corrupt(stream, ids)
+        self._export(stream)
+
+    def blank(self, stream: Stream, ids: Any) -> None:
+        super().blank(stream, ids)
         self._export(stream)
 
     # ------------------------------------------------------------------ what pushes wrote

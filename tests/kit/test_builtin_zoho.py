@@ -14,9 +14,10 @@ import pytest
 from crmsync_zoho import ZohoConnector  # noqa: F401  (the package must import)
 from crmsync_zoho.client import classify
 
-from crmsync.connector import Stream
+from crmsync import Stream
 from crmsync.testing import ConnectorContract, InMemoryCrm
 from crmsync.testing.checks_push import GRADES
+from crmsync.testing.data import CURRENCIES
 
 # the Zoho tests' fake org: "zoho.fake" next to this package ("tests.zoho.fake" if tests/ is a package)
 _fake = importlib.import_module(".".join(filter(None, [__package__.rpartition(".")[0], "zoho", "fake"])))
@@ -32,6 +33,10 @@ FIELD_NAMES = {
     "lifecycle": "Lifecycle_Stage",
 }
 KIT_TAGS = sorted({t for g in GRADES for t in g["tags"]})
+RATES = {"EUR": "1", "USD": "1.08", "CNY": "7.81", "GBP": "0.85"}
+"""Zoho's Exchange_Rate: units of the order's currency per unit of the home currency (EUR)."""
+UNREADABLE = {Stream.MEMBERS: "Created_Time", Stream.ORDERS: "Grand_Total", Stream.ACTIVITIES: "Created_Time"}
+"""The field a corrupted record of each stream is served with an impossible value in (a blanked one without it)."""
 
 
 class ZohoDouble(InMemoryCrm):
@@ -41,6 +46,7 @@ class ZohoDouble(InMemoryCrm):
 
     def __init__(self) -> None:
         super().__init__()
+        self.originals: dict[tuple[Stream, str], dict[str, Any]] = {}
         self.fake = FakeZoho()
         tags = push_field("Loyalty_Tags", "multiselectpicklist", KIT_TAGS, 3)
         self.fake.fields["Contacts"] = [tags if f["api_name"] == "Loyalty_Tags" else dict(f) for f in DEFAULT_FIELDS]
@@ -71,7 +77,9 @@ class ZohoDouble(InMemoryCrm):
                 n = len(self.fake.records["Contacts"])
                 rid = self.fake.add("Contacts", First_Name=f"Ann{n}", Last_Name=f"Lee{n}", Email=f"ann{n}@example.com")
             elif stream is Stream.ORDERS:
-                rid = self.fake.add_order(contacts[i % len(contacts)], f"{19 + i}.90")
+                currency = CURRENCIES[i % len(CURRENCIES)]
+                contact = contacts[i % len(contacts)]
+                rid = self.fake.add_order(contact, f"{19 + i}.90", Currency=currency, Exchange_Rate=RATES[currency])
             else:
                 who = {"name": "Some One", "id": contacts[i % len(contacts)]}
                 rid = self.fake.add("Tasks", Subject=f"Call {i}", Who_Id=who)
@@ -79,8 +87,22 @@ class ZohoDouble(InMemoryCrm):
         return ids
 
     def change(self, stream: Stream, ids: Any) -> None:
+        """A mass update: one second for all of them; a corrupted record gets its value back."""
+        self.fake.mass_update(MODULE[stream], list(ids), Description="changed")
         for rid in ids:
-            self.fake.modify(MODULE[stream], rid, Description="changed")
+            if rid in self.malformed[stream]:
+                self.malformed[stream].discard(rid)
+                self.fake.records[MODULE[stream]][rid].update(self.originals.pop((stream, rid)))
+
+    def corrupt(self, stream: Stream, ids: Any, value: Any = "31/02/2024 25:61") -> None:
+        field = UNREADABLE[stream]
+        for rid in ids:
+            self.originals[(stream, rid)] = {field: self.fake.records[MODULE[stream]][rid][field]}
+            self.malformed[stream].add(rid)
+        self.fake.mass_update(MODULE[stream], list(ids), **{field: value})
+
+    def blank(self, stream: Stream, ids: Any) -> None:
+        self.corrupt(stream, ids, None)
 
     def delete(self, stream: Stream, ids: Any) -> None:
         for rid in ids:
@@ -88,7 +110,7 @@ class ZohoDouble(InMemoryCrm):
 
     def expected(self, stream: Stream, external_id: str) -> dict[str, Any] | None:
         row = self.fake.records[MODULE[stream]].get(external_id)
-        if row is None:
+        if row is None or external_id in self.malformed[stream]:
             return None
         if stream is Stream.MEMBERS:
             return {
@@ -98,7 +120,8 @@ class ZohoDouble(InMemoryCrm):
                 "updated_at": datetime.fromisoformat(row["Modified_Time"]),
             }
         if stream is Stream.ORDERS:
-            return {"member_external_id": row["Contact_Name"]["id"], "amount": Decimal(row["Grand_Total"])}
+            return {"member_external_id": row["Contact_Name"]["id"], "amount": Decimal(row["Grand_Total"]),
+                    "currency": row["Currency"]}  # fmt: skip
         return {"member_external_id": row["Who_Id"]["id"], "occurred_at": datetime.fromisoformat(row["Created_Time"])}
 
     # ------------------------------------------------------------------ pushes
@@ -128,13 +151,14 @@ class ZohoDouble(InMemoryCrm):
             code = {429: "TOO_MANY_REQUESTS", 400: "INVALID_REQUEST", 404: "INVALID_URL_PATTERN"}
             response = err(status, code.get(status, "INTERNAL_ERROR"), "injected by the kit")
             return httpx.Response(status, json=json.loads(response.content), headers=headers)
-        if classify(request) == "update Contacts" and self.rejections:
+        if classify(request) == "update Contacts" and (self.rejections or self.unanswered):
             return self.refuse_some(request)
         return self.fake._handle(request)
 
     def refuse_some(self, request: httpx.Request) -> httpx.Response:
-        """Send the fake the records it may write; answer the refused ones with Zoho's per-record error."""
-        data = json.loads(request.content)["data"]
+        """Send the fake the records it may write; answer the refused ones with Zoho's per-record error, and leave
+        the ones the kit dropped from answers out (unwritten)."""
+        data = [r for r in json.loads(request.content)["data"] if self.answers(str(r["id"]))]
         keep = [r for r in data if str(r["id"]) not in self.rejections]
         answers: list[dict[str, Any]] = []
         if keep:

@@ -74,3 +74,31 @@ def test_generated_plugin_installs_is_discovered_and_passes_its_tests(tmp_path: 
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert " passed" in run.stdout
     assert "failed" not in run.stdout
+
+
+@pytest.mark.parametrize(
+    ("url", "ok"),
+    [
+        ("https://api.acme.example/v1", True),
+        ("http://localhost:8080/v1", True),
+        ("http://127.0.0.1:9000", True),
+        ("http://[::1]:9000/api", True),
+        ("http://api.acme.example/v1", False),
+        ("http://localhost.acme.example/v1", False),
+    ],
+)
+def test_the_scaffold_settings_take_https_or_a_local_fake(tmp_path: Path, url: str, ok: bool):
+    root, _ = render_plugin("acme_local", tmp_path)
+    spec = importlib.util.spec_from_file_location("scaffold_connector", root / "src/crmsync_acme_local/connector.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # pydantic resolves the annotations through it
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[spec.name]
+    table = {"base_url": url, "api_token": "t0k3n-for-a-local-fake"}
+    if ok:
+        assert module.AcmeLocalSettings.model_validate(table).base_url == url
+    else:
+        with pytest.raises(ValueError, match="must use https"):
+            module.AcmeLocalSettings.model_validate(table)

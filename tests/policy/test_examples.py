@@ -38,6 +38,10 @@ def test_example_compiles_and_grades(path: Path, store: Store) -> None:
     tiers = store.graded("tier")
     assert tiers["idle"] == compiled.tier_names[-1]
     assert tiers["buyer"] == EXPECTED[path.stem]
+    if path.stem == "retail_cn":  # the classic 8 segments with their Chinese names; the bonus of 金卡 is pushed
+        segment, points = store.graded("rfm_segment, points")["buyer"]
+        assert segment == "一般挽留客户"  # the only buyer is not above the mean of the buyers: low on R, F and M
+        assert points == 13500 + 500  # earned before any tier was held (1x), and the entry bonus
 
 
 def test_retail_cn_example_paid_membership_and_yearly_tiers(store: Store) -> None:

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import duckdb
@@ -57,6 +58,54 @@ ANNIVERSARY: dict[str, Any] = {
     ],
 }
 POLICIES = {"rolling": POLICY, "periods": PERIODS, "anniversary": ANNIVERSARY}
+LOYALTY: dict[str, Any] = {
+    "metrics": {"windows": [30, 90, 365]},
+    "tiers": [
+        {"name": "金卡", "condition": "qualifying_points_365d >= 600", "entry_bonus": 300, "points_multiplier": "1.5"},
+        {"name": "银卡", "condition": "spend_net_365d >= 150", "entry_bonus": 50},
+        {"name": "铜卡"},
+    ],
+    "downgrade": {"grace_days": 10},
+    "points": {
+        "per_currency_unit": "1",
+        "expiry": "end_of_year",
+        "expiry_years": 0,
+        "activities": {"review": "15"},
+        "non_qualifying_kinds": ["review"],
+        "redemption_kinds": ["redeem"],
+        "entry_bonus_on_reentry": True,
+    },
+    "rfm": {"segments": "classic8", "names": "zh", "method": "median", "window_days": 90, "monetary": "spend_net"},
+    "tags": {
+        "积分将过期": "points_expiring_30d > 0",
+        "活跃": "points_earned_30d >= 100 or refunded_amount_30d > 0",
+    },
+}
+"""The rules of a Chinese retail programme: qualifying points, entry bonuses, calendar-year expiry, no overdraft,
+net spend, the classic 8-segment RFM over a window."""
+COMBINED: dict[str, Any] = {
+    **LOYALTY,
+    "qualification": {"period": "calendar_month"},
+    "tiers": [
+        {
+            "name": "金卡",
+            "condition": "qualifying_points_365d >= 600 or spend_net_this_period >= 400",
+            "keep_condition": "spend_net_last_period >= 150 or (held_tier = '金卡' and days_in_tier < 40)",
+            "entry_bonus": 300,
+            "points_multiplier": "1.5",
+        },
+        {
+            "name": "银卡",
+            "condition": "spend_net_365d >= 150 or refunded_amount_this_period > 50",
+            "keep_condition": "orders_last_period >= 1",
+            "entry_bonus": 50,
+            "grace_days": 3,
+        },
+        {"name": "铜卡"},
+    ],
+}
+"""Both kinds of rules at once: a calendar-month qualification period with keep conditions, the held tier and days in
+tier, per-tier grace, entry bonuses granted on the days decided, qualifying points, net spend and refunds."""
 MEMBERS = [f"m{i}" for i in range(12)]
 GRADES = ", ".join(GRADE_COLUMNS)
 
@@ -68,9 +117,9 @@ def _rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[tuple[Any, ...]]:
 class Twins:
     """The same data in two stores: one graded incrementally, one graded whole each time."""
 
-    def __init__(self, policy: dict[str, Any] = POLICY) -> None:
+    def __init__(self, policy: dict[str, Any] = POLICY, tz: str = "UTC") -> None:
         self.inc, self.full = Store(connect()), Store(connect())
-        self.policy = compiled(policy)
+        self.policy = compiled(policy, tz=tz)
 
     def both(self, change: Callable[[Store], Any]) -> None:
         change(self.inc)
@@ -88,6 +137,7 @@ class Twins:
             ("policy_points_ledger", "member_id, entry_ref, kind, occurred_at, expires_at, points, multiplier"),
             ("policy_tier_state", "member_id, tier, tier_since, previous_tier, below_since"),
             ("policy_tier_clock", "decided_through"),
+            ("policy_points_bonus", "member_id, tier, entry_ref, granted_at, points"),
         ):
             sql = f"SELECT {cols} FROM {table} ORDER BY ALL"
             assert _rows(self.inc.con, sql) == _rows(self.full.con, sql), f"{table} differs as of {as_of}"
@@ -98,16 +148,17 @@ class Twins:
         return got.recomputed
 
 
-def _scenario(rng: random.Random, twins: Twins, steps: int) -> list[int]:
+def _scenario(rng: random.Random, twins: Twins, steps: int, start: datetime = NOW) -> list[int]:
     counter = iter(range(10**6))
-    as_of = NOW
+    as_of = start
     live: list[str] = []
     for m in MEMBERS[:8]:
         twins.both(lambda s, m=m: s.member(m, created_at=NOW - timedelta(days=400)))
     recomputed = [twins.grade(as_of)]
     for _ in range(steps):
         for _ in range(rng.randint(0, 4)):
-            kind = rng.choice(["order", "order", "future", "flip2", "move", "delete", "activity", "redeem", "member"])
+            kinds = ["order", "order", "future", "flip2", "move", "delete", "activity", "redeem", "member", "refund"]
+            kind = rng.choice(kinds)
             m = rng.choice(MEMBERS[:8])
             when = as_of - timedelta(days=rng.uniform(0, 120))
             if kind in ("order", "future"):
@@ -125,6 +176,11 @@ def _scenario(rng: random.Random, twins: Twins, steps: int) -> list[int]:
                 twins.both(lambda s: s.con.execute("UPDATE orders SET status = 'refunded' WHERE member_id = 'm0'"))
             elif kind == "move" and live:
                 twins.both(lambda s, e=rng.choice(live), m=m: s.set_order(e, member_id=m))
+            elif kind == "refund" and live:  # a partial refund of an order placed earlier
+                refund = Decimal(rng.choice(["5", "19.99"]))
+                twins.both(
+                    lambda s, e=rng.choice(live), r=refund: s.set_order(e, refunded_amount=r, refunded_amount_base=r)
+                )
             elif kind == "delete" and live:
                 twins.both(lambda s, e=rng.choice(live): s.set_order(e, deleted=True))
             elif kind == "activity":
@@ -146,12 +202,23 @@ def _scenario(rng: random.Random, twins: Twins, steps: int) -> list[int]:
     return recomputed
 
 
+YEAR_END = datetime(2024, 12, 20, tzinfo=UTC)
+"""The loyalty scenarios start here: their points expire at the end of 2024 in Shanghai, a few steps later."""
+LOYALTY_SCENARIOS = {"loyalty": LOYALTY, "combined": COMBINED}
+
+
 @pytest.mark.parametrize(
     ("policy", "seed"),
-    [("rolling", 0), ("rolling", 1), ("rolling", 2), ("rolling", 3), ("periods", 4), ("anniversary", 5)],
+    [("rolling", 0), ("rolling", 1), ("rolling", 2), ("rolling", 3), ("periods", 4), ("anniversary", 5)]
+    + [("loyalty", s) for s in range(6, 9)]
+    + [("combined", s) for s in range(9, 13)],
 )
 def test_incremental_grading_equals_grading_everyone(policy: str, seed: int) -> None:
-    recomputed = _scenario(random.Random(seed), Twins(POLICIES[policy]), steps=14)
+    if policy in LOYALTY_SCENARIOS:
+        twins, start = Twins(LOYALTY_SCENARIOS[policy], tz="Asia/Shanghai"), YEAR_END
+    else:
+        twins, start = Twins(POLICIES[policy]), NOW
+    recomputed = _scenario(random.Random(seed), twins, steps=14, start=start)
     assert recomputed[0] == 8  # the first grading computes everyone
     assert min(recomputed[1:]) < 8  # later ones skip members whose inputs did not change
 
@@ -199,3 +266,19 @@ def test_two_orders_changing_the_same_way_are_noticed() -> None:
     twins.both(lambda s: s.con.execute("UPDATE orders SET status = 'refunded'"))
     assert twins.grade(NOW) == 1
     assert _rows(twins.inc.con, "SELECT points, rfm_r FROM profiles") == [(0, None)]
+
+
+def test_points_coming_due_at_a_year_end_and_entering_the_expiring_window_are_recomputed() -> None:
+    twins = Twins(LOYALTY, tz="Asia/Shanghai")
+    for m in ("m1", "m2"):
+        twins.both(lambda s, m=m: s.member(m))
+    # 100 points earned 2024-06-01: they expire at the end of 2024 in Shanghai (2024-12-31 16:00 UTC)
+    twins.both(lambda s: s.order("m1", "100", datetime(2024, 6, 1, tzinfo=UTC)))
+    twins.both(lambda s: s.order("m2", "20", datetime(2024, 6, 1, tzinfo=UTC) - timedelta(days=300)))
+    end = datetime(2024, 12, 31, 16, tzinfo=UTC)
+    assert twins.grade(end - timedelta(days=40)) == 2
+    assert twins.grade(end - timedelta(days=35)) == 0
+    assert twins.grade(end - timedelta(days=29)) == 1  # m1's points entered the 30-day window
+    assert _rows(twins.inc.con, "SELECT tags FROM profiles WHERE member_id = 'm1'") == [(["积分将过期"],)]
+    assert twins.grade(end) == 1  # and expired
+    assert _rows(twins.inc.con, "SELECT points FROM profiles WHERE member_id = 'm1'") == [(0,)]

@@ -17,7 +17,7 @@ from crmsync.errors import PolicyError
 from crmsync.policy.explain import explain
 
 TZ = ZoneInfo("Asia/Shanghai")
-NAMES = ("spend", "orders", "refunds", "activity_review")
+NAMES = ("spend", "spend_net", "orders", "refunds", "refunded_amount", "activity_review")
 
 
 def _years(a: date, n: int) -> date:
@@ -45,7 +45,7 @@ def _start(d: date) -> datetime:
 
 
 def reference(rows: list[tuple], period: str, anchor: date | None, as_of: datetime) -> dict[str, object]:
-    """Period metrics of one member from its rows ``(kind, at, amount, status)``."""
+    """Period metrics of one member from its rows ``(kind, at, amount, status, refunded amount)``."""
     bounds = reference_bounds(period, anchor, as_of.astimezone(TZ).date())
     if bounds is None:
         return {"period_start": None, **{f"{n}_{w}_period": 0 for n in NAMES for w in ("this", "last")}}
@@ -55,6 +55,12 @@ def reference(rows: list[tuple], period: str, anchor: date | None, as_of: dateti
         inside = [r for r in rows if lo <= r[1] < hi]
         paid = [r for r in inside if r[0] == "order" and r[3] == "paid"]
         out[f"spend_{which}_period"] = sum((Decimal(r[2]) for r in paid), Decimal(0))
+        # net of partial refunds; what was refunded on any order (a refunded order without an amount: all of it)
+        out[f"spend_net_{which}_period"] = sum((Decimal(r[2]) - Decimal(r[4] or 0) for r in paid), Decimal(0))
+        refunded = [
+            Decimal(r[4]) if r[4] else Decimal(r[2] if r[3] == "refunded" else 0) for r in inside if r[0] == "order"
+        ]
+        out[f"refunded_amount_{which}_period"] = sum(refunded, Decimal(0))
         out[f"orders_{which}_period"] = len(paid)
         out[f"refunds_{which}_period"] = sum(1 for r in inside if r[0] == "order" and r[3] == "refunded")
         out[f"activity_review_{which}_period"] = sum(1 for r in inside if r[0] == "review")
@@ -67,9 +73,11 @@ def _random_rows(rng: random.Random, base: datetime) -> list[tuple]:
         # near local midnights and the turn of the year and of months, where a zone mistake would show
         at = base + timedelta(days=rng.randint(-800, 0), hours=rng.choice([0, 15, 16, 23]), minutes=rng.choice([0, 59]))
         if rng.random() < 0.8:
-            rows.append(("order", at, str(rng.choice([10, 99, 250])), rng.choice(["paid"] * 4 + ["refunded"])))
+            amount = rng.choice([10, 99, 250])
+            refund = rng.choice([None, None, None, str(Decimal(amount) / 4)])
+            rows.append(("order", at, str(amount), rng.choice(["paid"] * 4 + ["refunded"]), refund))
         else:
-            rows.append(("review", at, "", ""))
+            rows.append(("review", at, "", "", None))
     return rows
 
 
@@ -93,9 +101,9 @@ def test_period_metrics_equal_an_independent_computation(store: Store, period: s
         m, rows = f"m{i}", _random_rows(rng, base)
         joined = date(2024, 2, 29) if i == 0 else base.date() - timedelta(days=rng.randint(0, 900))
         store.member(m, attributes=json.dumps({"joined": joined.isoformat()}))
-        for kind, at, amount, status in rows:
+        for kind, at, amount, status, refund in rows:
             if kind == "order":
-                store.order(m, amount, at, status=status)
+                store.order(m, amount, at, status=status, refunded=refund)
             else:
                 store.activity(m, "review", at)
         members[m] = (rows, joined)

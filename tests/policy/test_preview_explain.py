@@ -1,4 +1,4 @@
-"""Explain, preview, backtest and the chart."""
+"""Explain, preview and backtest (the chart: test_chart_browser.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from policy_support import NOW, Store, compiled, day
 
 from crmsync.errors import CrmsyncError
 from crmsync.policy.explain import explain
-from crmsync.policy.preview import backtest, chart_html, period_ends, preview, write_chart
+from crmsync.policy.preview import backtest, period_ends, preview
 
 POLICY = {
     "tiers": [
@@ -121,25 +121,11 @@ def test_period_ends() -> None:
         period_ends(start, start + timedelta(days=9), 0)
 
 
-def test_chart_is_self_contained_svg(tmp_path) -> None:
-    from crmsync.policy.preview import BacktestPeriod
-
-    periods = [
-        BacktestPeriod(datetime(2024, m, 1, tzinfo=UTC), {"Gold": m, "<Base>": 10 - m}, Decimal(m), 0, 0)
-        for m in (1, 2, 3)
-    ]
-    page = chart_html(periods, ["Gold", "<Base>"])
-    assert page.count("<rect") == 6 + 2  # bars plus legend
-    assert "&lt;Base&gt;" in page and "<Base>" not in page
-    assert "http" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
-    out = write_chart(tmp_path / "c.html", periods, ["Gold", "<Base>"])
-    assert out.read_text(encoding="utf-8") == page
-
-
 def test_rendered_tables_show_the_figures(store: Store) -> None:
     from rich.console import Console
 
-    from crmsync.cli.policy_view import backtest_table, explanation_table, overrides_table, preview_table
+    from crmsync.cli.policy_view import explanation_table, overrides_table
+    from crmsync.cli.trial_view import backtest_table, preview_table
     from crmsync.policy import list_overrides, set_override
 
     _seed(store)

@@ -1,6 +1,7 @@
 """Grades do not depend on how often sync runs: the same history graded at different run schedules (every 30
 minutes, daily, weekly, after a 34-day gap) and replayed by a backtest gives the same tiers, tier dates, previous
-tiers and points balances on the same days. Tiers are decided per day: a member drops at most ``max_levels`` a
+tiers, points balances and tier-entry bonuses (each granted once, dated at the end of the day of entry) on the same
+days. Tiers are decided per day: a member drops at most ``max_levels`` a
 day, and a grace period starts on the day the member stopped qualifying, not on the day a late run notices."""
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 import itertools
 import random
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -28,19 +29,31 @@ POLICIES: dict[str, tuple[str, dict[str, Any]]] = {
         "America/New_York",
         {
             "tiers": [
-                {"name": "VIP", "condition": "activity_vip_20d >= 1", "grace_days": 0, "points_multiplier": "3"},
+                {
+                    "name": "VIP",
+                    "condition": "activity_vip_20d >= 1",
+                    "grace_days": 0,
+                    "points_multiplier": "3",
+                    "entry_bonus": 1000,
+                },
                 {
                     "name": "Gold",
                     "condition": "spend_30d >= 500",
                     "keep_condition": "spend_30d >= 300",
                     "grace_days": 6,
                     "points_multiplier": "2",
+                    "entry_bonus": 200,
                 },
-                {"name": "Silver", "condition": "spend_30d >= 150 or orders_30d >= 3"},
+                {"name": "Silver", "condition": "spend_30d >= 150 or orders_30d >= 3", "entry_bonus": 50},
                 {"name": "Bronze"},
             ],
             "downgrade": {"grace_days": 3, "max_levels": 1},
-            "points": {"per_currency_unit": "1", "activities": {"review": "10"}},
+            "points": {
+                "per_currency_unit": "1",
+                "activities": {"review": "10"},
+                "entry_bonus_on_reentry": True,
+                "redemption_kinds": ["redeem"],
+            },
         },
     ),
     # calendar months: a tier held until the month ends, decided on the first day of the next one; a condition
@@ -54,12 +67,17 @@ POLICIES: dict[str, tuple[str, dict[str, Any]]] = {
                     "name": "Gold",
                     "condition": "spend_this_period >= 500 or spend_last_period >= 500",
                     "keep_condition": "spend_last_period >= 300 or (held_tier = 'Gold' and days_in_tier < 20)",
+                    "entry_bonus": 300,
                 },
-                {"name": "Silver", "condition": "orders_this_period >= 2 or orders_last_period >= 2"},
+                {
+                    "name": "Silver",
+                    "condition": "orders_this_period >= 2 or orders_last_period >= 2",
+                    "entry_bonus": 80,
+                },
                 {"name": "Bronze"},
             ],
             "downgrade": {"grace_days": 2, "max_levels": 1},
-            "points": {"per_currency_unit": "1"},
+            "points": {"per_currency_unit": "1", "expiry": "end_of_year", "expiry_years": 0},
         },
     ),
 }
@@ -80,6 +98,8 @@ def history(seed: int, start: datetime) -> Callable[[Store], None]:
             rows.append(("activity", m, "vip", (start + timedelta(days=rng.uniform(-15, SPAN))).isoformat(), ""))
         if rng.random() < 0.5:
             rows.append(("activity", m, "review", (start + timedelta(days=rng.uniform(-20, SPAN))).isoformat(), ""))
+        if rng.random() < 0.4:  # spends more than some balances hold: no overdraft
+            rows.append(("activity", m, "redeem", (start + timedelta(days=rng.uniform(0, SPAN))).isoformat(), "400"))
 
     def build(store: Store) -> None:
         for m in members:
@@ -89,19 +109,24 @@ def history(seed: int, start: datetime) -> Callable[[Store], None]:
             if kind == "order":
                 store.order(m, value, when, status=status)
             else:
-                store.activity(m, value, when)
+                store.activity(m, value, when, **({"points": status} if status else {}))
 
     return build
 
 
-def run(policy: Any, build: Callable[[Store], None], instants: list[datetime]) -> dict[datetime, list[tuple]]:
-    """Grade at each instant as syncs do (incrementally, keeping the profiles); the profiles after each run."""
+BONUSES = "SELECT member_id, tier, entry_ref, granted_at, points FROM policy_points_bonus ORDER BY ALL"
+
+
+def run(policy: Any, build: Callable[[Store], None], instants: list[datetime]) -> dict[datetime, tuple[list, list]]:
+    """Grade at each instant as syncs do (incrementally, keeping the profiles); the profiles after each run and
+    the bonuses granted by then."""
     con = connect()
     build(Store(con))
     out = {}
     for at in sorted(instants):
         save_graded(con, policy.grade(con, at, incremental=True).incremental)
-        out[at] = con.execute(f"SELECT member_id, {GRADES} FROM profiles ORDER BY member_id").fetchall()
+        rows = con.execute(f"SELECT member_id, {GRADES} FROM profiles ORDER BY member_id").fetchall()
+        out[at] = (rows, con.execute(BONUSES).fetchall())
     con.close()
     return out
 
@@ -127,15 +152,24 @@ def test_grades_do_not_depend_on_the_run_schedule(name: str) -> None:
                 assert rows == reference[at], f"{label} runs differ from weekly runs at {at}"
                 compared += 1
     assert compared == 3 + 2 + 2
+    bonuses = reference[weekly[-1]][1]
+    assert len(bonuses) >= 3
+    if not data["points"].get("entry_bonus_on_reentry"):  # once per member and tier
+        assert len({(b[0], b[1]) for b in bonuses}) == len(bonuses)
+    for _, _, _, granted_at, _ in bonuses:  # each dated at the last instant of a day in the zone
+        assert (granted_at + timedelta(microseconds=1)).astimezone(ZoneInfo(tz)).time() == time(0)
     # a backtest reporting every 7 days shows what the syncs pushed on those days
     con = connect()
     build(Store(con))
     periods = backtest(con, policy, weekly[0], weekly[-1], every=7)
     assert [p.as_of for p in periods] == weekly
     for p in periods:
-        tiers = [row[1] for row in reference[p.as_of]]
+        rows = reference[p.as_of][0]
+        tiers = [row[1] for row in rows]
         assert p.distribution == {t: tiers.count(t) for t in policy.tier_names}, p.as_of
+        # the backtest grants the bonuses the syncs granted: the same points outstanding
+        assert p.points.outstanding == sum(row[4] for row in rows), p.as_of
     # the history moves tiers up and down: the comparison is not between unchanging grades
-    ranks = [[policy.tier_names.index(row[1]) for row in reference[c]] for c in weekly]
+    ranks = [[policy.tier_names.index(row[1]) for row in reference[c][0]] for c in weekly]
     pairs = [(a, b) for x, y in itertools.pairwise(ranks) for a, b in zip(x, y, strict=True)]
     assert any(a < b for a, b in pairs) and any(a > b for a, b in pairs)

@@ -10,6 +10,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from tests.test_cli import run_main
+
 from .rel_support import AS_OF, CsvWorld, crmsync_env, run_cli
 
 BAD_MEMBER = "C9001,x@y,Secretname,Hiddenlast,2024-01-01 10:00:00\n"
@@ -144,3 +146,74 @@ def test_forget_unknown_member_is_a_clear_error(tmp_path: Path, member: str) -> 
     _sync(config)
     done = run_cli(config, "forget", "nobody-" + member, "--yes", env=crmsync_env())
     assert done.returncode == 2 and "no member with id" in done.stderr and "Traceback" not in done.stderr
+
+
+# ---------------------------------------------------------------------------------------------- erasure in bytes
+def _people_world(folder: Path, n: int) -> tuple[Path, list[dict[str, str]]]:
+    """Exports whose every personal value is distinctive; members 3 and 5 have rejected order rows, member 7's own
+    row is rejected (a bad email) and member 8 is named by email only on one order."""
+    config = CsvWorld(folder, members=1, orders=1, activities=1).write()
+    people = [
+        {"id": f"K{i:02d}Q", "email": f"k{i:02d}q@example.net", "phone": f"+4915{i:02d}7{i:02d}",
+         "first": f"Fn{i:02d}q", "last": f"Ln{i:02d}q"}
+        for i in range(n)
+    ]  # fmt: skip
+    rows = ["external_id,email,phone,first_name,last_name,created_at"]
+    for p in people:
+        email = "k07q(at)example.net" if p["id"] == "K07Q" else p["email"]
+        rows.append(f"{p['id']},{email},{p['phone']},{p['first']},{p['last']},2024-01-01 10:00:00")
+    (folder / "customers.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    rows = ["external_id,member_external_id,member_email,placed_at,amount,currency,status"]
+    for i, p in enumerate(people):
+        rows.append(f"O{i}a,{p['id']},,2025-05-0{1 + i % 9} 10:00:00,{100 + 50 * i}.00,EUR,paid")
+    rows += ["Obad3,K03Q,,2025-05-05 10:00:00,1x,EUR,paid", "Obad5,K05Q,,2025-02-31 10:00:00,10.00,EUR,paid"]
+    rows.append("Omail8,,k08q@example.net,2025-05-05 10:00:00,30.00,EUR,paid")
+    (folder / "orders.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    (folder / "activities.csv").write_text("external_id,member_external_id,kind,occurred_at\n", encoding="utf-8")
+    return config, people
+
+
+def _holding(folder: Path, person: dict[str, str]) -> dict[str, list[str]]:
+    """The files crmsync keeps that still hold one of the person's values, with the values found."""
+    files = [folder / "store.duckdb", folder / "store.duckdb.wal", folder / "out" / "rejects.csv",
+             folder / "out" / "profiles.csv"]  # fmt: skip
+    found = {}
+    for path in files:
+        if path.exists():
+            data = path.read_bytes().lower()
+            hits = [v for v in person.values() if v.lower().encode() in data]
+            if hits:
+                found[path.name] = hits
+    return found
+
+
+def test_forget_then_sync_leaves_no_byte_of_the_members_in_the_store_or_the_connectors_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config, people = _people_world(tmp_path, 12)
+    cfg = ["--config", str(config)]
+    code, _, err = run_main([*cfg, "sync", "--as-of", AS_OF], capsys)
+    assert code == 1, err  # the bad rows
+    gone = [people[i] for i in (3, 5, 7, 8)]
+    for person in gone:
+        if person["id"] != "K07Q":  # its own row was rejected: only the id and the rejected row are kept
+            assert _holding(tmp_path, person), person
+    assert "K07Q" in (tmp_path / "out" / "rejects.csv").read_text()
+    code, out, err = run_main([*cfg, "forget", *(p["id"] for p in gone), "--yes", "--json"], capsys)
+    assert code == 0, err
+    assert {d["member_id"]: d["connector_rows"]["shop"] > 0 for d in json.loads(out)} == {
+        "K03Q": True, "K05Q": True, "K07Q": True, "K08Q": True
+    }  # fmt: skip
+    for person in gone:
+        assert _holding(tmp_path, person) == {}, person
+    # the exports change (a new order of each) and are read whole again: the forgotten stay out, in every file
+    with (tmp_path / "orders.csv").open("a", encoding="utf-8") as fh:
+        for p in gone:
+            fh.write(f"Onew{p['id']},{p['id']},{p['email']},2025-06-01 10:00:00,77.00,EUR,paid\n")
+            fh.write(f"Obadnew{p['id']},{p['id']},,2025-06-01 10:00:00,7x,EUR,paid\n")
+    code, _, err = run_main([*cfg, "sync", "--as-of", AS_OF], capsys)
+    assert code in (0, 1), err
+    for person in gone:
+        assert _holding(tmp_path, person) == {}, person
+    for person in people[:3]:  # the others are all still there
+        assert set(_holding(tmp_path, person)) >= {"store.duckdb", "profiles.csv"}

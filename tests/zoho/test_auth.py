@@ -6,6 +6,7 @@ import logging
 
 import httpx
 import pytest
+from crmsync_zoho.client import classify
 from crmsync_zoho.connector import ZohoConnector
 from crmsync_zoho.settings import DataCentre, dc_urls
 from pydantic import ValidationError
@@ -48,20 +49,56 @@ def test_sandbox_environment_and_aliases() -> None:
     assert make_settings(data_centre="au").data_centre is DataCentre.AU
 
 
-def test_api_domain_from_the_token_decides_the_api_host(context) -> None:
-    fake = FakeZoho(DataCentre.US, api="https://www.zohoapis.eu")
+API_DOMAINS = [
+    # (settings, api_domain in the token answer, API base URL used or None for "refused")
+    ({}, "https://www.zohoapis.com", "https://www.zohoapis.com"),
+    ({"data_centre": "eu", "environment": "sandbox"}, "https://www.zohoapis.eu", "https://sandbox.zohoapis.eu"),
+    ({"data_centre": "eu"}, "https://developer.zohoapis.eu", "https://www.zohoapis.eu"),
+    ({"data_centre": "ca"}, "https://www.zohoapis.ca", "https://www.zohoapis.ca"),
+    ({"data_centre": "sa"}, "https://www.zohoapis.sa", "https://www.zohoapis.sa"),
+    ({"data_centre": "au"}, "https://www.zohoapis.com.au", "https://www.zohoapis.com.au"),
+    ({"data_centre": "au"}, "https://www.zohoapis.com", None),  # another data centre
+    ({}, "https://www.zohoapis.eu", None),
+    ({}, "https://www.zohoapis.com.cn", None),
+    ({}, "https://evil.example.com", None),
+    ({}, "http://www.zohoapis.com", None),  # not HTTPS
+    ({}, "https://www.zohoapis.com.evil.example", None),
+    ({"accounts_url": "http://127.0.0.1:9001"}, "http://127.0.0.1:9002", "http://127.0.0.1:9002"),
+    ({"accounts_url": "http://localhost:9001"}, "http://[::1]:9002", "http://[::1]:9002"),
+    ({"accounts_url": "http://127.0.0.1:9001"}, "https://www.zohoapis.com", None),  # a fake must not leak out
+    ({"accounts_url": "https://zoho-proxy.example.com", "data_centre": "eu"}, "https://www.zohoapis.eu",
+     "https://www.zohoapis.eu"),
+    ({"accounts_url": "https://zoho-proxy.example.com", "data_centre": "eu"}, "https://www.zohoapis.com", None),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("overrides", "api_domain", "used"), API_DOMAINS)
+def test_api_domain_must_belong_with_the_accounts_server(overrides, api_domain, used, context) -> None:
+    settings = make_settings(**overrides)
+    accounts = settings.urls[0]
+    fake = FakeZoho(accounts=accounts, api=used or settings.urls[1])
+    fake.token_api_domain = api_domain
     fake.seed_contacts(1)
-    connector = ZohoConnector(make_settings(), context, transport=fake.transport)
-    list(connector.pull(Stream.MEMBERS, None))
-    assert fake.requests[-1].url.host == "www.zohoapis.eu"
-    assert "Authorization" in fake.requests[-1].headers
+    connector = ZohoConnector(settings, context, transport=fake.transport)
+    if used is not None:
+        assert len([r for b in connector.pull(Stream.MEMBERS, None) for r in b.records]) == 1
+        assert str(fake.requests[-1].url).startswith(used)
+        return
+    with pytest.raises(ConfigError) as info:
+        list(connector.pull(Stream.MEMBERS, None))
+    assert info.value.exit_code == ExitCode.CONFIG
+    message = str(info.value)
+    assert httpx.URL(accounts).host in message and httpx.URL(api_domain).host in message
+    assert "api_url" in message  # what to set if that host is meant
+    assert [classify(r) for r in fake.requests] == ["oauth token"]  # nothing went to any API host
 
 
-def test_foreign_api_domain_is_not_trusted(context) -> None:
-    fake = FakeZoho(DataCentre.US, api="https://evil.example.com")
+def test_check_never_reports_an_api_host_the_token_did_not_earn(context) -> None:
+    fake = FakeZoho()
+    fake.token_api_domain = "https://www.zohoapis.eu"
     connector = ZohoConnector(make_settings(), context, transport=fake.transport)
-    connector.client.connect()
-    assert connector.client.api_url == "https://www.zohoapis.com"
+    with pytest.raises(ConfigError, match=r"www\.zohoapis\.eu"):
+        connector.check()
 
 
 def test_overrides_for_a_local_fake_server(context) -> None:
@@ -85,13 +122,22 @@ def test_plain_http_override_refused_unless_loopback() -> None:
         ensure_secure_url("http://zoho.internal.example.com")
 
 
-def test_token_is_cached_in_state_across_runs(fake: FakeZoho, context) -> None:
+def test_token_is_cached_sealed_across_runs(fake: FakeZoho, context) -> None:
     fake.seed_contacts(1)
     for _ in range(3):
         connector = ZohoConnector(make_settings(), context, transport=fake.transport)
         list(connector.pull(Stream.MEMBERS, None))
     assert fake.calls("oauth token") == 1
-    assert any(key.endswith(":token") for key in context.state._data)
+    assert any(key.endswith(":token") for key in context.secrets._data)  # the sealed state of a real store
+    assert not any(key.endswith(":token") for key in context.state._data)  # never the clear one
+    (token,) = fake.access
+    assert not any(token in value for value in context.state._data.values())
+
+
+def test_a_token_left_in_clear_by_an_earlier_version_is_removed(fake: FakeZoho, context) -> None:
+    context.state.set("zoho:crm:token", '{"access_token": "1000.old", "expires_at": 1e12}')
+    ZohoConnector(make_settings(), context, transport=fake.transport)
+    assert context.state.get("zoho:crm:token") is None
 
 
 def test_invalid_token_refreshes_once_and_resumes(fake: FakeZoho, connect) -> None:

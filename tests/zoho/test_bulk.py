@@ -12,7 +12,7 @@ import pytest
 from crmsync_zoho.connector import ZohoConnector
 
 from crmsync.connector import ProfileChange, Stream
-from crmsync.errors import FatalAPIError
+from crmsync.errors import FatalAPIError, RetryableError
 
 from .conftest import make_settings
 from .fake import FakeZoho
@@ -106,10 +106,13 @@ def test_rerun_reads_back_a_bulk_write_with_bulk_read(fake: FakeZoho, connect, c
     values = {"tier": "Gold", "points": 10, "tags": [], "rfm_segment": None, "lifecycle": None}
     connector.push_many([ProfileChange(i, values, {}, frozenset({"tier"})) for i in ids])
     assert connector.written == 30
+    fake.tick(1800)  # the next scheduled run
     before = dict(context.api_calls)
     batches = list(connector.pull(Stream.MEMBERS, cursor))
     members = {m.external_id: m for b in batches for m in b.records}
-    assert set(members) == set(ids) and members[ids[3]].email == "new.address@example.com"
+    # all 30 are read back (the write hid the person's edit of ids[3] behind its Modified_Time); only the edited
+    # one is delivered, the others are recognised by value as the connector's own writes
+    assert set(members) == {ids[3]} and members[ids[3]].email == "new.address@example.com"
     calls = {k: v - before.get(k, 0) for k, v in context.api_calls.items() if v != before.get(k, 0)}
     assert calls == {"bulk_read create": 1, "bulk_read status": 1, "bulk_read download": 1, "deleted Contacts": 1}
     job = [r for r in fake.requests if r.method == "POST" and r.url.path == "/crm/bulk/v8/read"][-1]
@@ -121,8 +124,10 @@ def test_rerun_reads_back_a_bulk_write_with_bulk_read(fake: FakeZoho, connect, c
     }  # fmt: skip
     assert connector.written == 0  # read back: the next rerun reads only what changed after
     cursor = [b.cursor for b in batches if b.cursor][-1]
+    fake.tick(600)
     assert [r for b in connector.pull(Stream.MEMBERS, cursor) for r in b.records] == []
     assert context.api_calls["read Contacts"] == 1 and context.api_calls["bulk_read create"] == 2
+    assert fake.answers_to("read Contacts") == [304]  # the export settled the window
 
 
 def test_small_read_back_stays_on_rest(fake: FakeZoho, connect, context) -> None:
@@ -134,8 +139,9 @@ def test_small_read_back_stays_on_rest(fake: FakeZoho, connect, context) -> None
     changes.append(ProfileChange(ids[3], values, values, frozenset()))  # nothing to send: no write
     connector.push_many(changes)
     assert connector.written == 3
+    fake.modify("Contacts", ids[1], First_Name="Changed")  # a person's edit after the write
     again = [m.external_id for b in connector.pull(Stream.MEMBERS, cursor) for m in b.records]
-    assert sorted(again) == sorted(ids[:3])
+    assert again == [ids[1]]  # the three written are read back on REST; the two unchanged are echoes
     assert context.api_calls["read Contacts"] == 1 and context.api_calls["bulk_read create"] == 1
     assert connector.written == 0
 
@@ -151,8 +157,9 @@ def test_bulk_write_updates_and_reports_rejects(fake: FakeZoho, connect, context
     assert all(results[i].ok for i in ids[:4])
     assert all(fake.contact(i)["Loyalty_Tier"] == "Gold" and fake.contact(i)["Loyalty_Tags"] == ["loyal"]
                for i in ids[:4])  # fmt: skip
-    assert not results[ids[4]].ok and results[ids[4]].field == "Loyalty_Tier" and not results[ids[4]].retryable
-    assert not results[ids[5]].ok
+    refused = results[ids[4]]  # an off-list value: an admin can add it, so it is retried on a later run
+    assert not refused.ok and refused.field == "Loyalty_Tier" and refused.retryable and "'Titanium'" in refused.reason
+    assert not results[ids[5]].ok and not results[ids[5]].retryable and "deleted" in results[ids[5]].reason
     upload = next(r for r in fake.requests if r.url.path.endswith("/upload"))
     assert upload.url.host == "content.zohoapis.com"
     assert upload.headers["feature"] == "bulk-write" and upload.headers["X-CRM-ORG"] == "700000001"
@@ -195,12 +202,42 @@ def test_org_id_setting_skips_the_look_up(fake: FakeZoho, connect, context) -> N
     assert "org" not in context.api_calls and context.api_calls["bulk_write upload"] == 1
 
 
-def test_org_without_zgid_is_a_clear_error(fake: FakeZoho, connect) -> None:
-    ids = fake.seed_contacts(1)
-    fake.fail_next("org", httpx.Response(200, json={"org": [{"company_name": "Zylker"}]}))
+@pytest.mark.parametrize(
+    ("kind", "answer"),
+    [
+        ("org", httpx.Response(200, json={"org": [{"company_name": "Zylker"}]})),  # no zgid
+        ("org", httpx.Response(401, json={"code": "OAUTH_SCOPE_MISMATCH", "details": {}, "message": "Unauthorized",
+                                          "status": "error"})),
+        ("bulk_write upload", httpx.Response(401, json={"code": "OAUTH_SCOPE_MISMATCH", "details": {},
+                                                        "message": "Unauthorized", "status": "error"})),
+        ("bulk_write upload", httpx.Response(400, json={"code": "INVALID_DATA", "details": {},
+                                                        "message": "invalid file format", "status": "error"})),
+        ("bulk_write create", httpx.Response(403, json={"code": "NO_PERMISSION", "details": {"permissions": []},
+                                                        "message": "permission denied", "status": "error"})),
+        ("bulk_write status", httpx.Response(200, json={"id": "1", "status": "FAILED", "operation": "update"})),
+    ],
+)  # fmt: skip
+def test_refused_bulk_write_falls_back_to_updates_of_100(fake: FakeZoho, connect, context, caplog, kind, answer):
+    ids = fake.seed_contacts(250)
+    fake.fail_next(kind, answer)
     values = {"tier": "Silver", "points": 3, "tags": [], "rfm_segment": None, "lifecycle": None}
-    with pytest.raises(FatalAPIError, match="zgid"):
-        connect(bulk_write_threshold=1).push_many([ProfileChange(ids[0], values, {}, frozenset({"tier"}))])
+    changes = [ProfileChange(i, values, {}, frozenset({"tier", "points"})) for i in ids]
+    with caplog.at_level("WARNING", logger="crmsync.connector"):
+        results = connect(bulk_write_threshold=200).push_many(changes)
+    assert sorted(r.member_id for r in results if r.ok) == sorted(ids)  # nothing lost
+    assert all(fake.contact(i)["Loyalty_Tier"] == "Silver" and fake.contact(i)["Loyalty_Points"] == 3 for i in ids)
+    assert context.api_calls["update Contacts"] == 3
+    assert "Bulk Write refused" in caplog.text and "updates of 100" in caplog.text
+
+
+def test_bulk_write_still_running_is_not_pushed_twice(fake: FakeZoho, connect, context) -> None:
+    ids = fake.seed_contacts(3)
+    values = {"tier": "Silver", "points": 3, "tags": [], "rfm_segment": None, "lifecycle": None}
+    slow = connect(bulk_write_threshold=2, bulk_poll_seconds=10, bulk_max_wait_seconds=20)
+    fake.bulk_job_seconds = 3600
+    with pytest.raises(RetryableError, match="still IN PROGRESS"):
+        slow.push_many([ProfileChange(i, values, {}, frozenset({"tier"})) for i in ids])
+    assert "update Contacts" not in context.api_calls  # the job may still finish: no second write meanwhile
 
 
 def test_read_back_crosses_result_pages_with_its_criteria(context) -> None:
@@ -212,14 +249,15 @@ def test_read_back_crosses_result_pages_with_its_criteria(context) -> None:
     cursor = [b.cursor for b in connector.pull(Stream.MEMBERS, None) if b.cursor][-1]
     values = {"tier": "Gold", "points": 1, "tags": [], "rfm_segment": None, "lifecycle": None}
     connector.push_many([ProfileChange(i, values, {}, frozenset({"tier"})) for i in ids])
+    fake.mass_update("Contacts", ids[::2], Last_Name="Renamed")  # an admin renames every other contact
     members = [m.external_id for b in connector.pull(Stream.MEMBERS, cursor) for m in b.records]
-    assert sorted(members) == sorted(ids)
+    assert sorted(members) == sorted(ids[::2])  # the others are the connector's own writes coming back
     jobs = [json.loads(r.content)["query"] for r in fake.requests if r.url.path == "/crm/bulk/v8/read"]
     assert len(jobs) == 6  # three result pages of 10 for the first pull, three for the read-back
     assert all("criteria" in q for q in jobs[3:]) and "page_token" in jobs[4] and "page_token" in jobs[5]
 
 
-def test_a_failed_read_back_is_tried_again_by_the_next_run(fake: FakeZoho, connect) -> None:
+def test_a_failed_read_back_is_tried_again_by_the_next_run(fake: FakeZoho, connect, context) -> None:
     ids = fake.seed_contacts(3)
     connector = connect(bulk_threshold=2, bulk_write_threshold=2)
     cursor = [b.cursor for b in connector.pull(Stream.MEMBERS, None) if b.cursor][-1]
@@ -230,5 +268,7 @@ def test_a_failed_read_back_is_tried_again_by_the_next_run(fake: FakeZoho, conne
     with pytest.raises(FatalAPIError, match="FAILURE"):
         list(connector.pull(Stream.MEMBERS, cursor))
     assert connector.written == 3  # still owed: the next run reads them back
-    assert len([m for b in connector.pull(Stream.MEMBERS, cursor) for m in b.records]) == 3
+    fake.modify("Contacts", ids[0], Email="moved@example.com")
+    assert [m.external_id for b in connector.pull(Stream.MEMBERS, cursor) for m in b.records] == [ids[0]]
+    assert context.api_calls["bulk_read create"] == 3  # the first export, the failed read-back, the retry
     assert connector.written == 0

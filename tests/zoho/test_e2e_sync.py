@@ -7,12 +7,14 @@ through respx's global mock. Every update call and its body is asserted, and a r
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 import time
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from crmsync.engine import Engine
@@ -68,6 +70,8 @@ def zoho(monkeypatch: pytest.MonkeyPatch) -> FakeZoho:
 
 
 def sync(tmp_path: Path, fake: FakeZoho, config: str = CONFIG) -> dict:
+    """One scheduled run, half an hour after the previous one."""
+    fake.tick(1800)
     path = tmp_path / "crmsync.toml"
     path.write_text(textwrap.dedent(config))
     host = PluginHost()
@@ -174,11 +178,12 @@ def test_bulk_sync_reads_back_its_own_bulk_write_once(tmp_path: Path, monkeypatc
     assert zoho.contact(contacts[0])["Loyalty_Tier"] == "Gold"
 
     # the rerun reads back the 250 contacts the Bulk Write touched (the write could have hidden a person's edit
-    # made after the read), in one export, and sees the edit a person made since
+    # made after the read), in one export, and delivers only the one a person edited since: the others are
+    # recognised by value as the connector's own writes
     zoho.modify("Contacts", contacts[7], Email="changed@example.com")
     report = sync(tmp_path, zoho, BULK_CONFIG)
     assert report["pushed"] == {"crm": 0}
-    assert report["pulled"]["crm"]["members"]["pulled"] == 250
+    assert report["pulled"]["crm"]["members"]["pulled"] == 1
     assert report["api_calls"]["crm"] == {
         "bulk_read create": 1, "bulk_read status": 1, "bulk_read download": 1,
         "deleted Contacts": 1, "read Sales_Orders": 1, "deleted Sales_Orders": 1,
@@ -210,3 +215,49 @@ def test_check_verifies_the_policy_tiers_against_the_picklist(tmp_path: Path, zo
     tier = results["field Loyalty_Tier (tier)"]
     assert not tier.ok and "Diamond" in tier.detail
     assert results["credentials"].ok
+
+
+def test_the_store_holds_no_usable_token(tmp_path: Path, zoho: FakeZoho) -> None:
+    contacts = zoho.seed_contacts(3)
+    zoho.add_order(contacts[0], "50.00")
+    with Store.open(tmp_path / "store.duckdb") as store:  # what an earlier version left: a token in clear
+        store.state("crm").set("zoho:crm:token", '{"access_token": "1000.cleartoken", "expires_at": 9e12}')
+    sync(tmp_path, zoho)
+    tokens = list(zoho.access)
+    assert tokens
+    files = b"".join(p.read_bytes() for p in tmp_path.glob("store.duckdb*"))
+    for token in tokens:
+        assert token.encode() not in files  # the file's bytes, WAL included
+    con = duckdb.connect(str(tmp_path / "store.duckdb"), read_only=True)
+    try:
+        rows = dict(con.execute("SELECT key, value FROM connector_state WHERE connector = 'crm'").fetchall())
+    finally:
+        con.close()
+    assert "zoho:crm:token" not in rows and "1000.cleartoken" not in str(rows)  # the clear one is removed
+    assert rows["sealed:zoho:crm:token"].startswith("sealed1:")
+    assert not any(token in value for token in tokens for value in rows.values())
+    # the sealed cache opens with the secrets of the environment: the next run needs no new token
+    report = sync(tmp_path, zoho)
+    assert "oauth token" not in report["api_calls"]["crm"] and len(zoho.access) == 1
+
+
+def test_bulk_jobs_token_renewals_and_429s_are_logged_without_secrets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from crmsync_zoho.settings import DataCentre
+
+    zoho = FakeZoho(DataCentre.EU, clock=time.monotonic, bulk_job_seconds=0.01)
+    monkeypatch.setenv("CRMSYNC_CONNECTORS__CRM__CLIENT_SECRET", CLIENT_SECRET)
+    monkeypatch.setenv("CRMSYNC_CONNECTORS__CRM__REFRESH_TOKEN", REFRESH_TOKEN)
+    contacts = zoho.seed_contacts(250)
+    zoho.add_order(contacts[0], "1200.00")
+    zoho.fail_next("bulk_write create", zoho.too_many("concurrency", retry_after=0))
+    with caplog.at_level("DEBUG", logger="crmsync.connector"):
+        sync(tmp_path, zoho, BULK_CONFIG)
+    text = caplog.text
+    assert re.search(r"new access token from accounts\.zoho\.eu, valid \d+ min", text)
+    assert re.search(r"Bulk Read job \d+ created for Contacts", text)
+    assert re.search(r"Bulk Read job \d+ COMPLETED after", text) and re.search(r"Bulk Write job \d+ COMPLETED", text)
+    assert "429 (concurrency) to POST www.zohoapis.eu/crm/bulk/v8/write" in text
+    for secret in (CLIENT_SECRET, REFRESH_TOKEN, *zoho.access):
+        assert secret not in text

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import httpx
@@ -41,7 +41,7 @@ def test_paging_past_2000_uses_page_token(fake: FakeZoho, connect, context) -> N
     assert [r.url.params.get("page") for r in reads[:10]] == [str(i) for i in range(1, 11)]
     assert "page" not in reads[10].url.params and reads[10].url.params["page_token"]
     assert context.api_calls["read Contacts"] == 11
-    assert json.loads(cursor)["v"] == 1
+    assert json.loads(cursor)["v"] == 2
 
 
 def test_fields_requested_explicitly_and_chunked_over_50(fake: FakeZoho, connect) -> None:
@@ -60,14 +60,23 @@ def test_incremental_pull_uses_if_modified_since_and_304(fake: FakeZoho, connect
     ids = fake.seed_contacts(5)
     connector = connect()
     _, _, _, cursor = pull_all(connector, Stream.MEMBERS)
-    # nothing changed: the overlap window re-reads the newest records, but none is delivered twice
+    # right after the pull the window may still hold late commits: it is re-read, nothing is delivered twice
     records, deleted, _, cursor2 = pull_all(connector, Stream.MEMBERS, cursor)
     assert records == [] and deleted == []
+    reads = [r for r in fake.requests if r.url.path.endswith("/Contacts")]
+    newest = datetime.fromisoformat(json.loads(cursor)["records"]["at"])
+    assert datetime.fromisoformat(reads[-1].headers["If-Modified-Since"]) == newest - timedelta(seconds=60)
+    # once a read began a full overlap after the newest change, the window is settled: the next asks from the
+    # newest change itself and gets 304
     fake.tick(120)
     records, _, _, cursor3 = pull_all(connector, Stream.MEMBERS, cursor2)
+    fake.tick(120)
+    records, _, _, cursor3 = pull_all(connector, Stream.MEMBERS, cursor3)
     assert records == []
     last = [r for r in fake.requests if r.url.path.endswith("/Contacts")][-1]
     assert last.headers["If-Modified-Since"].endswith("+00:00")
+    assert datetime.fromisoformat(last.headers["If-Modified-Since"]) == newest
+    assert fake.answers_to("read Contacts")[-1] == 304
     fake.modify("Contacts", ids[2], Email="new@example.com")
     records, _, _, cursor4 = pull_all(connector, Stream.MEMBERS, cursor3)
     assert [(r.external_id, r.email) for r in records] == [(ids[2], "new@example.com")]
@@ -78,10 +87,16 @@ def test_304_is_not_parsed(fake: FakeZoho, connect) -> None:
     fake.seed_contacts(2)
     connector = connect()
     _, _, _, cursor = pull_all(connector, Stream.MEMBERS)
+    fake.tick(300)
     fake.fail_next("read Contacts", httpx.Response(304))
     fake.fail_next("deleted Contacts", httpx.Response(204))
     records, deleted, _, new_cursor = pull_all(connector, Stream.MEMBERS, cursor)
-    assert records == [] and deleted == [] and new_cursor == cursor
+    assert records == [] and deleted == []
+    before, after = json.loads(cursor)["records"], json.loads(new_cursor)["records"]
+    assert after["at"] == before["at"]
+    assert datetime.fromisoformat(after["checked"]) == fake.now  # the 304's Date: the window is settled
+    # versions older than the newest change are no longer re-read, so no longer kept
+    assert after["seen"] == {before["at"]: before["seen"][before["at"]]}
 
 
 def test_deleted_records_leave_through_batch_deleted(fake: FakeZoho, connect) -> None:

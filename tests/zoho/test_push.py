@@ -47,17 +47,46 @@ def test_tags_are_a_json_array_and_empty_clears(fake: FakeZoho, connect) -> None
 
 
 def test_per_record_rejects_from_a_207(fake: FakeZoho, connect) -> None:
-    ok_id, bad_tier, gone = fake.seed_contacts(3)
+    ok_id, bad_tier, bad_tags, gone = fake.seed_contacts(4)
     fake.delete("Contacts", gone)
-    results = connect().push(
-        [change(ok_id, {"tier"}), change(bad_tier, {"tier"}, tier="Titanium"), change(gone, {"points"})]
-    )
+    results = connect().push([
+        change(ok_id, {"tier"}), change(bad_tier, {"tier"}, tier="Titanium"),
+        change(bad_tags, {"tags"}, tags=["loyal", "vip_2025"]), change(gone, {"points"}),
+    ])  # fmt: skip
     by_id = {r.member_id: r for r in results}
-    assert by_id[ok_id].ok
-    assert not by_id[bad_tier].ok and by_id[bad_tier].field == "Loyalty_Tier"
-    assert "Titanium" not in by_id[bad_tier].reason and "Gold" in by_id[bad_tier].reason
-    assert by_id[bad_tier].retryable is False
+    assert by_id[ok_id].ok and fake.contact(ok_id)["Loyalty_Tier"] == "Gold"
+    # an off-list value: the field, the value and the options are named; an admin can add the option, so it is
+    # retried on a later run
+    tier = by_id[bad_tier]
+    assert not tier.ok and tier.field == "Loyalty_Tier" and tier.retryable is True
+    assert "'Titanium'" in tier.reason and "Platinum" in tier.reason and "--create-fields" in tier.reason
+    tags = by_id[bad_tags]
+    assert tags.field == "Loyalty_Tags" and "'vip_2025'" in tags.reason and "'loyal'" not in tags.reason
+    assert tags.retryable is True
+    # a contact deleted meanwhile cannot be fixed by anyone: given up at once
     assert not by_id[gone].ok and by_id[gone].retryable is False and "deleted" in by_id[gone].reason
+    assert "Loyalty_Tier" not in fake.contact(bad_tier)
+
+
+@pytest.mark.parametrize(
+    ("answer", "retryable", "words"),
+    [
+        ({"code": "RECORD_LOCKED", "details": {"api_name": "id", "action": "record_locking"}}, True, ["RECORD_LOCKED"]),
+        ({"code": "INVALID_DATA", "details": {"api_name": "Loyalty_Points", "expected_data_type": "integer"}}, True,
+         ["Loyalty_Points", "integer", "1250"]),
+        ({"code": "INVALID_DATA", "details": {"api_name": "Loyalty_Tier", "maximum_length": 3}}, True,
+         ["Loyalty_Tier", "3 characters", "'Gold'"]),
+        ({"code": "INVALID_DATA", "details": {"api_name": "id"}}, False, ["deleted"]),
+        ({"code": "NOT_APPROVED", "details": {}}, True, ["NOT_APPROVED"]),
+    ],
+)  # fmt: skip
+def test_refusal_reasons_and_what_is_retried(fake: FakeZoho, connect, answer, retryable, words) -> None:
+    (cid,) = fake.seed_contacts(1)
+    body = {"message": "refused", "status": "error", **answer}
+    fake.fail_next("update Contacts", httpx.Response(400, json={"data": [body]}))
+    (result,) = connect().push([change(cid, {"tier", "points"})])
+    assert not result.ok and result.retryable is retryable
+    assert all(w in result.reason for w in words), result.reason
 
 
 def test_all_rejected_answer_400_is_read_per_record(fake: FakeZoho, connect) -> None:
@@ -72,15 +101,6 @@ def test_unknown_field_is_rejected_with_its_name(fake: FakeZoho, connect) -> Non
     assert not result.ok and result.field == "RFM_Nope"
 
 
-def test_locked_record_is_retryable(fake: FakeZoho, connect) -> None:
-    (cid,) = fake.seed_contacts(1)
-    locked = {"code": "RECORD_LOCKED", "details": {"api_name": "id", "action": "record_locking"},
-              "message": "record is locked", "status": "error"}  # fmt: skip
-    fake.fail_next("update Contacts", httpx.Response(400, json={"data": [locked]}))
-    (result,) = connect().push([change(cid, {"tier"})])
-    assert not result.ok and result.retryable is True
-
-
 @pytest.mark.parametrize(
     "failure",
     [
@@ -90,12 +110,15 @@ def test_locked_record_is_retryable(fake: FakeZoho, connect) -> None:
         httpx.ConnectError("connection reset"),
     ],
 )
-def test_transient_failures_retry_and_resume(fake: FakeZoho, connect, failure) -> None:
+def test_transient_failures_retry_and_resume(fake: FakeZoho, connect, failure, caplog) -> None:
     (cid,) = fake.seed_contacts(1)
     fake.fail_next("update Contacts", failure)
-    (result,) = connect().push([change(cid, {"tier"})])
+    with caplog.at_level("INFO", logger="crmsync.connector"):
+        (result,) = connect().push([change(cid, {"tier"})])
     assert result.ok and fake.contact(cid)["Loyalty_Tier"] == "Gold"
     assert fake.calls("update Contacts") == 2 and len(fake.sleeps) == 1
+    assert "PUT www.zohoapis.com/crm/v8/Contacts" in caplog.text and "retried" in caplog.text  # logged, redacted
+    assert "Zoho-oauthtoken" not in caplog.text and not any(t in caplog.text for t in fake.access)
 
 
 def test_429_retry_after_is_honoured(fake: FakeZoho, connect) -> None:

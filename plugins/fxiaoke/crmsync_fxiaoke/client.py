@@ -22,9 +22,8 @@ from typing import Any
 
 import httpx
 
-from crmsync.connector import ConnectorContext
-from crmsync.errors import AuthError, FatalAPIError
-from crmsync.redact import describe_request, safe_repr
+from crmsync import AuthError, ConnectorContext, FatalAPIError
+from crmsync.helpers import describe_request, safe_repr
 from crmsync_fxiaoke.errors import (
     TOKEN_CODES,
     TRANSIENT_CODES,

@@ -15,18 +15,20 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
-from crmsync.connector import (
+from crmsync import (
     Batch,
     Capability,
     CheckResult,
     Connector,
     ConnectorContext,
+    ConnectorError,
+    FatalAPIError,
     ProfileChange,
     RecordResult,
     Rejection,
     Stream,
 )
-from crmsync.errors import ConnectorError, FatalAPIError
+from crmsync.helpers import BadValue, Paginator
 from crmsync_fxiaoke import fieldcheck, mapping
 from crmsync_fxiaoke.client import FxiaokeClient
 from crmsync_fxiaoke.cursor import FxCursor
@@ -88,12 +90,14 @@ class FxiaokeConnector(Connector):
             operator = self.client.tokens.operator(self.client.tokens.get())
             echo = EchoFilter(self.context, operator=operator, incremental=incremental)
         rows = 0
-        while True:
+        pages: Paginator[str] = Paginator(f"{self.name}: query {obj}", state.after_id)
+        for after in pages:
             page = self.client.query(obj, fields=fields, filters=filters, limit=self.settings.page_size,
-                                     after_id=state.after_id)  # fmt: skip
+                                     after_id=after)  # fmt: skip
+            last = len(page) < self.settings.page_size
+            pages.advance(None if last else str(page[-1].get("_id")), [r.get("_id") for r in page])
             rows += len(page)
             records, rejects, deleted = self._convert(page, state, convert, echo, deletions=echo is not None)
-            last = len(page) < self.settings.page_size
             if page:
                 state.after_id = str(page[-1].get("_id"))
             state.page_read(self.overlap_ms)
@@ -107,8 +111,6 @@ class FxiaokeConnector(Connector):
                 rows = 0 if checkpoint else rows
                 if echo is not None:
                     echo.save(last=last)
-            if last:
-                break
         if echo is not None and echo.echoes:
             self.context.logger.info("%s: skipped %d customers changed only by our own write-back", self.name,
                                      echo.echoes)  # fmt: skip
@@ -130,9 +132,9 @@ class FxiaokeConnector(Connector):
         for raw in page:
             rid = str(raw.get("_id") or "")
             modified = mapping.epoch_ms(raw.get("last_modified_time"))
-            if state.delivered(rid, modified):
+            if state.mark.delivered(rid, modified):
                 continue
-            state.note(rid, modified, self.overlap_ms)
+            state.mark.note(rid, modified)
             if deletions and mapping.invalidated(raw):
                 deleted.append(rid)  # in the recycle bin: gone for crmsync, back as a change if recovered
                 if echo is not None:
@@ -196,7 +198,7 @@ class FxiaokeConnector(Connector):
                 return RecordResult(change.member_id, False, f"no field {api} on {obj}", field=api)
             try:
                 values[api] = mapping.encode(canonical, change.values.get(canonical), meta, self.settings)
-            except mapping.BadValue as exc:
+            except BadValue as exc:
                 return RecordResult(change.member_id, False, exc.reason, field=exc.field)
         return values
 

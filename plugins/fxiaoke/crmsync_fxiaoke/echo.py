@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import json
 
-from crmsync.connector import ConnectorContext
-from crmsync.models import Member
+from crmsync import ConnectorContext, Member
 from crmsync_fxiaoke import mapping
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from crmsync.errors import AuthError, ConnectorError, ExitCode, FatalAPIError, RetryableError
+from crmsync import AuthError, ConnectorError, ExitCode, FatalAPIError, RetryableError
 from crmsync_fxiaoke.limits import seconds_to_reset
 
 TOKEN_CODES = frozenset({20016, 20005})

@@ -13,8 +13,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from crmsync.connector import CheckResult
-from crmsync.errors import ConnectorError
+from crmsync import CheckResult, ConnectorError
 from crmsync_fxiaoke import mapping
 
 if TYPE_CHECKING:

@@ -16,8 +16,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from crmsync.connector import ConnectorContext
-from crmsync.errors import RetryableError
+from crmsync import ConnectorContext, RetryableError
 
 QUOTA_ZONE = ZoneInfo("Asia/Shanghai")
 RESERVE = 50

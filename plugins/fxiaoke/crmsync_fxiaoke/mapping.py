@@ -10,37 +10,21 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from datetime import UTC, date, datetime, time
-from decimal import Decimal, InvalidOperation
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
-from crmsync.connector import ConnectorContext, Rejection, Stream
-from crmsync.models import Member, Order, OrderStatus, aware
+from crmsync import ConnectorContext, Member, Order, OrderStatus, Rejection, Stream
+from crmsync.helpers import BadValue, parse_decimal, reject
+from crmsync.helpers import parse_time as read_time
 from crmsync_fxiaoke.settings import LIFE_STATUS_MAP, FxiaokeSettings, MemberFields, OrderFields
 
 SYSTEM_FIELDS = ("_id", "create_time", "last_modified_time", "last_modified_by", "life_status")
 
 
-class BadValue(ValueError):
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(reason)
-        self.field = field
-        self.reason = reason
-
-
 def parse_time(value: Any, context: ConnectorContext, field: str) -> datetime | None:
     """Epoch milliseconds (number or digit string) as an aware UTC datetime; an ISO date/time is tolerated."""
-    if value in (None, ""):
-        return None
-    text = str(value).strip()
-    if text.lstrip("-").isdigit():
-        return datetime.fromtimestamp(int(text) / 1000, UTC)
-    try:
-        if len(text) == 10:
-            return aware(datetime.combine(date.fromisoformat(text), time()), context.timezone)
-        return aware(datetime.fromisoformat(text.replace("Z", "+00:00")), context.timezone)
-    except ValueError:
-        raise BadValue(field, f"not a time in epoch milliseconds: {text!r}") from None
+    return read_time(value, field, context.timezone, epoch="ms")
 
 
 def epoch_ms(value: Any) -> int | None:
@@ -51,17 +35,13 @@ def epoch_ms(value: Any) -> int | None:
 
 
 def parse_amount(value: Any, field: str) -> Decimal:
-    if value in (None, ""):
+    """An amount as Decimal; thousands separators (``"1,280.00"``) are dropped."""
+    if isinstance(value, str):
+        value = value.strip().replace(",", "")
+    amount = parse_decimal(value, field, what="an amount")
+    if amount is None:
         raise BadValue(field, "amount is missing")
-    if isinstance(value, float):
-        value = repr(value)
-    try:
-        number = value if isinstance(value, Decimal) else Decimal(str(value).strip().replace(",", ""))
-    except InvalidOperation:
-        raise BadValue(field, f"not an amount: {value!r}") from None
-    if not number.is_finite():
-        raise BadValue(field, f"not an amount: {value!r}")
-    return number
+    return amount
 
 
 def ref_id(value: Any) -> str | None:
@@ -83,9 +63,7 @@ def _text(value: Any) -> str | None:
 
 def _reject(stream: Stream, obj: str, record: Mapping[str, Any], exc: Exception) -> Rejection:
     rid = _text(record.get("_id"))
-    field = getattr(exc, "field", None)
-    reason = getattr(exc, "reason", None) or str(exc).splitlines()[0]
-    return Rejection(stream, f"{obj} {rid or '?'}", field, reason, record_id=rid, raw=dict(record))
+    return reject(stream, f"{obj} {rid or '?'}", exc, record_id=rid, raw=record)
 
 
 def invalidated(record: Mapping[str, Any]) -> bool:

@@ -6,9 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from crmsync.errors import ConfigError
-from crmsync.http import ensure_secure_url
-from crmsync.models import OrderStatus
+from crmsync import OrderStatus
+from crmsync.helpers import SecureUrl
 
 DEFAULT_HOST = "https://open.fxiaoke.com"
 """纷享云. Other clouds: https://open-hwcloud.fxiaoke.com (华为云), https://open-ale.fxiaoke.com (阿里云),
@@ -86,7 +85,7 @@ class FxiaokeSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    base_url: str = DEFAULT_HOST
+    base_url: SecureUrl = DEFAULT_HOST
     auth_style: Literal["header", "legacy"] = "header"
     """``header``: /oauth2.0/token and Bearer headers (current); ``legacy``: corpAccessToken in every body."""
     app_id: str = Field(min_length=1)
@@ -116,14 +115,6 @@ class FxiaokeSettings(BaseModel):
     backoff_seconds: float = Field(2.0, ge=0)
     retry_budget_seconds: float = Field(120.0, gt=0)
     timeout_seconds: float = Field(30.0, gt=0)
-
-    @field_validator("base_url")
-    @classmethod
-    def _secure(cls, value: str) -> str:
-        try:
-            return str(ensure_secure_url(value.rstrip("/"), "base_url")).rstrip("/")
-        except ConfigError as exc:
-            raise ValueError(exc.message) from None
 
     @model_validator(mode="after")
     def _operator(self) -> FxiaokeSettings:

@@ -25,9 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from crmsync.connector import ConnectorContext
-from crmsync.errors import AuthError
-from crmsync.redact import register_secret
+from crmsync import AuthError, ConnectorContext
+from crmsync.helpers import register_secret
 from crmsync_fxiaoke.errors import ApiError, raise_for
 from crmsync_fxiaoke.settings import FxiaokeSettings
 

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from crmsync.models import Activity, Member, Order
+from crmsync import Activity, Member, Order
 
 M = TypeVar("M", bound=BaseModel)
 _set = object.__setattr__

@@ -10,7 +10,7 @@ so rejections and their reasons are exactly theirs and nothing is lost.
 
 Used only where it is exact: UTF-8 files whose header is on the first line and whose physical lines are the
 records (no blank lines, no line breaks inside quoted cells; checked by counting line breaks), without a
-decimal comma and, for orders, without ``total``, ``exchange_rate`` or ``updated_at`` columns.
+decimal comma and, for orders, without ``total``, ``exchange_rate``, ``updated_at`` or ``refunded_amount`` columns.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from crmsync.connector import Batch, ConnectorContext, Rejection, Stream
+from crmsync import Batch, ConnectorContext, Rejection, Stream
 from crmsync_generic_csv.files import CHUNK, CsvFile
 from crmsync_generic_csv.reader import resolve_columns
 from crmsync_generic_csv.records import RecordReader, oversized
@@ -57,7 +57,7 @@ def usable(stream: Stream, f: CsvFile, settings: CsvSettings) -> bool:
         return False
     idx = resolve_columns(stream.value, settings, f)
     if stream is Stream.ORDERS:
-        return not ({"total", "exchange_rate", "updated_at"} & idx.keys())
+        return not ({"total", "exchange_rate", "updated_at", "refunded_amount"} & idx.keys())
     return stream is not Stream.ACTIVITIES or "external_id" in idx
 
 

@@ -20,26 +20,29 @@ from typing import Any, ClassVar
 
 import duckdb
 
-from crmsync.connector import (
+from crmsync import (
     Batch,
     Capability,
     CheckResult,
+    ConfigError,
     Connector,
     ConnectorContext,
+    ConnectorError,
+    CrmsyncError,
+    Member,
     ProfileChange,
     Record,
     RecordResult,
     Rejection,
     Stream,
 )
-from crmsync.errors import ConfigError, ConnectorError, CrmsyncError
 from crmsync_generic_csv import columnar
 from crmsync_generic_csv.files import CsvFile, digest, scan
 from crmsync_generic_csv.orders import OrderReader
 from crmsync_generic_csv.reader import ActivityReader, MemberReader, resolve_columns
 from crmsync_generic_csv.settings import CsvSettings, is_pattern, matches
 from crmsync_generic_csv.table_writer import write_table
-from crmsync_generic_csv.writer import ProfileWriter, RejectsWriter
+from crmsync_generic_csv.writer import ProfileWriter, RejectsWriter, names_member, remove_rows
 
 CAPABILITIES = frozenset(
     {
@@ -64,7 +67,7 @@ class CsvConnector(Connector):
         super().__init__(settings, context)
         self.push_batch_size = settings.push_batch_size  # type: ignore[misc]
         self.push_fields = tuple(settings.push_fields)  # type: ignore[misc]
-        self.rejects = RejectsWriter(settings.default_rejects_path(), settings.output_encoding)
+        self.rejects = RejectsWriter(settings.default_rejects_path(), settings.output_encoding, context.forgotten)
         self._profiles: ProfileWriter | None = None
 
     # ------------------------------------------------------------------ pull
@@ -196,6 +199,21 @@ class CsvConnector(Connector):
             return super().push_table(table)  # other encodings: the engine falls back to push()
         except (OSError, duckdb.Error) as exc:
             raise ConnectorError(f"cannot write {self.settings.output_path.name}: {exc}", connector=self.name) from exc
+
+    # ------------------------------------------------------------------ erase
+    def erase(self, member: Member) -> int:
+        """Remove a forgotten member from the rejects file (rows naming their id, email or phone) and from the output
+        file (their row); both files are rewritten, so none of their bytes remain."""
+        keys = {v.strip().lower() for v in (member.external_id, member.email, member.phone) if v and v.strip()}
+        removed = self.rejects.erase(keys)
+        output = self.settings.output_path
+        if output is not None:
+            ids = {member.external_id.strip().lower()}
+            removed += remove_rows(
+                output, self.settings.output_encoding, lambda row: names_member([row.get("member_id")], ids)
+            )
+            self._profiles = None  # reloaded from the file on the next push
+        return removed
 
     # ------------------------------------------------------------------ check
     def check(self) -> list[CheckResult]:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from crmsync.errors import ConfigError
+from crmsync import ConfigError
 from crmsync_generic_csv.records import MAX_FIELD, MAX_LINE, BadRow, RecordReader
 
 CHUNK = 1 << 20

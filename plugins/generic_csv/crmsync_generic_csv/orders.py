@@ -2,8 +2,9 @@
 
 Shops export one row per line item, with order-level values (date, customer, status, currency...) on the first
 row of the order; the rows of one order need not be adjacent. Each order-level value is taken from the first
-row of the order that has it; line amounts are summed, or an order-total column is used when
-``orders_columns.total`` is set. A bad row rejects its whole order, so a partial sum is never stored.
+row of the order that has it (the amount refunded on the order, ``orders_columns.refunded_amount``, too); line
+amounts are summed, or an order-total column is used when ``orders_columns.total`` is set. A bad row rejects its
+whole order, so a partial sum is never stored.
 
 Grouping needs every order of a file in memory until the file ends. A file larger than
 ``group_partition_bytes`` is therefore first split by a hash of the order id into partition files in a
@@ -20,8 +21,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from crmsync.connector import Rejection, Stream
-from crmsync.models import Order, OrderStatus
+from crmsync import Order, OrderStatus, Rejection, Stream
 from crmsync_generic_csv.build import builder
 from crmsync_generic_csv.parse import CellError, parse_amount, parse_currency, parse_email, parse_rate
 from crmsync_generic_csv.reader import BadCell, Item, _RowReader
@@ -38,6 +38,7 @@ _LEVEL_FIELDS = (
     "exchange_rate",
     "updated_at",
     "total",
+    "refunded_amount",
 )
 
 
@@ -71,6 +72,7 @@ class OrderReader(_RowReader):
             "exchange_rate": lambda t: parse_rate(t, comma),
             "updated_at": self.dates,
             "total": lambda t: parse_amount(t, comma),
+            "refunded_amount": lambda t: parse_amount(t, comma),
         }
         return [(self.idx[f], f, func) for f, func in parsers.items() if f in self.idx]
 
@@ -200,4 +202,5 @@ class OrderReader(_RowReader):
             exchange_rate=value["exchange_rate"],
             status=value["status"] or OrderStatus.PAID,
             updated_at=value["updated_at"],
+            refunded_amount=value["refunded_amount"],
         )

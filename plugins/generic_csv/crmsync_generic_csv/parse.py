@@ -10,7 +10,7 @@ import re
 from datetime import datetime, tzinfo
 from decimal import Decimal, InvalidOperation
 
-from crmsync.models import aware, normalise_email
+from crmsync.helpers import aware, normalise_email
 
 _CURRENCY = re.compile(r"[A-Z]{3}")
 _MONEY_NOISE = str.maketrans("", "", " \u00a0\u3000$€£¥￥")

@@ -14,9 +14,7 @@ import hashlib
 from collections.abc import Iterator
 from typing import Any
 
-from crmsync.connector import ConnectorContext, Rejection, Stream
-from crmsync.errors import ConfigError
-from crmsync.models import Activity, Member, Order
+from crmsync import Activity, ConfigError, ConnectorContext, Member, Order, Rejection, Stream
 from crmsync_generic_csv.build import builder
 from crmsync_generic_csv.files import CsvFile
 from crmsync_generic_csv.parse import (

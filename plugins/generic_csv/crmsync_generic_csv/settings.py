@@ -28,9 +28,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from crmsync import ReadPath, WritePath
-from crmsync.models import PUSHED_FIELDS, OrderStatus
-from crmsync.settings import ConfigPath, MemorySize
+from crmsync import PUSHED_FIELDS, ConfigPath, OrderStatus, ReadPath, WritePath
+from crmsync.helpers import MemorySize
 from crmsync_generic_csv.records import CHUNK, LIMIT, MAX_FIELD, MAX_LINE
 
 MEMBER_FIELDS = ("external_id", "email", "phone", "first_name", "last_name", "created_at", "updated_at", "opt_in")
@@ -45,12 +44,14 @@ ORDER_FIELDS = (
     "exchange_rate",
     "status",
     "updated_at",
+    "refunded_amount",
 )
 ACTIVITY_FIELDS = ("external_id", "member_external_id", "member_email", "kind", "occurred_at", "points")
 FIELDS = {"members": MEMBER_FIELDS, "orders": ORDER_FIELDS, "activities": ACTIVITY_FIELDS}
 
-OPTIONAL_BY_DEFAULT = {"total"}
-"""Fields looked up only when mapped explicitly (``total``: use an order-total column instead of summing lines)."""
+OPTIONAL_BY_DEFAULT = {"total", "refunded_amount"}
+"""Fields looked up only when mapped explicitly (``total``: use an order-total column instead of summing lines;
+``refunded_amount``: the amount refunded on the order)."""
 
 
 def is_pattern(path: Path) -> bool:

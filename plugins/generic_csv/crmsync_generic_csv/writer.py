@@ -1,4 +1,5 @@
-"""Writing CSV: the profiles output (merged, atomic, stable order) and the rejects file (appended).
+"""Writing CSV: the profiles output (merged, atomic, stable order) and the rejects file (appended); removing a
+forgotten member's rows from both (:func:`remove_rows`, rewriting the file so no byte of them remains).
 
 Every cell written is neutralised for spreadsheets: a value starting with ``= + - @``, a tab or a carriage
 return is prefixed with a single quote, so that opening the file never runs a formula. Plain numbers such
@@ -13,13 +14,13 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from crmsync.connector import ProfileChange, RecordResult, Rejection
+from crmsync import ProfileChange, RecordResult, Rejection
 
 _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)")
 _RISKY = ("=", "+", "-", "@", "\t", "\r")
@@ -138,15 +139,64 @@ class ProfileWriter:
         return values.get(field)
 
 
-class RejectsWriter:
-    """Appends rejected rows to a CSV (header written when the file is new); opened on first use."""
+def remove_rows(path: Path, encoding: str, drop: Callable[[dict[str, str]], bool]) -> int:
+    """Rewrite the CSV at ``path`` without the rows ``drop`` selects (each row as header -> cell); the number
+    removed. The new file replaces the old one atomically; nothing is written when no row goes."""
+    if not path.exists():
+        return 0
+    with path.open(encoding=encoding, errors="replace", newline="") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, [])
+        names = [h.replace("\ufeff", "") for h in header]
+        rows = list(reader)
+    kept = [row for row in rows if not drop(dict(zip(names, row, strict=False)))]
+    if len(kept) < len(rows):
+        write_atomic(path, header, kept, encoding)
+    return len(rows) - len(kept)
 
-    def __init__(self, path: Path, encoding: str = "utf-8") -> None:
+
+def names_member(values: Iterable[str | None], keys: set[str]) -> bool:
+    """Whether any of ``values`` (cells, or words of a text) is one of ``keys`` (lower case), neutralised or not."""
+    for value in values:
+        text = (value or "").strip().lower()
+        if text and (text in keys or (text.startswith("'") and text[1:] in keys)):
+            return True
+    return False
+
+
+def _raw_values(raw: str) -> list[str]:
+    try:
+        data = json.loads(raw) if raw else {}
+    except ValueError:
+        return [raw]
+    return [str(v) for v in data.values()] if isinstance(data, dict) else [raw]
+
+
+class RejectsWriter:
+    """Appends rejected rows to a CSV (header written when the file is new); opened on first use. A row naming a
+    forgotten member (``forgotten``, see :attr:`crmsync.ConnectorContext.forgotten`) is not written."""
+
+    def __init__(
+        self, path: Path, encoding: str = "utf-8", forgotten: Callable[[Iterable[object]], bool] | None = None
+    ) -> None:
         self.path = path
         self.encoding = encoding
+        self.forgotten = forgotten or (lambda values: False)
         self.count = 0
 
+    def erase(self, keys: set[str]) -> int:
+        """Remove every row naming one of ``keys`` (a member's id, email, phone; lower case): as its record id, a
+        value of the raw row, or a word of the reason."""
+        words = re.compile(r"[\s'\"(),;:]+")
+
+        def drop(row: dict[str, str]) -> bool:
+            cells = [row.get("record_id"), *_raw_values(row.get("raw", "")), *words.split(row.get("reason", ""))]
+            return names_member(cells, keys)
+
+        return remove_rows(self.path, self.encoding, drop)
+
     def write(self, rejects: Sequence[Rejection]) -> None:
+        rejects = [r for r in rejects if not self.forgotten([r.record_id, *(r.raw or {}).values()])]
         if not rejects:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)

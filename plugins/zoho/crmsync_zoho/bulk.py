@@ -19,8 +19,7 @@ from typing import Any
 
 import httpx
 
-from crmsync.connector import ProfileChange, RecordResult
-from crmsync.errors import FatalAPIError, RetryableError
+from crmsync import AuthError, FatalAPIError, ProfileChange, RecordResult, RetryableError
 from crmsync_zoho.client import ZohoClient, loads
 from crmsync_zoho.mapping import push_value
 
@@ -54,12 +53,17 @@ def csv_record(row: dict[str, str]) -> dict[str, Any]:
     return record
 
 
+class BulkWriteRefused(FatalAPIError):
+    """Zoho refused the Bulk Write path (scope, upload, job): the same changes can go as updates instead."""
+
+
 class _Job:
     def __init__(self, client: ZohoClient, sleep: Callable[[float], None] | None) -> None:
         self.client = client
         self.sleep = sleep or time.sleep
         self.poll = client.settings.bulk_poll_seconds
         self.max_wait = client.settings.bulk_max_wait_seconds
+        self.log = client.context.logger
 
     def wait(self, url: str, state_of: Callable[[dict[str, Any]], str], what: str) -> dict[str, Any]:
         waited = 0.0
@@ -69,12 +73,19 @@ class _Job:
             body = self.client.json("GET", url) or {}
             detail = (body.get("data") or [body])[0]
             state = str(state_of(detail)).upper()
+            job = detail.get("id")
+            self.log.debug("%s: Zoho %s job %s is %s after %.0f s", self.client.context.name, what, job, state, waited)
             if state in DONE_OK:
+                self.log.info("%s: Zoho %s job %s %s after %.0f s", self.client.context.name, what, job, state, waited)
                 return detail
             if state in DONE_BAD:
-                raise FatalAPIError(f"Zoho {what} job {detail.get('id')} ended in state {state}")
+                self.log.warning("%s: Zoho %s job %s ended in state %s", self.client.context.name, what, job, state)
+                raise FatalAPIError(f"Zoho {what} job {job} ended in state {state}")
             if waited >= self.max_wait:
-                raise RetryableError(f"Zoho {what} job {detail.get('id')} still {state} after {waited:.0f} s")
+                raise RetryableError(
+                    f"Zoho {what} job {job} still {state} after {waited:.0f} s",
+                    hint="raise bulk_max_wait_seconds if Zoho is slow; the next run tries again",
+                )
 
     def download(self, url: str) -> bytes:
         target = httpx.URL(url) if url.startswith("http") else httpx.URL(self.client.api_url + url)
@@ -114,6 +125,8 @@ class BulkReader(_Job):
             job_id = details.get("id")
             if not job_id:
                 raise FatalAPIError(f"Bulk Read of {module}: the job answer carries no id")
+            self.log.info("%s: Zoho Bulk Read job %s created for %s", self.client.context.name, job_id, module)
+            self.client.note_user(details.get("created_by"))
             self._note_start(details.get("created_time"))
             detail = self.wait(self.client.bulk_url(f"read/{job_id}"), lambda d: d.get("state", ""), "Bulk Read")
             result = detail.get("result") or {}
@@ -140,15 +153,26 @@ class BulkReader(_Job):
 
 
 class BulkWriter(_Job):
-    """Update many contacts with one CSV: upload, job, poll, per-row results from the result file."""
+    """Update many contacts with one CSV: upload, job, poll, per-row results from the result file.
+
+    Raises :class:`BulkWriteRefused` when Zoho refuses the path itself (missing scope or org id, refused upload or
+    job, a job that ends FAILED): nothing was written that updates would not write again.
+    """
 
     def push(self, changes: Sequence[ProfileChange]) -> list[RecordResult]:
-        settings = self.client.settings
-        mapping = settings.push_fields.mapping()
+        mapping = self.client.settings.push_fields.mapping()
         changed = set().union(*(c.changed for c in changes)) if changes else set()
         columns = [(c, api) for c, api in mapping.items() if c in changed]
         if not columns:
             return [RecordResult(c.member_id, ok=True) for c in changes]
+        try:
+            rows = self._run(changes, columns)
+        except (AuthError, FatalAPIError) as exc:
+            raise BulkWriteRefused(exc.message) from None
+        return self._results(changes, rows, dict(columns))
+
+    def _run(self, changes: Sequence[ProfileChange], columns: list[tuple[str, str]]) -> list[dict[str, str]]:
+        settings = self.client.settings
         file_id = self._upload(self._zip(changes, columns))
         payload = {
             "operation": "update",
@@ -166,13 +190,16 @@ class BulkWriter(_Job):
             ],
         }
         body = self.client.json("POST", self.client.bulk_url("write"), json=payload) or {}
-        job_id = (body.get("details") or {}).get("id")
+        details = body.get("details") or {}
+        job_id = details.get("id")
         if not job_id:
             raise FatalAPIError("Bulk Write: the job answer carries no id")
+        self.log.info("%s: Zoho Bulk Write job %s created for %d contacts", self.client.context.name, job_id,
+                      len(changes))  # fmt: skip
+        self.client.note_user(details.get("created_by"))
         detail = self.wait(self.client.bulk_url(f"write/{job_id}"), lambda d: d.get("status", ""), "Bulk Write")
         url = (detail.get("result") or {}).get("download_url")
-        rows = read_zipped_csv(self.download(url)) if url else []
-        return self._results(changes, rows)
+        return read_zipped_csv(self.download(url)) if url else []
 
     @staticmethod
     def _zip(changes: Sequence[ProfileChange], columns: list[tuple[str, str]]) -> bytes:
@@ -182,8 +209,7 @@ class BulkWriter(_Job):
         for change in changes:
             row = [change.member_id]
             for canonical, _ in columns:
-                value = push_value(canonical, change.values.get(canonical))
-                row.append(";".join(value) if isinstance(value, list) else ("" if value is None else value))
+                row.append(_cell(push_value(canonical, change.values.get(canonical))))
             writer.writerow(row)
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
@@ -206,11 +232,15 @@ class BulkWriter(_Job):
         return str(file_id)
 
     @staticmethod
-    def _results(changes: Sequence[ProfileChange], rows: list[dict[str, str]]) -> list[RecordResult]:
+    def _results(
+        changes: Sequence[ProfileChange], rows: list[dict[str, str]], columns: dict[str, str]
+    ) -> list[RecordResult]:
+        """A result per change from the result file's rows; ``columns`` maps canonical fields to api names."""
         by_id = {}
         for row in rows:
             rid = row.get("id") or row.get("RECORD_ID") or row.get("ID") or ""
             by_id[rid] = row
+        canonical = {api: c for c, api in columns.items()}
         results = []
         for change in changes:
             row = by_id.get(change.member_id)
@@ -220,13 +250,18 @@ class BulkWriter(_Job):
                 continue
             errors = (row or {}).get("ERRORS") or ("not in the result file" if row is None else status or "skipped")
             code, _, field = errors.split(":")[0].partition("-")
-            results.append(
-                RecordResult(
-                    change.member_id,
-                    ok=False,
-                    reason=f"Bulk Write: {errors}",
-                    field=field or None,
-                    retryable=code not in ("INVALID_DATA", "MANDATORY_NOT_FOUND", "DUPLICATE_DATA"),
-                )
-            )
+            if field == "id" and code == "INVALID_DATA":
+                reason, retryable, field = "contact not found in Zoho (deleted meanwhile?)", False, ""
+            else:
+                name = canonical.get(field)
+                value = push_value(name, change.values.get(name)) if name else None
+                reason, retryable = (f"{errors} ({field} = {value!r})" if field else errors), True
+            failure = RecordResult(change.member_id, False, f"Bulk Write: {reason}", field or None, retryable)
+            results.append(failure)
         return results
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, list):
+        return ";".join(value)
+    return "" if value is None else str(value)

@@ -1,15 +1,17 @@
 """Zoho CRM REST protocol: hosts and token, paging, ``fields`` chunking, error envelopes, call kinds.
 
-:class:`ZohoClient` wraps the shared client (:func:`crmsync.http.make_client`) with Zoho's OAuth flavour
+:class:`ZohoClient` wraps the shared client (``context.http(...)``) with Zoho's OAuth flavour
 (``Zoho-oauthtoken`` scheme, ``INVALID_TOKEN`` answers, ``api_domain`` from the token answer) and reads
 JSON with :class:`~decimal.Decimal` numbers so money never passes through float.
 """
 
 from __future__ import annotations
 
+import email.utils
 import json
 import re
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -17,10 +19,9 @@ from typing import Any
 
 import httpx
 
-from crmsync.auth import OAuthRefreshAuth, Token
-from crmsync.connector import ConnectorContext
-from crmsync.errors import AuthError, FatalAPIError
-from crmsync.redact import describe_request
+from crmsync import AuthError, ConnectorContext, FatalAPIError
+from crmsync.helpers import OAuthRefreshAuth, Paginator, Token, describe_request
+from crmsync_zoho.limits import ZohoLimitsTransport
 from crmsync_zoho.settings import ZohoSettings
 
 PER_PAGE = 200
@@ -28,7 +29,6 @@ PAGE_LIMIT = 2000
 """Records reachable with ``page``; beyond it Zoho wants ``page_token``."""
 MAX_FIELDS = 50
 INVALID_TOKEN_CODES = frozenset({"INVALID_TOKEN", "AUTHENTICATION_FAILURE"})
-_ZOHO_API_HOST = re.compile(r"^(www|sandbox|developer)\.zohoapis\.[a-z.]+$")
 
 
 def loads(content: bytes) -> Any:
@@ -49,6 +49,19 @@ def error_code(response: httpx.Response) -> str | None:
         if isinstance(data, list) and data and isinstance(data[0], dict):
             return data[0].get("code")
     return None
+
+
+def _read_params(fields: Sequence[str] | None) -> tuple[dict[str, Any], list[list[str]]]:
+    """Query of a records read (oldest change first), and the fields beyond the first 50 (read by ``ids``)."""
+    params: dict[str, Any] = {"per_page": PER_PAGE}
+    if fields is None:  # deleted records
+        return params | {"type": "all"}, []
+    names = list(dict.fromkeys(fields))
+    if "Modified_Time" in names:  # the first call carries what the cursor needs
+        names.insert(0, names.pop(names.index("Modified_Time")))
+    rest = [names[i : i + MAX_FIELDS] for i in range(MAX_FIELDS, len(names), MAX_FIELDS)]
+    params |= {"fields": ",".join(names[:MAX_FIELDS]), "sort_by": "Modified_Time", "sort_order": "asc"}
+    return params, rest
 
 
 def is_invalid_token(response: httpx.Response) -> bool:
@@ -92,6 +105,24 @@ class Page:
     info: dict[str, Any]
 
 
+class ServerClock:
+    """The server's time when a read began: the ``Date`` header of its first answer (``None`` without one)."""
+
+    def __init__(self) -> None:
+        self.first: datetime | None = None
+        self._seen = False
+
+    def see(self, response: httpx.Response) -> None:
+        if self._seen:
+            return
+        self._seen = True
+        try:
+            when = email.utils.parsedate_to_datetime(response.headers.get("Date", ""))
+        except (TypeError, ValueError):
+            return
+        self.first = when if when.tzinfo is not None else None
+
+
 class ZohoClient:
     """Authenticated calls to one Zoho org."""
 
@@ -103,18 +134,21 @@ class ZohoClient:
         self._api = api
         self.upload_url = upload
         self.label = f"Zoho data centre {settings.data_centre.value} ({httpx.URL(accounts).host})"
+        token_key = f"zoho:{context.name}:token"
+        if context.state.get(token_key) is not None:
+            context.state.set(token_key, None)  # a token an earlier version cached in clear
         self.auth = OAuthRefreshAuth(
             token_url=f"{accounts}/oauth/v2/token",
             client_id=settings.client_id,
             client_secret=settings.client_secret,
             refresh_token=settings.refresh_token,
-            state=context.state,
+            state=context.secrets,
             api_hosts=[httpx.URL(api).host, httpx.URL(upload).host],
             scheme="Zoho-oauthtoken",
             is_invalid_token=is_invalid_token,
             label=self.label,
-            state_key=f"zoho:{context.name}:token",
-            on_token=self._learn_api_domain,
+            state_key=token_key,
+            on_token=self._renewed,
         )
         options: dict[str, Any] = {
             "auth": self.auth,
@@ -126,17 +160,30 @@ class ZohoClient:
             "timeout": settings.timeout_seconds,
         }
         options.update(http_options)
+        # Zoho's 429s are told apart under the shared client's retries; a host's own client factory that picks
+        # the transport itself (the conformance kit's) keeps it.
+        self.limits: ZohoLimitsTransport | None = None
+        if options.get("transport") is not None or context.http_factory is None:
+            inner = options.get("transport") or httpx.HTTPTransport()
+            options["transport"] = self.limits = ZohoLimitsTransport(inner, context.logger)
         self.http = context.http(**options)
 
     # -- hosts ------------------------------------------------------------------------------------------
 
+    def _renewed(self, token: Token) -> None:
+        minutes = max(0.0, token.expires_at - time.time()) / 60
+        self.context.logger.info("%s: new access token from %s, valid %.0f min", self.context.name,
+                                 httpx.URL(self.accounts_url).host, minutes)  # fmt: skip
+        self._learn_api_domain(token)
+
     def _learn_api_domain(self, token: Token) -> None:
+        """Use the token answer's ``api_domain`` once it is known to belong with the accounts server."""
         if self.settings.api_url or not token.api_domain:
             return
-        url = httpx.URL(token.api_domain)
-        if url.scheme == "https" and _ZOHO_API_HOST.match(url.host or ""):
-            self._api = f"https://{url.host}"
-            self.auth.allow_host(url.host)
+        api = self.settings.api_url_from_token(token.api_domain)
+        if api != self._api:
+            self._api = api
+            self.auth.allow_host(httpx.URL(api).host)
 
     @property
     def api_url(self) -> str:
@@ -181,9 +228,15 @@ class ZohoClient:
 
     def json(self, method: str, url: str, *, ok: Sequence[int] = (200, 201), **kwargs: Any) -> Any:
         """Call and parse; ``None`` for 204/304 (bodies never parsed); anything else not in ``ok`` raises."""
+        return self.exchange(method, url, ok=ok, **kwargs)[0]
+
+    def exchange(
+        self, method: str, url: str, *, ok: Sequence[int] = (200, 201), **kwargs: Any
+    ) -> tuple[Any, httpx.Response]:
+        """:meth:`json` and the response it came with (its headers)."""
         response = self.request(method, url, **kwargs)
         if response.status_code in (204, 304):
-            return None
+            return None, response
         if response.status_code not in ok:
             self.fail(response)
         try:
@@ -196,60 +249,66 @@ class ZohoClient:
                 f"{describe_request(response.request)}: HTTP {response.status_code} answer is not a JSON object "
                 f"({kind}, {len(response.content)} bytes)"
             )
-        return body
+        return body, response
 
     # -- records ----------------------------------------------------------------------------------------
 
     def records(
-        self, module: str, fields: Sequence[str] | None, *, since: datetime | None = None, path: str = ""
+        self,
+        module: str,
+        fields: Sequence[str] | None,
+        *,
+        since: datetime | None = None,
+        path: str = "",
+        on_response: Callable[[httpx.Response], None] | None = None,
     ) -> Iterator[Page]:
         """Pages of ``module`` oldest change first with every field in ``fields`` (or of ``module/deleted``).
 
         ``page`` is used for the first 2,000 records and ``page_token`` after; more than 50 fields are
-        fetched in extra calls by ``ids`` and merged, never dropped.
+        fetched in extra calls by ``ids`` and merged, never dropped. ``on_response`` sees each page's answer
+        (its ``Date``), a 304 or 204 included.
         """
         headers = {"If-Modified-Since": since.isoformat(timespec="seconds")} if since else {}
-        params: dict[str, Any] = {"per_page": PER_PAGE}
-        rest: list[list[str]] = []
-        if fields is not None:
-            names = list(dict.fromkeys(fields))
-            if "Modified_Time" in names:  # the first call carries what the cursor needs
-                names.insert(0, names.pop(names.index("Modified_Time")))
-            rest = [names[i : i + MAX_FIELDS] for i in range(MAX_FIELDS, len(names), MAX_FIELDS)]
-            params |= {"fields": ",".join(names[:MAX_FIELDS]), "sort_by": "Modified_Time", "sort_order": "asc"}
-        else:
-            params |= {"type": "all"}
-        page, seen_tokens, previous_ids, number = 1, set(), frozenset[str](), 0
+        params, rest = _read_params(fields)
         target = self.url(f"{module}/{path}" if path else module)
-        while True:
-            body = self.json("GET", target, params=params | {"page": page} if page else params, headers=headers)
+        pages: Paginator[tuple[str, Any]] = Paginator(f"{module}{'/' + path if path else ''}", ("page", 1))
+        for kind, position in pages:
+            query = params | ({"page": position} if kind == "page" else {"page_token": position})
+            body, response = self.exchange("GET", target, params=query, headers=headers)
+            if on_response is not None:
+                on_response(response)
             if body is None:
                 return
             records = list(body.get("data") or [])
             info = dict(body.get("info") or {})
-            number += 1
-            ids = frozenset(str(r.get("id")) for r in records if isinstance(r, dict))
-            if (ids and ids <= previous_ids) or (page and info.get("page") not in (None, page)):
+            if kind == "page" and info.get("page") not in (None, position):
                 # a cached or replayed page: going on would move the cursor past records never received
                 raise FatalAPIError(
-                    f"{module}{'/' + path if path else ''}: page {number} repeats the records of the page before it "
-                    "(a caching proxy?); stopped so that no record is skipped, the next run resumes"
+                    f"{module}{'/' + path if path else ''}: page {position} repeats page {info.get('page')} (a caching "
+                    "proxy?); stopped so that no record is skipped, the next run resumes"
                 )
-            previous_ids = ids
+            after, stuck = self._next_page(module, kind, position, info)
+            pages.advance(after, [r.get("id") for r in records if isinstance(r, dict)])
             for chunk in rest:
                 self._merge_fields(module, records, chunk)
             yield Page(records, info)
-            if not info.get("more_records"):
-                return
-            if page and page * PER_PAGE < PAGE_LIMIT:
-                page += 1
-                continue
-            token = info.get("next_page_token")
-            if not token or token in seen_tokens:
-                raise FatalAPIError(f"{module}: more records announced but no new next_page_token to reach them")
-            seen_tokens.add(token)
-            page = 0
-            params = {k: v for k, v in params.items() if k != "page"} | {"page_token": token}
+            if stuck is not None:
+                raise stuck
+
+    @staticmethod
+    def _next_page(
+        module: str, kind: str, position: Any, info: dict[str, Any]
+    ) -> tuple[tuple[str, Any] | None, FatalAPIError | None]:
+        """The next page (by number up to 2,000 records, then by ``next_page_token``; ``None`` after the last), or
+        the error to raise once this page is handed over (more records announced without a way to reach them)."""
+        if not info.get("more_records"):
+            return None, None
+        if kind == "page" and position * PER_PAGE < PAGE_LIMIT:
+            return ("page", position + 1), None
+        token = info.get("next_page_token")
+        if not token:
+            return None, FatalAPIError(f"{module}: more records announced but no next_page_token to reach them")
+        return ("token", token), None
 
     def _merge_fields(self, module: str, records: list[dict[str, Any]], fields: list[str]) -> None:
         by_id = {str(r["id"]): r for r in records}
@@ -277,6 +336,22 @@ class ZohoClient:
             raise FatalAPIError("GET org: the answer carries no zgid (needed by Bulk Write uploads)")
         self.context.state.set(key, zgid)
         return zgid
+
+    # -- the connector's own CRM user ------------------------------------------------------------------
+
+    @property
+    def _user_key(self) -> str:
+        return f"zoho:{self.context.name}:user"
+
+    def own_user(self) -> str | None:
+        """The id of the CRM user crmsync acts as, once a write or bulk job answer has named it."""
+        return self.context.state.get(self._user_key)
+
+    def note_user(self, user: Any) -> None:
+        """Remember the user a write answer names (``Modified_By`` / ``created_by``: ``{"id": ...}``)."""
+        uid = str(user.get("id") or "") if isinstance(user, dict) else ""
+        if uid and uid != self.own_user():
+            self.context.state.set(self._user_key, uid)
 
     def fields_metadata(self, module: str) -> list[dict[str, Any]]:
         body = self.json("GET", self.url("settings/fields"), params={"module": module})

@@ -1,35 +1,40 @@
 """The Zoho CRM connector: Contacts are members, an order module gives orders, grades go back to Contacts.
 
-Pulls page through ``GET /crm/v8/{module}`` oldest change first with ``If-Modified-Since`` from the cursor,
-then ask the deleted-records endpoint what disappeared. A first pull goes through Bulk Read (no count call: an
-export costs three calls whatever the size), and so does a rerun that must read back at least ``bulk_threshold``
-contacts the connector wrote itself (every write moves ``Modified_Time``). Pushes send only changed fields,
-100 contacts per update call or one Bulk Write job, automations off unless configured.
+Pulls page through ``GET /crm/v8/{module}`` oldest change first with ``If-Modified-Since`` from the cursor
+(:mod:`crmsync_zoho.cursor`), then ask the deleted-records endpoint what disappeared. A first pull goes through
+Bulk Read (no count call: an export costs three calls whatever the size), and so does a rerun that must read back
+at least ``bulk_threshold`` contacts the connector wrote itself (every write moves ``Modified_Time``) or that
+finds that many changed on REST. Contacts that come back only because of the connector's own write are read but
+not delivered again (:mod:`crmsync_zoho.echo`). Pushes send only changed fields, 100 contacts per update call or
+one Bulk Write job (updates again when Zoho refuses it), automations off unless configured.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import timedelta
 from typing import Any
 
-from crmsync.connector import (
+from crmsync import (
     Batch,
     Capability,
     CheckResult,
     Connector,
     ConnectorContext,
+    FatalAPIError,
     ProfileChange,
     RecordResult,
     Rejection,
     Stream,
 )
-from crmsync.errors import FatalAPIError
+from crmsync.helpers import BadValue, Watermark, parse_time
 from crmsync_zoho import fieldcheck, mapping
-from crmsync_zoho.bulk import BulkReader, BulkWriter
-from crmsync_zoho.client import ZohoClient
+from crmsync_zoho.bulk import BulkReader, BulkWriter, BulkWriteRefused
+from crmsync_zoho.client import ServerClock, ZohoClient
 from crmsync_zoho.cursor import ZohoCursor
+from crmsync_zoho.echo import Echoes
 from crmsync_zoho.settings import ZohoSettings
 
 UPDATE_LIMIT = 100
@@ -52,10 +57,6 @@ class ZohoConnector(Connector):
     settings: ZohoSettings
 
     def __init__(self, settings: ZohoSettings, context: ConnectorContext, **http_options: Any) -> None:
-        # The policy's tiers and tags are what check() and create_fields() expect in the picklists, unless
-        # the connector settings name them explicitly.
-        defaults = {"tier_names": list(context.tier_names), "tag_names": list(context.tag_names)}
-        settings = settings.model_copy(update={k: v for k, v in defaults.items() if v and not getattr(settings, k)})
         super().__init__(settings, context)
         self.client = ZohoClient(settings, context, **http_options)
         self.overlap = timedelta(seconds=settings.overlap_seconds)
@@ -87,80 +88,138 @@ class ZohoConnector(Connector):
         module, fields, convert = self._stream_spec(stream)
         state = ZohoCursor.loads(cursor)
         initial = state.records.at is None
-        since = state.records.since(self.overlap)
         own = module == self.settings.contacts_module
         written = self.written if own else 0
-        bulk = self._use_bulk_read(initial, written)
-        reader = BulkReader(self.client, sleep=self.sleep)
-        if bulk:
-            pages = reader.pages(module, fields, since=since)
-        else:
-            pages = (p.records for p in self.client.records(module, fields, since=since))
-        for records in pages:
-            # REST pages come oldest change first, so each may move the cursor; a bulk export is unordered,
-            # so its cursor is only handed over at the end.
-            batch = self._batch(stream, records, convert, state, hold_cursor=bulk)
-            if batch.records or batch.rejects:
-                yield batch
-        if reader.started is not None:
-            state.records.cap(reader.started)
+        echoes = self._echoes(module, active=not initial) if stream is Stream.MEMBERS else None
+        batches = self._read(stream, module, fields, convert, state, initial, written, echoes)
+        if not initial:
+            batches = itertools.chain(batches, self._deletions(stream, module, state, echoes))
+        last = cursor
+        for batch in batches:
+            last = batch.cursor or last
+            yield batch
+            if echoes is not None:
+                echoes.stored()
         if initial:
             # Nothing to delete on a first pull; deletions are followed from here on.
             state.deleted.at = state.deleted.at or state.records.at
-        if (bulk or initial) and state.records.at is not None:
-            yield Batch(stream, cursor=state.dumps())
-        if not initial:
-            yield from self._deletions(stream, module, state)
+        final = state.dumps()
+        if final != last and (state.records.at is not None or not initial):
+            yield Batch(stream, cursor=final)
+        if echoes is not None:
+            echoes.save()
+            echoes.report(self.context.logger, self.name)
         if own and written:
             self.written = 0  # everything written before this pull has now been read back
 
-    def _batch(
+    def _read(
         self,
         stream: Stream,
-        records: list[dict[str, Any]],
+        module: str,
+        fields: list[str],
         convert: Callable[[dict[str, Any]], Any],
         state: ZohoCursor,
-        hold_cursor: bool = False,
-    ) -> Batch:
+        initial: bool,
+        written: int,
+        echoes: Echoes | None,
+    ) -> Iterator[Batch]:
+        """The records changed since the cursor: REST pages (oldest change first), one Bulk Read export, or REST
+        pages until ``bulk_threshold`` records were read and an export of the rest (a mass update, an import).
+
+        REST pages may each move the cursor, handed over when its size is paid for by the records read since the
+        last one (a window of 50,000 versions is not serialised after every page); an export is unordered, so its
+        cursor is handed over only at the end.
+        """
         mark = state.records
+        since = mark.since(self.overlap)
+        bulk = self._use_bulk_read(initial, written)
+        clock = ServerClock()
+        unpaid = read = 0
+        if not bulk:
+            for page in self.client.records(module, fields, since=since, on_response=clock.see):
+                out, rejects = self._convert(page.records, convert, mark, echoes)
+                mark.prune(self.overlap)
+                unpaid, read = unpaid + len(page.records), read + len(page.records)
+                handover = None
+                if mark.checkpoint_due(unpaid):
+                    handover, unpaid = state.dumps(), 0
+                if out or rejects or handover:
+                    yield Batch(stream, records=out, rejects=rejects, cursor=handover)
+                if page.info.get("more_records") and self._use_bulk_read(initial, read):
+                    self.context.logger.info("%s: %d %s changed records read, the rest by Bulk Read", self.name,
+                                             read, module)  # fmt: skip
+                    bulk, since = True, mark.at  # pages come oldest change first: older ones are all read
+                    break
+        reader = BulkReader(self.client, sleep=self.sleep)
+        if bulk:
+            for records in reader.pages(module, fields, since=since):
+                out, rejects = self._convert(records, convert, mark, echoes)
+                if out or rejects:
+                    yield Batch(stream, records=out, rejects=rejects)
+            if reader.started is not None:
+                mark.cap(reader.started)
+        mark.complete(clock.first or reader.started, self.overlap)
+
+    def _convert(
+        self,
+        records: list[dict[str, Any]],
+        convert: Callable[[dict[str, Any]], Any],
+        mark: Watermark,
+        echoes: Echoes | None,
+    ) -> tuple[list[Any], list[Rejection]]:
         out, rejects = [], []
         for raw in records:
             rid = str(raw.get("id") or "")
             try:
-                modified = mapping.parse_time(raw.get("Modified_Time"), self.context, "Modified_Time")
-            except mapping.BadValue:
+                modified = parse_time(raw.get("Modified_Time"), "Modified_Time", self.context.timezone)
+            except BadValue:
                 modified = None
-            if not mark.admit(rid, modified):
+            if mark.delivered(rid, modified):
                 continue
             item = convert(raw)
-            (rejects if isinstance(item, Rejection) else out).append(item)
-            mark.advance(rid, modified, self.overlap)
-        return Batch(stream, records=out, rejects=rejects, cursor=None if hold_cursor else state.dumps())
+            mark.note(rid, modified)
+            if isinstance(item, Rejection):
+                rejects.append(item)
+            elif echoes is None or not echoes.skip(rid, raw, item):
+                out.append(item)
+        return out, rejects
 
-    def _deletions(self, stream: Stream, module: str, state: ZohoCursor) -> Iterator[Batch]:
-        since = state.deleted.since(self.overlap)
-        for page in self.client.records(module, None, since=since, path="deleted"):
+    def _deletions(self, stream: Stream, module: str, state: ZohoCursor, echoes: Echoes | None) -> Iterator[Batch]:
+        mark = state.deleted
+        clock = ServerClock()
+        pages = self.client.records(module, None, since=mark.since(self.overlap), path="deleted", on_response=clock.see)
+        for page in pages:
             ids = []
             for entry in page.records:
                 rid = str(entry.get("id"))
-                when = mapping.parse_time(entry.get("deleted_time"), self.context, "deleted_time")
-                if state.deleted.admit(rid, when):
+                when = parse_time(entry.get("deleted_time"), "deleted_time", self.context.timezone)
+                if not mark.delivered(rid, when):
                     ids.append(rid)
-                state.deleted.advance(rid, when, self.overlap)
+                mark.note(rid, when)
+            mark.prune(self.overlap)
             if ids:
+                if echoes is not None:
+                    echoes.forget(ids)
                 yield Batch(stream, deleted=ids, cursor=state.dumps())
+        mark.complete(clock.first, self.overlap)
 
-    def _use_bulk_read(self, initial: bool, written: int) -> bool:
-        """Bulk Read for a first pull, or for a rerun that reads back at least ``bulk_threshold`` of our writes.
+    def _echoes(self, module: str, *, active: bool) -> Echoes:
+        key = f"zoho:{self.context.name}:fingerprints:{module}"
+        return Echoes(self.context.state, key, self.client.own_user(), active=active)
+
+    def _use_bulk_read(self, initial: bool, count: int) -> bool:
+        """Bulk Read for a first pull, or for a rerun with at least ``bulk_threshold`` records to read.
 
         A first pull does not ask for a count: an export costs three calls (create, status, download) whatever
-        the size, a count plus REST pages cost more from 600 records on. A rerun knows what it must read back: the
-        number of contacts written since the last pull (see :attr:`written`).
+        the size, a count plus REST pages cost more from 600 records on. A rerun knows part of what it must read
+        before it starts: the contacts written since the last pull (see :attr:`written`); a change made in Zoho
+        (a mass update, an import) shows as REST pages come, and the rest of it is exported once that many were
+        read.
         """
         s = self.settings
         if not s.bulk_read or s.bulk_threshold is None:
             return False
-        return initial or written >= s.bulk_threshold
+        return initial or count >= s.bulk_threshold
 
     @property
     def written(self) -> int:
@@ -197,23 +256,34 @@ class ZohoConnector(Connector):
             answers = self.client.update(self.settings.contacts_module, chunk, self.settings.trigger)
             if len(answers) != len(chunk):
                 raise FatalAPIError(f"{self.name}: update answered {len(answers)} results for {len(chunk)} records")
-            results += [mapping.record_result(b["id"], a) for b, a in zip(chunk, answers, strict=True)]
+            results += [mapping.record_result(b, a) for b, a in zip(chunk, answers, strict=True)]
+            done = next((a for a in answers if str(a.get("status", "")).lower() == "success"), None)
+            if done is not None:
+                self.client.note_user((done.get("details") or {}).get("Modified_By"))
         return results
 
     def push_batches(
         self, batches: Iterable[Sequence[ProfileChange]]
     ) -> Iterator[tuple[Sequence[ProfileChange], list[RecordResult]]]:
         """Bulk Write when the changes reach ``bulk_write_threshold``, else 100-record updates run concurrently
-        (up to ``concurrency``); each batch's results are yielded as soon as that batch is done."""
+        (up to ``concurrency``); each batch's results are yielded as soon as that batch is done. When Zoho refuses
+        Bulk Write (a missing scope, a refused upload, a failed job) the same changes go as updates instead."""
         pending = list(batches)
         threshold = self.settings.bulk_write_threshold
         if threshold is not None and sum(len(b) for b in pending) >= threshold:
-            results = BulkWriter(self.client, sleep=self.sleep).push([c for b in pending for c in b])
-            self.written += self._wrote(pending, results)
-            by_id = {r.member_id: r for r in results}
-            for batch in pending:
-                yield batch, [by_id[c.member_id] for c in batch if c.member_id in by_id]
-            return
+            try:
+                results = BulkWriter(self.client, sleep=self.sleep).push([c for b in pending for c in b])
+            except BulkWriteRefused as exc:
+                self.context.logger.warning(
+                    "%s: Bulk Write refused (%s); pushing %d changes with updates of %d instead",
+                    self.name, exc.message, sum(len(b) for b in pending), UPDATE_LIMIT,
+                )  # fmt: skip
+            else:
+                self.written += self._wrote(pending, results)
+                by_id = {r.member_id: r for r in results}
+                for batch in pending:
+                    yield batch, [by_id[c.member_id] for c in batch if c.member_id in by_id]
+                return
         with ThreadPoolExecutor(max_workers=self.settings.concurrency) as pool:
             futures = {pool.submit(self.push, batch): batch for batch in pending}
             for future in as_completed(futures):
@@ -238,7 +308,7 @@ class ZohoConnector(Connector):
         return fieldcheck.check(self.client, self.settings, self.context)
 
     def create_fields(self) -> list[CheckResult]:
-        return fieldcheck.create_missing(self.client, self.settings)
+        return fieldcheck.create_missing(self.client, self.settings, self.context)
 
     def close(self) -> None:
         self.client.close()

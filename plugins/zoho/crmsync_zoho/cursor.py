@@ -1,75 +1,66 @@
-"""The Zoho pull cursor: a forward-only watermark per stream, serialised as JSON.
+"""The Zoho pull cursor: a forward-only :class:`~crmsync.helpers.Watermark` per stream and one for its deletions.
 
-``If-Modified-Since`` has one-second resolution and its inclusivity is not documented, so pulls re-read an
-overlap window before the watermark; the cursor remembers which ``(id, time)`` pairs inside that window were
-already delivered, so the overlap never delivers a record twice and a rerun with no change yields nothing.
+``If-Modified-Since`` has one-second resolution and its inclusivity is not documented, and a record may become
+visible a little after its ``Modified_Time`` (a late commit), so a pull re-reads an ``overlap`` window before the
+watermark; the watermark remembers which ``(id, time)`` versions inside that window were already delivered, so the
+overlap never delivers a record twice.
+
+The window is only re-read while it may still hold late commits. A complete pull notes the server's time when it
+began (``checked``: the ``Date`` of its first answer, or a Bulk Read job's creation time): every record changed
+``overlap`` before that was visible to it. Once ``checked`` is ``overlap`` past the watermark, the next pull asks
+from the watermark itself, so a steady rerun is answered 304 even after thousands of records changed in the
+watermark's second (a write-back, a mass update). Each pull costs time linear in what it reads (see
+:mod:`crmsync.helpers`).
+
+The text is versioned (:class:`~crmsync.helpers.CursorCodec`): version 2 groups the remembered ids by time;
+version 1 (``seen`` as ``{id: time}``, no ``checked``) is still read.
 """
 
 from __future__ import annotations
 
-import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
+from typing import Any
 
-from crmsync.errors import FatalAPIError
+from crmsync.helpers import CursorCodec, Watermark
 
-
-@dataclass
-class Watermark:
-    """The newest time seen, plus the ids delivered within ``overlap`` of it."""
-
-    at: datetime | None = None
-    seen: dict[str, str] = field(default_factory=dict)
-
-    def since(self, overlap: timedelta) -> datetime | None:
-        return None if self.at is None else self.at - overlap
-
-    def admit(self, record_id: str, when: datetime | None) -> bool:
-        """False when this exact version was delivered already (re-read through the overlap window)."""
-        return when is None or self.seen.get(record_id) != when.isoformat()
-
-    def advance(self, record_id: str, when: datetime | None, overlap: timedelta) -> None:
-        if when is None:
-            return
-        if self.at is None or when > self.at:
-            self.at = when
-        self.seen[record_id] = when.isoformat()
-        floor = self.at - overlap
-        self.seen = {k: v for k, v in self.seen.items() if datetime.fromisoformat(v) >= floor}
-
-    def cap(self, limit: datetime) -> None:
-        """Hold the watermark at ``limit`` at most (the start of an unordered export: a record changed while it
-        ran may have been exported in its older version, so the next pull reads from before the start)."""
-        if self.at is None or self.at > limit:
-            self.at = limit
-
-    def to_json(self) -> dict[str, object]:
-        return {"at": self.at.isoformat() if self.at else None, "seen": self.seen}
-
-    @classmethod
-    def from_json(cls, data: object) -> Watermark:
-        if not isinstance(data, dict):
-            return cls()
-        at = data.get("at")
-        return cls(datetime.fromisoformat(at) if at else None, dict(data.get("seen") or {}))
+VERSION = 2
 
 
 @dataclass
 class ZohoCursor:
-    records: Watermark = field(default_factory=Watermark)
-    deleted: Watermark = field(default_factory=Watermark)
+    records: Watermark[datetime] = field(default_factory=Watermark)
+    deleted: Watermark[datetime] = field(default_factory=Watermark)
 
     def dumps(self) -> str:
-        return json.dumps({"v": 1, "records": self.records.to_json(), "deleted": self.deleted.to_json()})
+        return CODEC.dumps(self)
 
     @classmethod
     def loads(cls, text: str | None) -> ZohoCursor:
-        if not text:
-            return cls()
-        try:
-            data = json.loads(text)
-            if data.get("v") != 1:
-                raise ValueError("unknown cursor version")
-            return cls(Watermark.from_json(data.get("records")), Watermark.from_json(data.get("deleted")))
-        except (ValueError, AttributeError, TypeError) as exc:
-            raise FatalAPIError(f"stored Zoho cursor cannot be read ({exc}); reset the stream's cursor") from None
+        """Read a cursor of this version or of version 1."""
+        return CODEC.loads(text)
+
+
+def _mark(data: Any) -> Watermark[datetime]:
+    return Watermark.from_json(data) if isinstance(data, Mapping) else Watermark()
+
+
+def _mark_v1(data: Any) -> Watermark[datetime]:
+    if not isinstance(data, Mapping):
+        return Watermark()
+    at = data.get("at")
+    seen = {str(rid): datetime.fromisoformat(when) for rid, when in (data.get("seen") or {}).items()}
+    return Watermark(datetime.fromisoformat(at) if at else None, None, seen)
+
+
+CODEC = CursorCodec(
+    "Zoho",
+    VERSION,
+    lambda c: {"records": c.records.to_json(), "deleted": c.deleted.to_json()},
+    {
+        1: lambda d: ZohoCursor(_mark_v1(d.get("records")), _mark_v1(d.get("deleted"))),
+        2: lambda d: ZohoCursor(_mark(d.get("records")), _mark(d.get("deleted"))),
+    },
+    ZohoCursor,
+)

@@ -7,47 +7,27 @@ Bulk Read CSV rows (lookups as a bare id, everything a string, multi-selects joi
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import date, datetime, time
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
-from crmsync.connector import ConnectorContext, ProfileChange, RecordResult, Rejection, Stream
-from crmsync.models import Activity, Member, Order, OrderStatus, aware
+from crmsync import (
+    Activity,
+    ConnectorContext,
+    Member,
+    Order,
+    OrderStatus,
+    ProfileChange,
+    RecordResult,
+    Rejection,
+    Stream,
+)
+from crmsync.helpers import BadValue, parse_decimal, parse_time, reject
 from crmsync_zoho.settings import ActivityFields, OrderFields, PushFields
 
-MEMBER_FIELDS = ("Email", "Phone", "First_Name", "Last_Name", "Created_Time", "Modified_Time", "Email_Opt_Out")
-
-
-class BadValue(ValueError):
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(reason)
-        self.field = field
-        self.reason = reason
-
-
-def parse_time(value: Any, context: ConnectorContext, field: str) -> datetime | None:
-    """A Zoho datetime (``2025-06-30T17:30:00+05:30``) or date as an aware UTC datetime."""
-    if value in (None, ""):
-        return None
-    text = str(value).strip()
-    try:
-        if len(text) == 10:
-            return aware(datetime.combine(date.fromisoformat(text), time()), context.timezone)
-        return aware(datetime.fromisoformat(text.replace("Z", "+00:00")), context.timezone)
-    except ValueError:
-        raise BadValue(field, f"not a date/time: {text!r}") from None
-
-
-def parse_decimal(value: Any, field: str) -> Decimal | None:
-    if value in (None, ""):
-        return None
-    try:
-        number = value if isinstance(value, Decimal) else Decimal(str(value).strip())
-    except InvalidOperation:
-        raise BadValue(field, f"not a number: {value!r}") from None
-    if not number.is_finite():
-        raise BadValue(field, f"not a number: {value!r}")
-    return number
+MEMBER_FIELDS = (
+    "Email", "Phone", "First_Name", "Last_Name", "Created_Time", "Modified_Time", "Modified_By", "Email_Opt_Out",
+)  # fmt: skip
+"""Contacts fields every pull reads (``Modified_By`` tells the connector's own writes from others')."""
 
 
 def lookup_id(value: Any) -> str | None:
@@ -70,9 +50,7 @@ def _truthy(value: Any) -> bool:
 
 def _reject(stream: Stream, module: str, record: Mapping[str, Any], exc: Exception) -> Rejection:
     rid = _text(record.get("id"))
-    field = getattr(exc, "field", None)
-    reason = getattr(exc, "reason", None) or str(exc).splitlines()[0]
-    return Rejection(stream, f"{module} {rid or '?'}", field, reason, record_id=rid, raw=dict(record))
+    return reject(stream, f"{module} {rid or '?'}", exc, record_id=rid, raw=record)
 
 
 def to_member(
@@ -87,8 +65,8 @@ def to_member(
             phone=_text(record.get("Phone")),
             first_name=_text(record.get("First_Name")),
             last_name=_text(record.get("Last_Name")),
-            created_at=parse_time(record.get("Created_Time"), context, "Created_Time"),
-            updated_at=parse_time(record.get("Modified_Time"), context, "Modified_Time"),
+            created_at=parse_time(record.get("Created_Time"), "Created_Time", context.timezone),
+            updated_at=parse_time(record.get("Modified_Time"), "Modified_Time", context.timezone),
             attributes={name: record.get(name) for name in attributes if name in record},
             opt_in=None if opt_out in (None, "") else not _truthy(opt_out),
         )
@@ -122,7 +100,7 @@ def to_order(record: Mapping[str, Any], *, context: ConnectorContext, fields: Or
         amount = parse_decimal(record.get(fields.amount_field), fields.amount_field)
         if amount is None:
             raise BadValue(fields.amount_field, "amount is missing")
-        placed = parse_time(record.get(fields.date_field), context, fields.date_field)
+        placed = parse_time(record.get(fields.date_field), fields.date_field, context.timezone)
         if placed is None:
             raise BadValue(fields.date_field, "date is missing")
         currency = _text(record.get(fields.currency_field)) or context.base_currency
@@ -143,7 +121,7 @@ def to_order(record: Mapping[str, Any], *, context: ConnectorContext, fields: Or
             currency=currency,
             exchange_rate=rate,
             status=OrderStatus(status),
-            updated_at=parse_time(record.get("Modified_Time"), context, "Modified_Time"),
+            updated_at=parse_time(record.get("Modified_Time"), "Modified_Time", context.timezone),
         )
     except (BadValue, ValueError, KeyError) as exc:
         return _reject(Stream.ORDERS, fields.module, record, exc)
@@ -159,7 +137,7 @@ def to_activity(
     record: Mapping[str, Any], *, context: ConnectorContext, fields: ActivityFields
 ) -> Activity | Rejection:
     try:
-        occurred = parse_time(record.get(fields.date_field), context, fields.date_field)
+        occurred = parse_time(record.get(fields.date_field), fields.date_field, context.timezone)
         if occurred is None:
             raise BadValue(fields.date_field, "date is missing")
         kind = fields.kind or _text(record.get(fields.kind_field or "")) or fields.module.lower()
@@ -195,28 +173,47 @@ def change_payload(change: ProfileChange, push: PushFields) -> dict[str, Any] | 
     return {"id": change.member_id, **payload} if payload else None
 
 
-RETRYABLE_CODES = frozenset({"RECORD_LOCKED", "NOT_APPROVED", "INTERNAL_ERROR", "TOO_MANY_REQUESTS", "LOCKED"})
+def _shown(value: Any) -> str:
+    return ", ".join(map(repr, value)) if isinstance(value, list) else repr(value)
 
 
-def record_result(member_id: str, answer: Mapping[str, Any]) -> RecordResult:
-    """One per-record write answer as a :class:`RecordResult` (field = the Zoho api name at fault)."""
+def refusal_reason(code: str, field: str | None, value: Any, details: Mapping[str, Any], message: str) -> str:
+    """Why Zoho refused a value, naming the field and the value (grades are not personal data)."""
+    allowed = details.get("supported_values")
+    if allowed:
+        values = value if isinstance(value, list) else [value]
+        off = [v for v in values if v not in allowed] or values
+        return (
+            f"{code}: {field} has no option {_shown(off if isinstance(value, list) else off[0])} "
+            f"(options: {', '.join(map(str, allowed))}); add it in Zoho or run `crmsync check --create-fields`"
+        )
+    if details.get("expected_data_type"):
+        return f"{code}: {field} expects {details['expected_data_type']}, not {_shown(value)}"
+    if details.get("maximum_length"):
+        return f"{code}: {field} holds at most {details['maximum_length']} characters, {_shown(value)} is longer"
+    if "api name" in message.lower():
+        return f"{code}: {field} is not a field of the module (create it or fix push_fields)"
+    where = f" ({field} = {_shown(value)})" if field else ""
+    return f"{code}: {message or 'refused'}{where}"
+
+
+def record_result(payload: Mapping[str, Any], answer: Mapping[str, Any]) -> RecordResult:
+    """One per-record write answer for ``payload`` (what was sent) as a :class:`RecordResult`.
+
+    ``field`` is the Zoho api name at fault and the reason names the value sent. Every refusal is ``retryable``
+    (an admin can add a picklist option, unlock a record, create a field) except a contact deleted meanwhile.
+    """
+    member_id = str(payload["id"])
     if str(answer.get("status", "")).lower() == "success" or answer.get("code") == "SUCCESS":
         return RecordResult(member_id, ok=True)
     code = str(answer.get("code") or "ERROR")
-    details = answer.get("details") or {}
-    field = details.get("api_name") if isinstance(details, Mapping) else None
+    details = answer.get("details")
+    details = details if isinstance(details, Mapping) else {}
+    field = details.get("api_name")
     message = str(answer.get("message") or "").strip()
-    reason = f"{code}: {message}" if message else code
-    retryable = code in RETRYABLE_CODES
-    if isinstance(details, Mapping):
-        if field == "id" and code == "INVALID_DATA":
-            reason = f"{code}: contact not found in Zoho (deleted meanwhile?)"
-            field = None
-        elif details.get("supported_values"):
-            allowed = ", ".join(map(str, details["supported_values"]))
-            reason = f"{code}: value not allowed for {field} (allowed: {allowed})"
-        elif details.get("expected_data_type"):
-            reason = f"{code}: {field} expects {details['expected_data_type']}"
-        elif details.get("maximum_length"):
-            reason = f"{code}: {field} longer than {details['maximum_length']}"
-    return RecordResult(member_id, ok=False, reason=reason, field=field, retryable=retryable)
+    if field == "id" and code == "INVALID_DATA":
+        return RecordResult(
+            member_id, ok=False, reason=f"{code}: contact not found in Zoho (deleted meanwhile?)", retryable=False
+        )
+    reason = refusal_reason(code, field, payload.get(field) if field else None, details, message)
+    return RecordResult(member_id, ok=False, reason=reason, field=field, retryable=True)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any, Literal
 
+import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from crmsync.errors import ConfigError
-from crmsync.http import ensure_secure_url
-from crmsync.models import OrderStatus
+from crmsync import ConfigError, OrderStatus
+from crmsync.helpers import SecureUrl, is_loopback
 
 
 class DataCentre(StrEnum):
@@ -32,6 +32,16 @@ _IRREGULAR = {
     DataCentre.CA: ("https://accounts.zohocloud.ca", "https://www.zohoapis.ca", "https://upload.zohocloud.ca"),
     DataCentre.SA: ("https://accounts.zoho.sa", "https://www.zohoapis.sa", "https://files.zoho.sa"),
 }
+
+
+ENVIRONMENTS = ("www", "sandbox", "developer")
+"""Prefixes of a data centre's API host: production, sandbox, developer."""
+
+
+def data_centre_of(accounts_host: str) -> DataCentre | None:
+    """The data centre whose accounts server is ``accounts_host`` (``None`` for any other host)."""
+    host = accounts_host.lower()
+    return next((dc for dc in DataCentre if httpx.URL(dc_urls(dc)[0]).host == host), None)
 
 
 def dc_urls(dc: DataCentre, environment: str = "production") -> tuple[str, str, str]:
@@ -139,9 +149,9 @@ class ZohoSettings(BaseModel):
     refresh_token: SecretStr
     data_centre: DataCentre = DataCentre.US
     environment: Literal["production", "sandbox", "developer"] = "production"
-    accounts_url: str | None = Field(None, description="override the accounts server (a local fake, a proxy)")
-    api_url: str | None = Field(None, description="override the API domain the token answer names")
-    upload_url: str | None = Field(None, description="override the bulk-write upload host")
+    accounts_url: SecureUrl | None = Field(None, description="override the accounts server (a local fake, a proxy)")
+    api_url: SecureUrl | None = Field(None, description="override the API domain the token answer names")
+    upload_url: SecureUrl | None = Field(None, description="override the bulk-write upload host")
     api_version: str = "v8"
 
     contacts_module: str = "Contacts"
@@ -182,18 +192,37 @@ class ZohoSettings(BaseModel):
             return _ALIASES.get(value, value)
         return value
 
-    @field_validator("accounts_url", "api_url", "upload_url")
-    @classmethod
-    def _secure(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        try:
-            return str(ensure_secure_url(value.rstrip("/"))).rstrip("/")
-        except ConfigError as exc:
-            raise ValueError(exc.message) from None
-
     @property
     def urls(self) -> tuple[str, str, str]:
         """``(accounts, api, upload)``: the overrides where given, else the data centre's hosts."""
         accounts, api, upload = dc_urls(self.data_centre, self.environment)
         return (self.accounts_url or accounts, self.api_url or api, self.upload_url or upload)
+
+    def api_url_from_token(self, api_domain: str) -> str:
+        """The API base URL a token answer's ``api_domain`` stands for, if it belongs with the accounts server.
+
+        A loopback accounts server (a local fake) goes with a loopback API; a Zoho accounts server with a Zoho API
+        host of the same data centre (``www.``, ``sandbox.`` or ``developer.zohoapis.<dc>``; the configured
+        ``environment`` decides which); any other accounts server (a proxy) with the configured data centre's.
+
+        Raises:
+            ConfigError: naming both hosts, when they do not belong together (set ``api_url`` if they do).
+        """
+        accounts = httpx.URL(self.urls[0])
+        api = httpx.URL(api_domain.strip())
+        host = (api.host or "").lower()
+        if is_loopback(accounts.host):
+            if host and is_loopback(host) and api.scheme in ("http", "https"):
+                return f"{api.scheme}://{api.netloc.decode()}"
+            expected = "a loopback host like the accounts server's"
+        else:
+            dc = data_centre_of(accounts.host) or self.data_centre
+            suffix = dc_urls(dc)[1].removeprefix("https://www.zohoapis.")
+            if api.scheme == "https" and host in {f"{env}.zohoapis.{suffix}" for env in ENVIRONMENTS}:
+                return dc_urls(dc, self.environment)[1]
+            expected = f"https://www.zohoapis.{suffix} (data centre {dc.name}) or its sandbox/developer host"
+        raise ConfigError(
+            f"the token answer of the accounts server {accounts.host} names the API domain {host or api_domain!r}, "
+            f"expected {expected}; nothing was sent there",
+            hint="set api_url if that API host is right; else check accounts_url and data_centre",
+        )

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from crmsync import (
+    Activity,
     AuthError,
     Batch,
     Capability,
@@ -21,14 +21,15 @@ from crmsync import (
     Connector,
     ConnectorSpec,
     FatalAPIError,
+    Member,
+    Order,
     ProfileChange,
+    Record,
     RecordResult,
     Rejection,
     Stream,
 )
-from crmsync.connector import Record
-from crmsync.models import Activity, Member, Order, aware
-from crmsync.redact import describe_request, safe_repr
+from crmsync.helpers import BadValue, describe_request, parse_decimal, parse_time, safe_repr
 
 RESOURCE = {Stream.MEMBERS: "contacts", Stream.ORDERS: "orders", Stream.ACTIVITIES: "activities"}
 FIELDS = {
@@ -117,7 +118,10 @@ class ReferenceConnector(Connector):
         return self.parse_time(text).astimezone(UTC).isoformat()
 
     def parse_time(self, text: str) -> datetime:
-        return aware(datetime.fromisoformat(text), self.context.timezone)
+        when = parse_time(text, "time", self.context.timezone)
+        if when is None:
+            raise BadValue("time", "missing")
+        return when
 
     def map_rows(self, stream: Stream, rows: Sequence[dict[str, Any]]) -> tuple[list[Record], list[Rejection]]:
         records: list[Record] = []
@@ -148,7 +152,7 @@ class ReferenceConnector(Connector):
                 member_external_id=row["contact_id"],
                 placed_at=self.parse_time(row["placed_at"]),
                 amount=self.money(row["total"]),
-                currency=row["currency"],
+                currency=self.currency(row),
                 status=row["status"],
                 updated_at=self.parse_time(row["updated_at"]),
             )
@@ -164,23 +168,31 @@ class ReferenceConnector(Connector):
         return model(**values)
 
     def money(self, text: str) -> Any:
-        return Decimal(text)
+        return parse_decimal(text, "total")
+
+    def currency(self, row: dict[str, Any]) -> str:
+        return row["currency"]
 
     # ------------------------------------------------------------------ push
     def push(self, changes: Sequence[ProfileChange]) -> list[RecordResult]:
         if not changes:
             return []
         rows = [{"id": c.member_id, **{FIELDS[k]: v for k, v in c.values.items()}} for c in changes]
-        return self.read_results(self.send(rows))
+        return self.read_results(changes, self.send(rows))
 
     def send(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return self.request("PATCH", "/contacts", json={"data": rows})["data"]
 
-    def read_results(self, items: list[dict[str, Any]]) -> list[RecordResult]:
+    def read_results(self, changes: Sequence[ProfileChange], items: list[dict[str, Any]]) -> list[RecordResult]:
+        by_id = {str(item.get("id")): item for item in items}
         results = []
-        for item in items:
+        for change in changes:
+            item = by_id.get(change.member_id)
+            if item is None:
+                results.append(RecordResult(change.member_id, False, "not in the answer"))
+                continue
             ok = item["status"] == "success"
-            results.append(RecordResult(item["id"], ok, None if ok else item.get("message"), item.get("field")))
+            results.append(RecordResult(change.member_id, ok, None if ok else item.get("message"), item.get("field")))
         return results
 
     def check(self) -> list[CheckResult]:
