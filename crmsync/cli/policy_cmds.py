@@ -45,8 +45,8 @@ def replay(app: AppContext, start: str | None, end: str | None, every: str) -> t
     t0 = when(app, start, "--from") if start else shift(t1.astimezone(compiled.tz), period, -11)
     if t1 < t0:
         raise ConfigError("--to is before --from")
-    with app.store(read_only=True) as store, store.transaction(rollback=True) as con:
-        periods = run_backtest(con, compiled, t0, t1, period)
+    with app.store(read_only=True) as store:  # each statement on its own: the temporary tables keep one version
+        periods = run_backtest(store.con, compiled, t0, t1, period)
     return compiled, periods
 
 
