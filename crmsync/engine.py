@@ -123,10 +123,8 @@ class Engine:
         if self._policy is None:
             from crmsync.policy import compile_policy
 
-            sync = self.settings.sync
-            self._policy = compile_policy(
-                self.settings.policy, self.host.metrics(), base_currency=sync.base_currency, timezone=sync.timezone
-            )
+            s, m = self.settings, self.host.metrics()
+            self._policy = compile_policy(s.policy, m, base_currency=s.sync.base_currency, timezone=s.sync.timezone)
         return self._policy
 
     def __enter__(self) -> Engine:
@@ -220,12 +218,16 @@ class Engine:
         nothing and returns the changes a push would make."""
         from crmsync.policy import GradingMode
 
+        if not dry_run:  # first the days since the last run, a week of days per transaction
+            self.resolve_members()
+            report.days_decided = self.policy.decide_in_weeks(self.store.transaction, as_of)
         with self.store.transaction(rollback=dry_run) as con:
             self.resolve_members()
             report.unmatched_orders = matching.unmatched(con, "orders")
             report.unmatched_activities = matching.unmatched(con, "activities")
             grading = self.policy.run(con, as_of, GradingMode.SYNC)
             report.members_recomputed = grading.recomputed
+            report.days_decided += grading.days
             self._adjust_profiles(con, grading)
             report.profiles_changed = profiles.count_changed(con, grading.graded)
             profiles.save(con, grading.graded, members=grading.members if grading.incremental else None)
