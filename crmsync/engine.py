@@ -151,6 +151,10 @@ class Engine:
             runs.start(con, report)
         try:
             _ = self.policy  # a bad policy fails before anything is pulled
+            if self.settings.grading.engine == "spark":  # as does an engine that cannot grade it
+                from crmsync.grading.spark import check
+
+                check(self.settings)
             with self._timed(report, "pull"):
                 self.pull(report)
             with self._timed(report, "grade"):
@@ -224,7 +228,12 @@ class Engine:
             self.resolve_members()
             report.unmatched_orders = matching.unmatched(con, "orders")
             report.unmatched_activities = matching.unmatched(con, "activities")
-            grading = self.policy.run(con, as_of, GradingMode.SYNC)
+            if self.settings.grading.engine == "spark":
+                from crmsync.grading.spark import SparkGrader
+
+                grading = SparkGrader(self.settings, self.store.path, report).run(con, self.policy, as_of)
+            else:
+                grading = self.policy.run(con, as_of, GradingMode.SYNC)
             report.members_recomputed = grading.recomputed
             self._adjust_profiles(con, grading)
             report.profiles_changed = profiles.count_changed(con, grading.graded)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from functools import partial
 from typing import Any
 
 import duckdb
@@ -65,38 +66,63 @@ class CompiledPolicy:
         :attr:`GradingMode.SYNC_FULL` without ``incremental``) and update the policy's state tables."""
         return self.run(con, as_of, GradingMode.SYNC if incremental else GradingMode.SYNC_FULL)
 
-    def run(self, con: Connection, as_of: datetime, mode: GradingMode) -> Grading:
+    def run(
+        self, con: Connection, as_of: datetime, mode: GradingMode, *, aggregates: Aggregates | None = None
+    ) -> Grading:
         """Grade as of ``as_of`` into the temporary table ``mode.out`` (see :class:`GradingMode`).
+
+        ``aggregates``: fills ``_pol_agg`` (every member's order-level aggregates) in place of the order-level
+        statements (:meth:`order_level_sql`), e.g. from another engine; then every member is recomputed, ``mode``
+        must not ``write_ledger``, and the stored metrics of incremental gradings are dropped.
 
         Raises:
             PolicyError: a condition's arithmetic overflowed on the stored data (e.g. ``points * 1e18``).
         """
         if as_of.tzinfo is None:
             raise ValueError("as_of must be timezone-aware")
+        if aggregates is not None and mode.write_ledger:
+            raise ValueError("aggregates computed elsewhere leave no points ledger to store: use a mode without it")
         with _out_of_range():
             con.execute(M.members_sql())
             reuse = mode.incremental and self._cache_usable(con, as_of)
             if mode.write_ledger:
                 con.execute(M.fingerprint_sql(as_of))
             con.execute(_dirty_sql(as_of) if reuse else _ALL_DIRTY)
-            for stmt in self._statements(as_of, mode, reuse):
+            head, tail = self._statements(as_of, mode, reuse)
+            for stmt in head if aggregates is None else head[:2]:
+                con.execute(stmt)
+            if aggregates is not None:
+                con.execute(f"DROP TABLE IF EXISTS {CACHE_META}")  # the stored metrics are no longer current
+                aggregates(con, partial(self.order_level_sql, as_of, mode))
+            for stmt in tail:
                 con.execute(stmt)
         recomputed = scalar(con, "SELECT count(*) FROM _pol_dirty")
         return Grading(incremental=reuse, recomputed=int(recomputed), graded=mode.out, members="_pol_members")
 
-    def _statements(self, as_of: datetime, mode: GradingMode, reuse: bool) -> list[str]:
-        """The grading's statements after ``_pol_members`` and ``_pol_dirty`` (the members to recompute)."""
-        day = as_of.astimezone(UTC).date()
+    def order_level_sql(self, as_of: datetime, mode: GradingMode, scope: str) -> list[str]:
+        """The statements whose cost grows with the orders and activities: the inputs, the points ledger and
+        ``_pol_agg`` (one row per member of ``scope``); they read ``orders``, ``activities``, ``_pol_prev`` (tier
+        multipliers), the stored ledger (multipliers kept) and ``mode.bonus_table``."""
         statuses = self.policy.metrics.order_statuses
-        metrics = self.used_metrics.values()
-        sql: list[str] = [*M.inputs_sql(as_of, statuses, "_pol_dirty")]
-        sql.append(_prev_sql(mode.stateful, mode.state_table, mode.use_profiles))
-        sql.append(_overrides_sql(mode.stateful and mode.use_locks, day))
         bonuses = mode.bonus_table if mode.stateful else None
-        sql += points.points_sql(
-            self.policy, as_of, LEDGER_TABLE, "_pol_dirty", timezone=self.timezone, bonus_table=bonuses
-        )
-        sql.append(M.aggregates_sql(metrics, as_of, statuses, "_pol_dirty", mode.write_ledger))
+        return [
+            *M.inputs_sql(as_of, statuses, scope),
+            *points.points_sql(self.policy, as_of, LEDGER_TABLE, scope, timezone=self.timezone, bonus_table=bonuses),
+            M.aggregates_sql(self.used_metrics.values(), as_of, statuses, scope, mode.write_ledger),
+        ]
+
+    def _statements(self, as_of: datetime, mode: GradingMode, reuse: bool) -> tuple[list[str], list[str]]:
+        """The grading's statements after ``_pol_members`` and ``_pol_dirty`` (the members to recompute): those up
+        to ``_pol_agg`` (the held tiers, the locks, then :meth:`order_level_sql`), and those after it."""
+        day = as_of.astimezone(UTC).date()
+        metrics = self.used_metrics.values()
+        head = [
+            _prev_sql(mode.stateful, mode.state_table, mode.use_profiles),
+            _overrides_sql(mode.stateful and mode.use_locks, day),
+            *self.order_level_sql(as_of, mode, "_pol_dirty"),
+        ]
+        bonuses = mode.bonus_table if mode.stateful else None
+        sql: list[str] = []
         if mode.write_ledger:
             sql += _persist_sql(reuse, self.version, as_of)
         sql.append(M.metrics_sql(metrics, as_of, CACHE_TABLE if mode.write_ledger else "_pol_agg"))
@@ -123,7 +149,7 @@ class CompiledPolicy:
             sql += _state_sql(mode.state_table)
         if mode.expire_locks:
             sql += overrides.expire_sql(day)
-        return sql
+        return head, sql
 
     def _cache_usable(self, con: Connection, as_of: datetime) -> bool:
         """Whether the stored metrics can be reused: same policy, no plugin metric (their SQL is opaque), not
@@ -134,6 +160,11 @@ class CompiledPolicy:
             return False
         row = con.execute(f"SELECT version, as_of FROM {CACHE_META}").fetchone()
         return row is not None and row[0] == _cache_version(self.version) and row[1] <= as_of
+
+
+Aggregates = Callable[[Connection, Callable[[str], list[str]]], None]
+"""Fills ``_pol_agg`` in place of the order-level statements, given :meth:`CompiledPolicy.order_level_sql` as a
+function of the scope (see :meth:`CompiledPolicy.run`)."""
 
 
 @dataclass(frozen=True)

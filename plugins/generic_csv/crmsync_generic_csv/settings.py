@@ -29,7 +29,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from crmsync import PUSHED_FIELDS, ConfigPath, OrderStatus, ReadPath, WritePath
-from crmsync.helpers import MemorySize
+from crmsync.helpers import DEFAULT_STATUS_MAP, MemorySize
 from crmsync_generic_csv.records import CHUNK, LIMIT, MAX_FIELD, MAX_LINE
 
 MEMBER_FIELDS = ("external_id", "email", "phone", "first_name", "last_name", "created_at", "updated_at", "opt_in")
@@ -74,30 +74,6 @@ def _input(path: Path) -> Path:
 
 InputPath = Annotated[ReadPath, AfterValidator(_input)]
 """An input file, or a glob pattern of export files (read relative to the configuration file's folder)."""
-
-DEFAULT_STATUS_MAP: dict[str, OrderStatus] = {
-    "paid": OrderStatus.PAID,
-    "completed": OrderStatus.PAID,
-    "complete": OrderStatus.PAID,
-    "fulfilled": OrderStatus.PAID,
-    "shipped": OrderStatus.PAID,
-    "delivered": OrderStatus.PAID,
-    "refunded": OrderStatus.REFUNDED,
-    "cancelled": OrderStatus.CANCELLED,
-    "canceled": OrderStatus.CANCELLED,
-    "voided": OrderStatus.CANCELLED,
-    "pending": OrderStatus.PENDING,
-    "processing": OrderStatus.PENDING,
-    "on-hold": OrderStatus.PENDING,
-    "unpaid": OrderStatus.PENDING,
-    "已付款": OrderStatus.PAID,
-    "已完成": OrderStatus.PAID,
-    "已发货": OrderStatus.PAID,
-    "已退款": OrderStatus.REFUNDED,
-    "已取消": OrderStatus.CANCELLED,
-    "待付款": OrderStatus.PENDING,
-}
-"""Status values understood without configuration (compared case-insensitively); ``status_map`` adds more."""
 
 
 class CsvSettings(BaseModel):
