@@ -158,12 +158,17 @@ def _time(col: tuple[str, str] | None, formats: list[str]) -> str:
     return f"coalesce({', '.join(parsed)})"
 
 
+def _quoted(text: str) -> str:
+    """SQL quoting a value for a message, as the CSV connector does."""
+    return f"'''' || {text} || ''''"
+
+
 def _money_problem(value: str, text: str, what: str) -> list[tuple[str, str]]:
     """(condition, reason) pairs of a money value ``value`` read from ``text``."""
     return [
-        (f"{text} IS NOT NULL AND {value} IS NULL", f"'not {what}: ' || {text}"),
-        (f"abs({value}) >= 1e14", f"'out of range: ' || {text}"),
-        (f"{value} <> round({value}, 4)", f"'more than 4 decimals: ' || {text}"),
+        (f"{text} IS NOT NULL AND {value} IS NULL", f"'not {what}: ' || {_quoted(text)}"),
+        (f"abs({value}) >= 1e14", f"'out of range (at most 10^14): ' || {_quoted(text)}"),
+        (f"{value} <> round({value}, 4)", f"'more than 4 decimals: ' || {_quoted(text)}"),
     ]
 
 
@@ -202,7 +207,7 @@ def orders(
     df = open_source(spark, src, key, base_dir)
     cols = columns(df, src, ORDER_FIELDS, key)
     df.createOrReplaceTempView("_lake_orders_src")
-    lines = spark.sql(_order_lines_sql(cols, src))
+    lines = spark.sql(_order_lines_sql(cols, src)).persist()  # read once: checked, grouped, rejected
     lines.createOrReplaceTempView("_lake_order_lines")
     grouped = spark.sql(_order_group_sql(cols, src, rates, base_currency))
     grouped.createOrReplaceTempView("_lake_orders_checked")
@@ -234,13 +239,15 @@ FROM _lake_orders_src"""
     rules += [(w, "amount", r) for w, r in _money_problem("amount", "_amount_text", "an amount")]
     rules += [(w, "total", r) for w, r in _money_problem("total", "_total_text", "an amount")]
     rules += [
-        ("_placed_text IS NOT NULL AND placed_at IS NULL", "placed_at", "'not a date and time: ' || _placed_text"),
+        ("_placed_text IS NOT NULL AND placed_at IS NULL", "placed_at",
+         f"'not a date/time: ' || {_quoted('_placed_text')}"),
         (f"member_email IS NOT NULL AND NOT member_email RLIKE '{EMAIL}'", "member_email",
-         "'not an email address: ' || member_email"),
-        ("currency IS NOT NULL AND NOT currency RLIKE '^[A-Z]{3}$'", "currency", "'not a currency code: ' || currency"),
+         "'not an email address: (value hidden)'"),
+        ("currency IS NOT NULL AND NOT currency RLIKE '^[A-Z]{3}$'", "currency",
+         f"'not a currency code: ' || {_quoted('currency')}"),
         ("_rate_text IS NOT NULL AND (exchange_rate IS NULL OR exchange_rate <= 0)", "exchange_rate",
-         "'not a positive rate: ' || _rate_text"),
-        ("status IS NULL", "status", "'unknown status ' || _status_text || ' (map it with status_map)'"),
+         f"'not a positive rate: ' || {_quoted('_rate_text')}"),
+        ("status IS NULL", "status", f"'unknown status ' || {_quoted('_status_text')} || ' (map it with status_map)'"),
     ]  # fmt: skip
     rules += [(w, "refunded_amount", r) for w, r in _money_problem("refunded_amount", "_refunded_text", "an amount")]
     checked = f"SELECT *, {_status_case(src)} AS status FROM ({read})"
@@ -262,9 +269,9 @@ def _order_group_sql(
     cols: dict[str, tuple[str, str] | None], src: LakeSource, rates: ExchangeRates, base_currency: str
 ) -> str:
     """One row per order id: order-level values from the lines that have them, amounts summed, the order checked."""
-    level = [f"min({f}) AS {f}, count(DISTINCT {f}) AS _n_{f}" for f in _ORDER_LEVEL]
-    level.append("min(status) FILTER (WHERE _status_text IS NOT NULL) AS _status")
-    level.append("count(DISTINCT status) FILTER (WHERE _status_text IS NOT NULL) AS _n_status")
+    level = [f"min({f}) AS {f}, min({f}) <> max({f}) AS _n_{f}" for f in _ORDER_LEVEL]  # not count(DISTINCT): no Expand
+    given = "FILTER (WHERE _status_text IS NOT NULL)"
+    level.append(f"min(status) {given} AS _status, min(status) {given} <> max(status) {given} AS _n_status")
     grouped = (
         "SELECT external_id, min(_where) AS _where, min(_row) AS _row, min_by(_raw, _row) AS _raw, "
         f"bool_or(_field IS NOT NULL) AS _bad_lines, sum(amount) AS _line_sum, {', '.join(level)} "
@@ -279,7 +286,7 @@ def _order_group_sql(
         f"coalesce(currency, {default}) AS currency, CAST(exchange_rate AS DECIMAL(18,8)) AS exchange_rate, "
         "coalesce(_status, 'paid') AS status, coalesce(total, _line_sum) AS amount FROM grouped))"
     )
-    rules = [(f"_n_{f} > 1", f, "'the lines of the order disagree'") for f in (*_ORDER_LEVEL, "status")]
+    rules = [(f"_n_{f}", f, "'the lines of the order disagree'") for f in (*_ORDER_LEVEL, "status")]
     rules += [
         ("placed_at IS NULL", "placed_at", "'missing'"),
         ("member_external_id IS NULL AND member_email IS NULL", "member_external_id", "'no member id or email'"),
@@ -310,10 +317,10 @@ FROM _lake_activities_src"""
         ("_nth > 1", "external_id", "'a repeated id (the first row with it is read)'"),
         ("kind IS NULL", "kind", "'missing'"),
         ("_at_text IS NULL", "occurred_at", "'missing'"),
-        ("occurred_at IS NULL", "occurred_at", "'not a date and time: ' || _at_text"),
+        ("occurred_at IS NULL", "occurred_at", f"'not a date/time: ' || {_quoted('_at_text')}"),
         ("member_external_id IS NULL AND member_email IS NULL", "member_external_id", "'no member id or email'"),
         (f"member_email IS NOT NULL AND NOT member_email RLIKE '{EMAIL}'", "member_email",
-         "'not an email address: ' || member_email"),
+         "'not an email address: (value hidden)'"),
         *((w, "points", r) for w, r in _money_problem("points", "_points_text", "a number")),
     ]  # fmt: skip
     checked = spark.sql(f"SELECT *, {_locator()} AS _locator, {_problems_sql(rules)} FROM ({ranked})")

@@ -53,14 +53,17 @@ def spark_session(cfg: SparkSettings, timezone: str) -> SparkSession:
         active.conf.set("spark.sql.session.timeZone", timezone)
         return active
     builder = SparkSession.builder.master(cfg.master).appName(cfg.app_name)
+    builder = builder.config("spark.ui.showConsoleProgress", "false")  # no bars in crmsync's output
     for key, value in cfg.conf.items():
         builder = builder.config(key, str(value).lower() if isinstance(value, bool) else str(value))
     builder = builder.config("spark.sql.session.timeZone", timezone)
     try:
-        return builder.getOrCreate()
+        session = builder.getOrCreate()
     except Exception as exc:  # the launcher's errors are of several kinds (Py4J, PySpark runtime, OS)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(
             f"grading.spark: Spark did not start at master {cfg.master!r}: {first}",
             hint="check grading.spark.master and grading.spark.conf; " + JAVA_HINT,
         ) from None
+    session.sparkContext.setLogLevel("ERROR")
+    return session

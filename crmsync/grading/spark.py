@@ -168,6 +168,7 @@ class SparkGrader:
         matched = spark.sql(
             to_spark(f"SELECT {pick} AS member_id, {_CANONICAL[stream]}, false AS deleted FROM _lake_rows o {joins}")
         )
+        matched = matched.persist()  # read by the inputs and the points ledger; counted here
         matched.where("member_id IS NOT NULL").createOrReplaceTempView(str(stream))
         unmatched = matched.where("member_id IS NULL").count()
         if stream is Stream.ORDERS:
@@ -179,7 +180,7 @@ class SparkGrader:
         """Quarantine and report the rows a lake source rejected (streamed, not collected at once); entries of rows
         no longer rejected are resolved."""
         run_id = self.report.run_id
-        for row in rejects.toLocalIterator():
+        for row in rejects.repartition(1).toLocalIterator():  # one job; the rows stream in
             raw = {"values": row["raw"]} if row["raw"] is not None else None
             rej = Rejection(stream, row["locator"], row["field"], row["reason"], row["record_id"], raw)
             quarantine.add(con, CONNECTOR, rej, run_id)
