@@ -265,6 +265,12 @@ _ORDER_LEVEL = (
 )
 
 
+def _in_base(column: str) -> str:
+    """An amount in the base currency, rounded half to even to 4 places as the store converts it (null: out of
+    range). ``_rate`` is the order's rate (:meth:`ExchangeRates.rate_sql`)."""
+    return f"try_cast(bround(try_cast({column} AS DECIMAL(18,4)) * _rate, 4) AS DECIMAL(18,4))"
+
+
 def _order_group_sql(
     cols: dict[str, tuple[str, str] | None], src: LakeSource, rates: ExchangeRates, base_currency: str
 ) -> str:
@@ -274,16 +280,15 @@ def _order_group_sql(
     level.append(f"min(status) {given} AS _status, min(status) {given} <> max(status) {given} AS _n_status")
     grouped = (
         "SELECT external_id, min(_where) AS _where, min(_row) AS _row, min_by(_raw, _row) AS _raw, "
-        f"bool_or(_field IS NOT NULL) AS _bad_lines, sum(amount) AS _line_sum, {', '.join(level)} "
+        f"bool_or(_field IS NOT NULL) AS _bad_lines, try_sum(amount) AS _line_sum, {', '.join(level)} "
         "FROM _lake_order_lines WHERE external_id IS NOT NULL GROUP BY external_id"
     )
     default = sql_string(src.default_currency or base_currency)
     rate = rates.rate_sql("exchange_rate")
     valued = (
-        "SELECT *, try_cast(bround(CAST(amount AS DECIMAL(18,4)) * _rate, 4) AS DECIMAL(18,4)) AS amount_base, "
-        "try_cast(bround(CAST(refunded_amount AS DECIMAL(18,4)) * _rate, 4) AS DECIMAL(18,4)) AS refunded_amount_base "
+        f"SELECT *, {_in_base('amount')} AS amount_base, {_in_base('refunded_amount')} AS refunded_amount_base "
         f"FROM (SELECT *, {rate} AS _rate FROM (SELECT * EXCEPT (currency, exchange_rate, _status), "
-        f"coalesce(currency, {default}) AS currency, CAST(exchange_rate AS DECIMAL(18,8)) AS exchange_rate, "
+        f"coalesce(currency, {default}) AS currency, try_cast(exchange_rate AS DECIMAL(18,8)) AS exchange_rate, "
         "coalesce(_status, 'paid') AS status, coalesce(total, _line_sum) AS amount FROM grouped))"
     )
     rules = [(f"_n_{f}", f, "'the lines of the order disagree'") for f in (*_ORDER_LEVEL, "status")]
