@@ -289,6 +289,20 @@ def test_records_given_with_a_table_come_after_its_rows() -> None:
 
 
 # ---------------------------------------------------------------------------------------------- quarantine
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.integers(1, 10**7), min_size=1, max_size=12, unique=True), st.randoms(use_true_random=False))
+def test_quarantine_entries_are_listed_by_file_then_line_number(lines: list[int], rnd: Any) -> None:
+    located = [f"orders.csv:{n}" for n in lines] + [f"a-orders.csv:{n}" for n in lines[:3]] + ["shop order x"]
+    rnd.shuffle(located)
+    rejects = [Rejection(Stream.ORDERS, loc, "amount", "bad", record_id=f"o{i}") for i, loc in enumerate(located)]
+    with Store.open(None) as store:
+        write(store, Batch(Stream.ORDERS, rejects=rejects), "r1")
+        listed = [e["locator"] for e in quarantine.entries(store.con)]
+    by_line = {loc: (loc.rsplit(":", 1)[0], int(loc.rsplit(":", 1)[1]) if ":" in loc else -1) for loc in located}
+    expected = sorted(located, key=by_line.__getitem__)
+    assert listed == expected
+
+
 def test_a_quarantined_record_keeps_its_first_run_until_a_fix_resolves_it() -> None:
     bad = Rejection(Stream.ORDERS, "orders.csv:7", "amount", "not a number: 'abc'", record_id="o9", raw={"a": "abc"})
     worse = Rejection(Stream.ORDERS, "orders.csv:8", "placed_at", "not a date", record_id="o9")

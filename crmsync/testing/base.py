@@ -116,6 +116,9 @@ class ContractBase:
     """Records seeded per check; keep it above two pages of the double's page size."""
     cluster_size: ClassVar[int] = 25
     """Records changed at one instant in the cluster check; keep it above several pages of the double's page size."""
+    large_cluster_size: ClassVar[int] = 2500
+    """Records of one instant in the cursor-cost check, which pulls this many and then twice as many with the
+    settings at the top of their range (the largest pages); keep it above ``CHECKPOINT_ALWAYS`` (2,000)."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

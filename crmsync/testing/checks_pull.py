@@ -1,5 +1,6 @@
-"""Pull checks: completeness, canonical records (under two time zones), malformed records rejected, clusters of
-one timestamp across pages, cursors that never run ahead, incremental pulls, deletions."""
+"""Pull checks: completeness, canonical records (under two time zones), values the source leaves out, malformed
+records rejected, clusters of one timestamp across pages, cursors that never run ahead, incremental pulls,
+deletions. Late commits and the cost of cursors: :mod:`crmsync.testing.checks_cursors`."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Callable
 
 from crmsync.connector import Capability, Connector, Stream
 from crmsync.testing.base import SOURCE, ContractBase, applies, has, pulls
+from crmsync.testing.data import OPTIONAL_FIELDS
 from crmsync.testing.double import CrmDouble
 from crmsync.testing.driver import ContractError, PullRun, drive_pull, record_problems
 
@@ -118,6 +120,27 @@ class PullChecks(ContractBase):
             problems += record_problems(record, stream, SOURCE, expected)
         if problems:
             problems.append(f"(the connector ran with context.timezone={zone!r}, context.base_currency='EUR')")
+        _fail(problems)
+
+    @applies(pulls)
+    def test_values_the_source_leaves_out_stay_empty(self, double: CrmDouble, make_connector: Make, stream: Stream):
+        seeded = double.seed(stream, self.seed_count)
+        sparse = seeded[1::2]  # across pages
+        double.omit_optional(stream, sparse)
+        run = drive_pull(make_connector(), stream)
+        problems = [f"{stream.value} {r.record_id!r} was rejected: {r}" for b in run.batches for r in b.rejects]
+        if lost := sorted(set(sparse) - set(run.live_ids()) - {r.record_id for b in run.batches for r in b.rejects}):
+            problems.append(f"{stream.value} {lost} were neither pulled nor rejected")
+        for record in run.records:
+            if record.external_id in sparse:
+                problems += record_problems(record, stream, SOURCE, double.expected(stream, record.external_id))
+        if problems:
+            problems.append(
+                f"({stream.value} {sparse} are served without the values a record may lack (of "
+                f"{', '.join(OPTIONAL_FIELDS[stream])}). Leave what the source does not hold None: never today's date, "
+                "a made-up name or status, or a currency of your choosing; an order that names no currency is in "
+                "context.base_currency, the account's home currency)"
+            )
         _fail(problems)
 
     @applies(pulls)

@@ -18,12 +18,13 @@ cannot push has no push checks), and pull checks run once per stream the connect
 from __future__ import annotations
 
 from crmsync.testing.checks_basic import BasicChecks
+from crmsync.testing.checks_cursors import CursorChecks
 from crmsync.testing.checks_http import HttpChecks
 from crmsync.testing.checks_pull import PullChecks
 from crmsync.testing.checks_push import PushChecks
 
 
-class ConnectorContract(BasicChecks, HttpChecks, PullChecks, PushChecks):
+class ConnectorContract(BasicChecks, HttpChecks, PullChecks, CursorChecks, PushChecks):
     """Subclass it, set ``spec``, and provide a ``crm`` fixture returning a :class:`~crmsync.testing.CrmDouble`.
 
     Class attributes:
@@ -35,4 +36,5 @@ class ConnectorContract(BasicChecks, HttpChecks, PullChecks, PushChecks):
             write answer).
         seed_count: records seeded per check (default 7: three pages of a page size of 3).
         cluster_size: records changed at one instant in the cluster check (default 25).
+        large_cluster_size: records of one instant in the cursor-cost check (default 2,500, then twice as many).
     """

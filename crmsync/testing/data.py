@@ -36,6 +36,18 @@ COMPARED_FIELDS: dict[Stream, tuple[str, ...]] = {
 }
 """Canonical fields a double's :meth:`expected` values cover, by stream."""
 
+OPTIONAL_FIELDS: dict[Stream, tuple[str, ...]] = {
+    Stream.MEMBERS: ("email", "first_name", "last_name", "created_at"),
+    Stream.ORDERS: ("member_external_id", "currency"),
+    Stream.ACTIVITIES: ("member_external_id",),
+}
+"""Fields a source may leave out of a record (see :meth:`~crmsync.testing.InMemoryCrm.omit_optional`): the
+connector must leave them ``None``, except an order's currency: an order that names none is in the base currency
+(the account's home currency), never in one the connector picks."""
+LATE_BY = timedelta(seconds=5)
+"""How long before the newest change already served a change committed late is stamped (see
+:meth:`~crmsync.testing.InMemoryCrm.commit_late`): inside any sane overlap window."""
+
 _FIRST = ("Ada", "Bao", "Chen", "Dara", "Emil", "Fatou", "Gita", "Hugo", "Ines", "Jun")
 _LAST = ("Lovelace", "Li", "Wang", "Okafor", "Berg", "Diallo", "Rao", "Moreau", "Silva", "Sato")
 
@@ -80,7 +92,7 @@ def changed_record(stream: Stream, record: dict[str, Any], at: datetime) -> dict
     """``record`` after a visible edit made at ``at``."""
     out = dict(record, updated_at=at)
     if stream is Stream.MEMBERS:
-        out["email"] = "changed." + str(record["email"])
+        out["email"] = f"changed.{record['email']}" if record["email"] else f"{record['external_id']}@example.com"
     elif stream is Stream.ORDERS:
         out["status"] = "refunded" if record["status"] == "paid" else "paid"
     else:

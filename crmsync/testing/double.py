@@ -1,7 +1,8 @@
 """What the conformance kit asks of a test double, and an in-memory base that keeps a CRM's state.
 
 A double stands in for the system a connector talks to. The kit seeds it, edits it (one record, or many at one
-instant), makes it serve a malformed record, reads back what was pushed, makes it refuse a record, leave a record
+instant, or in a transaction that commits late), makes it serve a malformed record or one without its optional
+values, reads back what was pushed, makes it refuse a record, leave a record
 out of a write answer, or fail its next calls; :class:`CrmDouble` lists those operations. :class:`InMemoryCrm` keeps
 the state (records in canonical form, deletions, malformed records, pushed values, queued failures) so a concrete
 double only renders that state in its API's shape: :class:`crmsync.testing.PagedJsonApi` does it for a typical
@@ -18,7 +19,15 @@ from zoneinfo import ZoneInfo
 
 from crmsync.connector import Stream
 from crmsync.models import PUSHED_FIELDS
-from crmsync.testing.data import COMPARED_FIELDS, EPOCH, changed_record, sample_record
+from crmsync.testing.data import (
+    BASE_CURRENCY,
+    COMPARED_FIELDS,
+    EPOCH,
+    LATE_BY,
+    OPTIONAL_FIELDS,
+    changed_record,
+    sample_record,
+)
 
 if TYPE_CHECKING:
     import httpx
@@ -45,6 +54,16 @@ class CrmDouble(Protocol):
     def blank(self, stream: Stream, ids: Sequence[str]) -> None:
         """Edit these orders or activities at one instant so that the API serves each without a value it cannot do
         without (an order's date or amount, an activity's date): the connector must reject them, not invent one."""
+
+    def commit_late(self, stream: Stream, ids: Sequence[str]) -> None:
+        """Edit these records in a transaction that commits late: their modification time is a few seconds
+        (:data:`~crmsync.testing.data.LATE_BY`) before the newest change of ``stream`` the source holds, so a pull
+        that resumes exactly at its watermark never sees them; one that re-reads an overlap window does."""
+
+    def omit_optional(self, stream: Stream, ids: Sequence[str]) -> None:
+        """Edit these records at one instant so that the API serves each without the values it may lack (a
+        member's email, names and creation date; an order's contact and currency; an activity's contact, as far
+        as the system allows): the connector must leave them empty, not invent them."""
 
     def delete(self, stream: Stream, ids: Sequence[str]) -> None:
         """Delete these records in the source."""
@@ -83,14 +102,18 @@ class CrmDouble(Protocol):
 class InMemoryCrm:
     """State of a fake CRM in canonical form, with the bookkeeping every double needs.
 
-    Subclasses serve :attr:`records` in their API's shape (a record in :attr:`malformed` with an unreadable value,
-    one in :attr:`blanked` without its date, naive times in :attr:`timezone`), call :meth:`next_failure` at the start
-    of each request, :meth:`begin_write` once per write call and :meth:`write` for each record it writes, leaving out
-    of the answer (and unwritten) the members :meth:`answers` says no to.
+    Subclasses serve :attr:`records` in their API's shape (a value that is ``None`` left out or ``null``, a record
+    in :attr:`malformed` with an unreadable value, one in :attr:`blanked` without its date, naive times in
+    :attr:`timezone`), call :meth:`next_failure` at the start of each request, :meth:`begin_write` once per write call
+    and :meth:`write` for each record it writes, leaving out of the answer (and unwritten) the members
+    :meth:`answers` says no to.
     """
 
     field_names: Mapping[str, str] = {f: f for f in PUSHED_FIELDS}
     """Canonical pushed field -> the system's custom field name."""
+    optional_fields: Mapping[Stream, tuple[str, ...]] = OPTIONAL_FIELDS
+    """The canonical fields :meth:`omit_optional` leaves out, by stream: narrow it to what your system may lack (an
+    account name or a creation time the system always fills stays)."""
 
     def __init__(self) -> None:
         self.records: dict[Stream, dict[str, dict[str, Any]]] = {s: {} for s in Stream}
@@ -149,6 +172,20 @@ class InMemoryCrm:
             self.records[stream][rid] = dict(self.records[stream][rid], updated_at=at)
             self.blanked[stream].add(rid)
 
+    def commit_late(self, stream: Stream, ids: Sequence[str]) -> None:
+        at = max(r["updated_at"] for r in self.records[stream].values()) - LATE_BY
+        for rid in ids:
+            self.records[stream][rid] = changed_record(stream, self.records[stream][rid], at)
+            self.malformed[stream].discard(rid)
+            self.blanked[stream].discard(rid)
+
+    def omit_optional(self, stream: Stream, ids: Sequence[str]) -> None:
+        at = self._tick()
+        for rid in ids:
+            self.records[stream][rid] = dict(
+                self.records[stream][rid], updated_at=at, **dict.fromkeys(self.optional_fields.get(stream, ()))
+            )
+
     def delete(self, stream: Stream, ids: Sequence[str]) -> None:
         at = self._tick()
         for rid in ids:
@@ -159,7 +196,10 @@ class InMemoryCrm:
         record = self.records[stream].get(external_id)
         if record is None or external_id in self.malformed[stream] | self.blanked[stream]:
             return None
-        return {k: record[k] for k in COMPARED_FIELDS[stream]}
+        values = {k: record[k] for k in COMPARED_FIELDS[stream]}
+        if stream is Stream.ORDERS and values["currency"] is None:
+            values["currency"] = BASE_CURRENCY  # an order that names no currency is in the home currency
+        return values
 
     def pushed(self) -> dict[str, dict[str, Any]]:
         return {k: dict(v) for k, v in self.written.items()}

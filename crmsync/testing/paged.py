@@ -18,7 +18,7 @@ Every call needs ``Authorization: Bearer <token>`` (401 otherwise). Datetimes ar
 (``"naive"``), and amounts as strings, as real APIs do, so a connector that drops offsets, reads ``Z`` or naive
 times in the wrong zone, or reads money as float is caught by the kit's comparison with the canonical values.
 A record the kit corrupted is served with an impossible value in one field (:data:`MALFORMED`); one it blanked
-without its date (``null``).
+without its date (``null``); a value a record lacks (an email, a currency, see ``omit_optional``) is left out.
 """
 
 from __future__ import annotations
@@ -104,8 +104,10 @@ class PagedJsonApi(InMemoryCrm):
         self.router.stop()
 
     # ---------------------------------------------------------------- rendering
-    def time(self, value: datetime) -> str:
-        """A datetime as this API writes it (see ``time_style``)."""
+    def time(self, value: datetime | None) -> str | None:
+        """A datetime as this API writes it (see ``time_style``); ``None`` stays ``None``."""
+        if value is None:
+            return None
         if self.time_style == "utc":
             return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         if self.time_style == "naive":
@@ -113,7 +115,7 @@ class PagedJsonApi(InMemoryCrm):
         return iso(value)
 
     def render(self, stream: Stream, record: Mapping[str, Any]) -> dict[str, Any]:
-        """One record as the API returns it."""
+        """One record as the API returns it; a value the record lacks (``None``) is left out."""
         t = self.time
         if stream is Stream.MEMBERS:
             out = {k: record[k] for k in ("email", "first_name", "last_name")}
@@ -132,7 +134,8 @@ class PagedJsonApi(InMemoryCrm):
                 "type": record["kind"],
                 "occurred_at": t(record["occurred_at"]),
             }
-        out = {"id": record["external_id"], **out, "updated_at": t(record["updated_at"])}
+        out = {"id": record["external_id"], **{k: v for k, v in out.items() if v is not None}}
+        out["updated_at"] = t(record["updated_at"])
         if record["external_id"] in self.malformed[stream]:
             field = self.malformed_field[stream]
             out[field] = MALFORMED.get(field, "\ufffdunreadable\ufffd")

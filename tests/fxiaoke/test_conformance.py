@@ -33,6 +33,8 @@ class KitFxiaoke(InMemoryCrm):
     field_names: Mapping[str, str] = {"tier": TIER, "points": POINTS, "tags": TAGS, "rfm_segment": RFM,
                                       "lifecycle": STAGE}  # fmt: skip
     objects = {Stream.MEMBERS: "AccountObj", Stream.ORDERS: "SalesOrderObj"}
+    optional_fields = {Stream.MEMBERS: ("email", "first_name"), Stream.ORDERS: ("member_external_id", "currency")}
+    """A customer always has its name (``name``) and ``create_time``."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -120,6 +122,14 @@ class KitFxiaoke(InMemoryCrm):
 
     def delete(self, stream: Stream, ids: Sequence[str]) -> None:
         super().delete(stream, ids)
+        self._render(stream)
+
+    def commit_late(self, stream: Stream, ids: Sequence[str]) -> None:
+        super().commit_late(stream, ids)
+        self._render(stream)
+
+    def omit_optional(self, stream: Stream, ids: Sequence[str]) -> None:
+        super().omit_optional(stream, ids)
         self._render(stream)
 
     def drop_field(self, field: str) -> str:

@@ -12,6 +12,7 @@ from crmsync_generic_csv import CsvConnector, CsvSettings
 
 from crmsync import Stream
 from crmsync.testing import ConnectorContract, InMemoryCrm
+from crmsync.testing.data import OPTIONAL_FIELDS
 from crmsync.testing.paged import iso
 
 FILES = {Stream.MEMBERS: "customers.csv", Stream.ORDERS: "orders.csv", Stream.ACTIVITIES: "activities.csv"}
@@ -26,6 +27,10 @@ COLUMNS = {
 
 class CsvExports(InMemoryCrm):
     """A folder of CSV exports rewritten after every change, and the profiles CSV pushes write."""
+
+    optional_fields = {Stream.MEMBERS: OPTIONAL_FIELDS[Stream.MEMBERS], Stream.ORDERS: ("currency",)}
+    """This connector refuses an order or activity row that names its member neither by id nor by email (a row of
+    an export is expected to name one), so the kit leaves only a member's values and an order's currency out."""
 
     def __init__(self, folder: Path) -> None:
         super().__init__()
@@ -66,6 +71,14 @@ class CsvExports(InMemoryCrm):
 
     def delete(self, stream: Stream, ids: Any) -> None:
         super().delete(stream, ids)
+        self._export(stream)
+
+    def commit_late(self, stream: Stream, ids: Any) -> None:
+        super().commit_late(stream, ids)
+        self._export(stream)
+
+    def omit_optional(self, stream: Stream, ids: Any) -> None:
+        super().omit_optional(stream, ids)  # a value that is None is written as an empty cell
         self._export(stream)
 
     def corrupt(self, stream: Stream, ids: Any) -> None:

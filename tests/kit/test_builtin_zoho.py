@@ -17,12 +17,13 @@ from crmsync_zoho.client import classify
 from crmsync import Stream
 from crmsync.testing import ConnectorContract, InMemoryCrm
 from crmsync.testing.checks_push import GRADES
-from crmsync.testing.data import CURRENCIES
+from crmsync.testing.data import CURRENCIES, LATE_BY
 
 # the Zoho tests' fake org: "zoho.fake" next to this package ("tests.zoho.fake" if tests/ is a package)
 _fake = importlib.import_module(".".join(filter(None, [__package__.rpartition(".")[0], "zoho", "fake"])))
 CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN = _fake.CLIENT_ID, _fake.CLIENT_SECRET, _fake.REFRESH_TOKEN
 DEFAULT_FIELDS, FakeZoho, err, push_field = _fake.DEFAULT_FIELDS, _fake.FakeZoho, _fake.err, _fake.push_field
+zoho_time = _fake.zoho_time
 
 MODULE = {Stream.MEMBERS: "Contacts", Stream.ORDERS: "Sales_Orders", Stream.ACTIVITIES: "Tasks"}
 FIELD_NAMES = {
@@ -108,6 +109,20 @@ class ZohoDouble(InMemoryCrm):
         for rid in ids:
             self.fake.delete(MODULE[stream], rid)
 
+    def commit_late(self, stream: Stream, ids: Any) -> None:
+        """Records saved in a transaction that began a few seconds before the newest change it commits after."""
+        rows = self.fake.records[MODULE[stream]]
+        when = max(datetime.fromisoformat(r["Modified_Time"]) for r in rows.values()) - LATE_BY
+        for rid in ids:
+            rows[rid].update(self.originals.pop((stream, rid), {}), Description="late", Modified_Time=zoho_time(when))
+            self.malformed[stream].discard(rid)
+        self.fake.versions[MODULE[stream]] += 1
+
+    def omit_optional(self, stream: Stream, ids: Any) -> None:
+        """Zoho leaves an empty field null; a contact always has its Last_Name, every record its Created_Time."""
+        empty = {Stream.MEMBERS: ("Email", "First_Name"), Stream.ORDERS: ("Contact_Name",)}.get(stream, ("Who_Id",))
+        self.fake.mass_update(MODULE[stream], list(ids), **dict.fromkeys(empty))
+
     def expected(self, stream: Stream, external_id: str) -> dict[str, Any] | None:
         row = self.fake.records[MODULE[stream]].get(external_id)
         if row is None or external_id in self.malformed[stream]:
@@ -120,9 +135,12 @@ class ZohoDouble(InMemoryCrm):
                 "updated_at": datetime.fromisoformat(row["Modified_Time"]),
             }
         if stream is Stream.ORDERS:
-            return {"member_external_id": row["Contact_Name"]["id"], "amount": Decimal(row["Grand_Total"]),
+            return {"member_external_id": (row["Contact_Name"] or {}).get("id"), "amount": Decimal(row["Grand_Total"]),
                     "currency": row["Currency"]}  # fmt: skip
-        return {"member_external_id": row["Who_Id"]["id"], "occurred_at": datetime.fromisoformat(row["Created_Time"])}
+        return {
+            "member_external_id": (row["Who_Id"] or {}).get("id"),
+            "occurred_at": datetime.fromisoformat(row["Created_Time"]),
+        }
 
     # ------------------------------------------------------------------ pushes
     def pushed(self) -> dict[str, dict[str, Any]]:

@@ -9,6 +9,7 @@ from crmsync import ConnectorSpec
 
 from . import connectors as c
 from . import variants as v
+from . import variants_cursors as vc
 
 PULL_ALL = "test_full_pull_returns_each_seeded_record_once"
 CANONICAL = "test_pulled_records_are_valid_canonical_records"
@@ -22,6 +23,9 @@ REJECTIONS = "test_per_record_rejections_are_reported_without_failing_the_batch"
 ANSWER_GAPS = "test_records_missing_from_a_write_answer_are_not_reported_written"
 WHOLE_BATCH = "test_a_full_push_batch_is_written_whole"
 INPUT = "test_push_leaves_its_input_unchanged"
+LATE = "test_a_change_committed_late_is_pulled_once"
+LEFT_OUT = "test_values_the_source_leaves_out_stay_empty"
+CURSOR_COST = "test_cursors_for_a_large_cluster_grow_linearly"
 
 ISSUE_CLASSES = (
     "paging ties across pages",
@@ -34,6 +38,9 @@ ISSUE_CLASSES = (
     "token logged",
     "input changed by push",
     "currency ignored",
+    "change committed late",
+    "value invented for one left out",
+    "cursor written with every page",
 )
 """The classes of bug third-party authors were seen to make that the kit must catch, each with several variants."""
 
@@ -144,6 +151,35 @@ CASES: dict[str, Case] = {
     "none_written_as_text": case(v.NoneWrittenAsText, "test_cleared_grades_clear_the_fields", "never the text"),
     "unknown_status_as_paid": case(v.UnknownStatusAsPaid, CANONICAL, "status is"),
     "missing_date_becomes_now": case(v.MissingDateBecomesNow, MALFORMED, "a value invented for a missing one"),
+    # late commits, values left out, cursor cost
+    "no_overlap_window": case(vc.NoOverlapWindow, LATE, "re-read an overlap window", "change committed late"),
+    "overlap_in_milliseconds": case(
+        vc.OverlapInMilliseconds, LATE, "re-read an overlap window", "change committed late"
+    ),
+    "deletions_move_the_watermark": case(
+        vc.DeletionsMoveTheWatermark, LATE, "re-read an overlap window", "change committed late"
+    ),
+    "drops_what_is_not_newer_than_the_watermark": case(
+        vc.DropsWhatIsNotNewerThanTheWatermark, LATE, "re-read an overlap window", "change committed late"
+    ),
+    "missing_creation_date_becomes_now": case(
+        vc.MissingCreationDateBecomesNow, LEFT_OUT, "created_at is", "value invented for one left out"
+    ),
+    "order_without_currency_in_dollars": case(
+        vc.OrderWithoutCurrencyInDollars, LEFT_OUT, "currency is 'USD'", "value invented for one left out"
+    ),
+    "contact_id_through_str": case(
+        vc.ContactIdThroughStr, LEFT_OUT, "member_external_id is 'None'", "value invented for one left out"
+    ),
+    "missing_names_as_empty_text": case(
+        vc.MissingNamesAsEmptyText, LEFT_OUT, "first_name is ''", "value invented for one left out"
+    ),
+    "cursor_with_every_page": case(
+        vc.CursorWithEveryPage, CURSOR_COST, "quadratic time", "cursor written with every page"
+    ),
+    "cursor_every_ten_pages": case(
+        vc.CursorEveryTenPages, CURSOR_COST, "quadratic time", "cursor written with every page"
+    ),
     "page_size_beyond_the_api": case(
         v.PageSizeBeyondTheApi,
         "test_settings_at_the_top_of_their_range_work",

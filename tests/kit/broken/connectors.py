@@ -97,6 +97,8 @@ class LosesRecordsOnResume(ReferenceConnector):
     """Hands each page's newest updated_at as its cursor: a record sharing that instant on the next page is
     skipped when a run resumes from it (the API filters updated_after exclusively)."""
 
+    since_param = "updated_after"
+
     def pull(self, stream: Stream, cursor: str | None) -> Iterator[Batch]:
         newest = cursor
         for rows in self.pages(stream, cursor):

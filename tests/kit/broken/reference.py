@@ -7,7 +7,7 @@ correct connector by exactly one bug.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
@@ -29,7 +29,7 @@ from crmsync import (
     Rejection,
     Stream,
 )
-from crmsync.helpers import BadValue, describe_request, parse_decimal, parse_time, safe_repr
+from crmsync.helpers import BadValue, CursorCodec, Watermark, describe_request, parse_decimal, parse_time, safe_repr
 
 RESOURCE = {Stream.MEMBERS: "contacts", Stream.ORDERS: "orders", Stream.ACTIVITIES: "activities"}
 FIELDS = {
@@ -39,6 +39,15 @@ FIELDS = {
     "rfm_segment": "rfm_segment",
     "lifecycle": "lifecycle_stage",
 }
+OVERLAP = timedelta(seconds=60)
+"""Each pull re-reads this much before the newest change it delivered (changes committed late)."""
+CODEC = CursorCodec(
+    "reference",
+    1,
+    lambda marks: {k: m.to_json() for k, m in marks.items()},
+    {1: lambda d: {k: Watermark.from_json(d[k]) for k in ("records", "deleted")}},
+    lambda: {"records": Watermark(), "deleted": Watermark()},
+)
 
 
 class ExampleSettings(BaseModel):
@@ -50,6 +59,9 @@ class ExampleSettings(BaseModel):
 
 
 class ReferenceConnector(Connector):
+    since_param = "updated_since"
+    """Inclusive: the overlap window before the watermark is read again."""
+    overlap = OVERLAP
     capabilities = frozenset(
         {
             Capability.PULL_MEMBERS,
@@ -90,7 +102,7 @@ class ReferenceConnector(Connector):
     def get_page(self, stream: Stream, page: int, since: str | None) -> dict[str, Any]:
         params: dict[str, Any] = {"page": page, "per_page": self.settings.page_size}
         if since:
-            params["updated_after"] = since
+            params[self.since_param] = since
         return self.request("GET", f"/{RESOURCE[stream]}", params=params)
 
     def pages(self, stream: Stream, since: str | None) -> Iterator[list[dict[str, Any]]]:
@@ -100,19 +112,45 @@ class ReferenceConnector(Connector):
             yield body["data"]
             page = body["meta"]["next_page"]
 
-    def deleted(self, stream: Stream, since: str) -> list[dict[str, Any]]:
-        return self.request("GET", "/deleted", params={"resource": RESOURCE[stream], "deleted_after": since})["data"]
+    def deleted(self, stream: Stream, since: str | None) -> list[dict[str, Any]]:
+        params = {"resource": RESOURCE[stream], **({"deleted_after": since} if since else {})}
+        return self.request("GET", "/deleted", params=params)["data"]
 
     # ------------------------------------------------------------------ pull
     def pull(self, stream: Stream, cursor: str | None) -> Iterator[Batch]:
-        newest = cursor
-        for rows in self.pages(stream, cursor):
-            records, rejects = self.map_rows(stream, rows)
-            newest = max([newest, *(self.utc(r["updated_at"]) for r in rows)], key=lambda v: v or "")
-            yield Batch(stream, records, rejects=rejects)  # no cursor until every page is stored
-        gone = self.deleted(stream, cursor) if cursor else []
-        newest = max([newest, *(self.utc(r["deleted_at"]) for r in gone)], key=lambda v: v or "")
-        yield Batch(stream, deleted=[r["id"] for r in gone], cursor=newest)
+        marks = CODEC.loads(cursor)
+        mark = marks["records"]
+        since, start = mark.since(self.overlap), mark.at
+        for page, rows in enumerate(self.pages(stream, since.isoformat() if since else None), 1):
+            fresh = []
+            for row in rows:
+                when = self.parse_time(row["updated_at"])
+                # skip only a version an earlier pull delivered (read again through the overlap window)
+                if start is None or when > start or not mark.delivered(str(row["id"]), when):
+                    mark.note(str(row["id"]), when)
+                    fresh.append(row)
+            records, rejects = self.map_rows(stream, fresh)
+            mark.prune(self.overlap)
+            yield Batch(stream, records, rejects=rejects, cursor=self.checkpoint(marks, page))
+        gone = self.new_deletions(stream, self.deletion_mark(marks)) if cursor else []
+        yield Batch(stream, deleted=gone, cursor=CODEC.dumps(marks))
+
+    def checkpoint(self, marks: dict[str, Watermark[datetime]], page: int) -> str | None:
+        """The cursor of a page's batch: none until every page is stored (a crash re-reads the pull)."""
+        return None
+
+    def deletion_mark(self, marks: dict[str, Watermark[datetime]]) -> Watermark[datetime]:
+        return marks["deleted"]
+
+    def new_deletions(self, stream: Stream, mark: Watermark[datetime]) -> list[str]:
+        since, gone = mark.since(self.overlap), []
+        for row in self.deleted(stream, since.isoformat() if since else None):
+            when = self.parse_time(row["deleted_at"])
+            if not mark.delivered(str(row["id"]), when):
+                mark.note(str(row["id"]), when)
+                gone.append(str(row["id"]))
+        mark.prune(self.overlap)
+        return gone
 
     def utc(self, text: str) -> str:
         return self.parse_time(text).astimezone(UTC).isoformat()
@@ -142,14 +180,14 @@ class ReferenceConnector(Connector):
                 email=row.get("email"),
                 first_name=row.get("first_name"),
                 last_name=row.get("last_name"),
-                created_at=self.parse_time(row["created_at"]),
+                created_at=parse_time(row.get("created_at"), "created_at", self.context.timezone),
                 updated_at=self.parse_time(row["updated_at"]),
             )
         if stream is Stream.ORDERS:
             return self.build(
                 Order,
                 **common,
-                member_external_id=row["contact_id"],
+                member_external_id=row.get("contact_id"),
                 placed_at=self.parse_time(row["placed_at"]),
                 amount=self.money(row["total"]),
                 currency=self.currency(row),
@@ -159,7 +197,7 @@ class ReferenceConnector(Connector):
         return self.build(
             Activity,
             **common,
-            member_external_id=row["contact_id"],
+            member_external_id=row.get("contact_id"),
             kind=row["type"],
             occurred_at=self.parse_time(row["occurred_at"]),
         )
@@ -171,7 +209,7 @@ class ReferenceConnector(Connector):
         return parse_decimal(text, "total")
 
     def currency(self, row: dict[str, Any]) -> str:
-        return row["currency"]
+        return row.get("currency") or self.context.base_currency  # an order without one is in the home currency
 
     # ------------------------------------------------------------------ push
     def push(self, changes: Sequence[ProfileChange]) -> list[RecordResult]:

@@ -5,23 +5,27 @@ author could write. ``caught`` is the kit's verdict today, checked by running th
 ``test_heldout.py``); ``first`` is the verdict when its family was written and first measured, where the kit has
 changed it since; bugs the kit cannot see say why in ``note``.
 
-Four families, each written in full before it was measured:
+Five families, each written in full before it was measured:
 
 ============  =====  ==================  ====  ==============================================================
 family        bugs   caught when first   now   the kit changes it led to
 ============  =====  ==================  ====  ==============================================================
-``MUTANTS``   36     31 (86%)            35    every order status seeded; cleared grades checked
-``FRESH``     19     17 (89%)            18    missing dates served; deletions across pages
-``LATER``     15     13 (87%)            14    settings at the top of their range
-``LAST``      15     12 (80%)            12    none
-all           85     73 (86%)            79 (93%)
+``MUTANTS``   36     31 (86%)            36    every order status seeded; cleared grades checked
+``FRESH``     19     17 (89%)            19    missing dates served; deletions across pages
+``LATER``     15     13 (87%)            15    settings at the top of their range
+``LAST``      15     12 (80%)            15    changes committed late; values left out; the cost of cursors
+``UNSEEN``    25     16 (64%)            16    none
+all           110    89 (81%)            101 (92%)
 ============  =====  ==================  ====  ==============================================================
 
-(``FRESH``: a copy that does not import, which fails the run, counts as caught.)
+(``FRESH``: a copy that does not import, which fails the run, counts as caught. The kit changes ``LAST`` led to
+were made for the misses of every earlier family: changes committed late, values invented for optional fields the
+double always filled, and a cursor written after every page however large.)
 
-What the kit still misses: changes committed late (three bugs: the double never makes a change visible after a
-later one), values invented for optional fields the double always fills (two), and a cursor written after every
-page however large (its cost shows at 20,000 records, not at the kit's 25).
+What the kit still misses (``UNSEEN``): a setting whose smaller values are never tried, a batch sent again after
+per-record refusals, a 401 tried twice, a naive time read in the machine's zone (UTC where the kit runs), deletion
+times shifted alike, a token logged in part, changes sorted in place while already sorted, a lower-case currency
+(harmless: the model upper-cases it) and a made-up exchange rate.
 """
 
 from __future__ import annotations
@@ -269,8 +273,8 @@ MUTANTS: list[Mutant] = [
         "cursor",
         "overlap_seconds: int = Field(60, ge=0,",
         "overlap_seconds: int = Field(0, ge=0,",
-        caught=False,
-        note="the double commits no record late: a window of 0 loses nothing against it",
+        first=False,
+        note="the double committed no record late: a window of 0 lost nothing against it",
     ),
 ]
 
@@ -363,8 +367,8 @@ FRESH: list[Mutant] = [
         "cursor",
         "due = mark.checkpoint_due(read)",
         "due = True",
-        caught=False,
-        note="writing a cursor of 20,000 versions after every page is quadratic; the kit's clusters are 25 records",
+        first=False,
+        note="writing a cursor of 20,000 versions after every page is quadratic; the kit's clusters were 25 records",
     ),
     m(
         "only_the_first_page_of_archived_records",
@@ -458,8 +462,8 @@ LATER: list[Mutant] = [
         "currency",
         "or self.context.base_currency,\n                     placed_at",
         'or "USD",\n                     placed_at',
-        caught=False,
-        note="every seeded deal names its currency",
+        first=False,
+        note="every seeded deal named its currency",
     ),
     m(
         "creation_time_from_the_update",
@@ -503,8 +507,8 @@ LAST: list[Mutant] = [
         "cursor",
         "timedelta(seconds=settings.overlap_seconds)",
         "timedelta(milliseconds=settings.overlap_seconds)",
-        caught=False,
-        note="the double commits no record late, so a window of 60 ms loses nothing against it",
+        first=False,
+        note="the double committed no record late, so a window of 60 ms lost nothing against it",
     ),
     m(
         "results_under_a_misspelt_key",
@@ -530,8 +534,8 @@ LAST: list[Mutant] = [
         'created_at=parse_time(p.get("createdate"), "createdate", self.context.timezone))',
         'created_at=parse_time(p.get("createdate"), "createdate", self.context.timezone) or datetime.now(UTC))',
         ("from datetime import datetime, timedelta", "from datetime import UTC, datetime, timedelta"),
-        caught=False,
-        note="every seeded contact has a creation date; the kit blanks dates of orders and activities only",
+        first=False,
+        note="every seeded contact had a creation date; the kit blanked dates of orders and activities only",
     ),
     m(
         "check_raises_on_a_missing_property",
@@ -573,11 +577,208 @@ LAST: list[Mutant] = [
         "cursor",
         "deleted=self.archived(stream, state.archived)",
         "deleted=self.archived(stream, state.records)",
-        caught=False,
+        first=False,
         note="deletions then move the records' watermark: only a change committed late, which the double never "
-        "makes, is lost",
+        "made, is lost",
     ),
 ]
 """Written after the kit gained the settings-range check, and measured once as they stand."""
 
-ALL = MUTANTS + FRESH + LATER + LAST
+UNSEEN: list[Mutant] = [
+    # -- paging and ties
+    m(
+        "after_from_the_last_result_id",
+        "paging",
+        'pages.advance(answer.get("paging", {}).get("next", {}).get("after"),',
+        'pages.advance(answer["results"][-1]["id"] if answer.get("paging") else None,',
+    ),
+    m(
+        "newest_first",
+        "paging ties",
+        '"direction": "ASCENDING"}]',
+        '"direction": "DESCENDING"}]',
+    ),
+    m(
+        "page_size_setting_ignored",
+        "settings",
+        '"limit": self.settings.page_size, "sorts"',
+        '"limit": 100, "sorts"',
+        caught=False,
+        note="the kit never sets a page size below the default: at 100 a page every pull it makes fits one page",
+    ),
+    m(
+        "delivered_tested_by_id_alone",
+        "paging ties",
+        'if mark.delivered(row["id"], when):',
+        'if row["id"] in mark.seen:',
+    ),
+    m(
+        "checkpoint_counter_never_reset",
+        "cursor",
+        "read = 0 if due else read",
+        "read = read",
+    ),
+    # -- write answers
+    m(
+        "errors_paired_by_position",
+        "write answers",
+        'refused = {i: e for e in answer.get("errors", []) for i in e.get("context", {}).get("id", [])}',
+        'refused = {changes[n].member_id: e for n, e in enumerate(answer.get("errors", []))}',
+    ),
+    m(
+        "one_error_fails_the_batch",
+        "write answers",
+        "ok = c.member_id in done",
+        'ok = c.member_id in done and not answer.get("errors")',
+    ),
+    m(
+        "written_unless_refused",
+        "write answers",
+        'done = {r["id"] for r in answer.get("results", [])}',
+        'done = {i["id"] for i in inputs}',
+    ),
+    # -- unreadable rows
+    m(
+        "unreadable_amount_read_as_zero",
+        "bad row dropped",
+        'amount = parse_decimal(p.get("amount"), "amount")',
+        'amount = parse_decimal(p.get("amount") if str(p.get("amount")).replace(".", "").isdigit() else "0", "amount")',
+    ),
+    m(
+        "rejections_of_a_page_without_records_lost",
+        "bad row dropped",
+        "yield Batch(stream, records, rejects=rejects, cursor=",
+        "yield Batch(stream, records, rejects=rejects if records else [], cursor=",
+    ),
+    # -- refused credentials
+    m(
+        "forbidden_and_missing_read_as_no_objects",
+        "refused credentials",
+        "        if response.status_code in (401, 403):\n",
+        "        if response.status_code in (403, 404):  # the object type is not enabled for this account\n"
+        '            return {"results": []}\n'
+        "        if response.status_code in (401, 403):\n",
+    ),
+    m(
+        "refused_token_tried_again",
+        "refused credentials",
+        "        response = self.client.request(method, path, **kwargs)  # 429",
+        "        response = self.client.request(method, path, **kwargs)\n"
+        "        if response.status_code == 401:  # a token that just expired: once more\n"
+        "            response = self.client.request(method, path, **kwargs)  # 429",
+        caught=False,
+        note="the kit checks that a 401 ends in AuthError, not that it was sent only once",
+    ),
+    # -- push retries
+    m(
+        "batch_sent_again_when_records_are_refused",
+        "push retried on 4xx",
+        '        done = {r["id"] for r in answer.get("results", [])}',
+        '        if answer.get("errors"):  # a second try often goes through\n'
+        '            answer = self.call("POST", "/crm/v3/objects/contacts/batch/update", ok=(200, 207), '
+        'json={"inputs": inputs})\n'
+        '        done = {r["id"] for r in answer.get("results", [])}',
+        caught=False,
+        note="the kit does not count write calls after a per-record refusal; sending the batch again writes "
+        "the same values twice, harmlessly against the double",
+    ),
+    # -- time zones
+    m(
+        "search_filter_from_a_naive_time",
+        "time zones",
+        "str(int(since.timestamp() * 1000))",
+        "str(int(since.replace(tzinfo=None).timestamp() * 1000))",
+        caught=False,
+        note="a naive datetime's timestamp() reads it in the machine's zone, which is UTC where the kit runs",
+    ),
+    m(
+        "close_date_read_as_a_day",
+        "time zones",
+        'placed_at=self.time(p.get("closedate"), "closedate"),',
+        'placed_at=self.time((p.get("closedate") or "")[:10] or None, "closedate"),',
+    ),
+    m(
+        "archive_times_read_in_the_local_zone",
+        "time zones",
+        'when = self.time(row.get("archivedAt"), "archivedAt")',
+        'when = self.time(str(row.get("archivedAt")).rstrip("Z"), "archivedAt")',
+        caught=False,
+        note="archive times are only compared with each other: shifted alike, they lose no deletion",
+    ),
+    # -- secrets
+    m(
+        "headers_logged_at_start",
+        "token logged",
+        "    def __repr__(self) -> str:",
+        '        context.logger.debug("%s: client headers %s", context.name, dict(self.client.headers))\n\n'
+        "    def __repr__(self) -> str:",
+    ),
+    m(
+        "token_prefix_logged",
+        "token logged",
+        "        token = settings.access_token.get_secret_value()\n",
+        "        token = settings.access_token.get_secret_value()\n"
+        '        context.logger.info("%s: token %s...", context.name, token[:12])\n',
+        caught=False,
+        note="the secrets check looks for the whole token; a 12-character prefix of it is not found",
+    ),
+    # -- input
+    m(
+        "changes_sorted_in_place",
+        "input changed by push",
+        "        inputs = [",
+        "        if isinstance(changes, list):\n"
+        "            changes.sort(key=lambda c: c.member_id)  # stable batches\n"
+        "        inputs = [",
+        caught=False,
+        note="the kit's changes come sorted by member id, so sorting them in place changes nothing",
+    ),
+    # -- currencies
+    m(
+        "currency_lower_case",
+        "currency",
+        'currency=p.get("deal_currency_code") or self.context.base_currency',
+        'currency=(p.get("deal_currency_code") or self.context.base_currency).lower()',
+        caught=False,
+        note="harmless: crmsync.Order upper-cases a currency code, so there is nothing to catch",
+    ),
+    m(
+        "every_rate_one",
+        "currency",
+        'placed_at=self.time(p.get("closedate"), "closedate"),',
+        'placed_at=self.time(p.get("closedate"), "closedate"), exchange_rate=parse_decimal("1", "rate"),',
+        caught=False,
+        note="the kit does not compare exchange_rate (no seeded deal has one), so a made-up rate of 1 passes",
+    ),
+    # -- changes committed late
+    m(
+        "search_from_the_watermark_itself",
+        "late commit",
+        "self.changed(stream, mark.since(self.overlap))",
+        "self.changed(stream, mark.at)",
+    ),
+    m(
+        "read_completed_at_the_local_clock",
+        "late commit",
+        "mark.complete(None, self.overlap)",
+        "mark.complete(datetime.now(UTC), self.overlap)",
+        ("from datetime import datetime, timedelta", "from datetime import UTC, datetime, timedelta"),
+    ),
+    # -- values invented
+    m(
+        "missing_last_name_as_unknown",
+        "invented value",
+        'last_name=p.get("lastname")',
+        'last_name=p.get("lastname") or "Unknown"',
+    ),
+    m(
+        "creation_date_from_the_update",
+        "invented value",
+        'created_at=parse_time(p.get("createdate"), "createdate", self.context.timezone)',
+        'created_at=parse_time(p.get("createdate") or row.get("updatedAt"), "createdate", self.context.timezone)',
+    ),
+]
+"""Written after the kit gained late commits, values left out and the cursor-cost check, across every class of the
+issue, and measured once as they stand."""
+
+ALL = MUTANTS + FRESH + LATER + LAST + UNSEEN
