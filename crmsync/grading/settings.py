@@ -113,3 +113,10 @@ class GradingSettings(BaseModel):
 
     engine: Literal["duckdb", "spark"] = "duckdb"
     spark: SparkSettings = Field(default_factory=SparkSettings)
+
+
+def lake_streams(grading: GradingSettings) -> list[str]:
+    """The streams graded from the lake (none with the embedded engine)."""
+    if grading.engine != "spark":
+        return []
+    return [name for name in ("orders", "activities") if getattr(grading.spark, name) is not None]

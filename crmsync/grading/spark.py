@@ -29,7 +29,8 @@ import logging
 import math
 import shutil
 import tempfile
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -110,7 +111,8 @@ class SparkGrader:
         from crmsync.policy import GradingMode
 
         check(self.settings)
-        spark = spark_session(self.cfg, self.settings.sync.timezone)
+        with self._timed("session"):
+            spark = spark_session(self.cfg, self.settings.sync.timezone)
         mode = replace(GradingMode.SYNC_FULL, write_ledger=False)
         try:
             return policy.run(con, as_of, mode, aggregates=lambda c, sql: self._aggregates(c, spark, sql, mode))
@@ -118,6 +120,16 @@ class SparkGrader:
             for path in self._staged:  # the pulled records' copy: no personal data left beside the store
                 shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
             spark.catalog.clearCache()
+
+    @contextlib.contextmanager
+    def _timed(self, stage: str) -> Iterator[None]:
+        """Seconds of a stage in the report (``extra.spark_s``)."""
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            spent = self.report.extra.setdefault("spark_s", {})
+            spent[stage] = round(time.perf_counter() - t, 3)
 
     def _aggregates(self, con: Connection, spark: SparkSession, order_level: Callable[[str], list[str]], mode) -> None:
         """Fill ``_pol_agg``: its columns from the embedded engine's statements over no member, its rows from Spark."""
@@ -128,10 +140,12 @@ class SparkGrader:
         spark.createDataFrame(members).createOrReplaceTempView("_pol_members")
         bonuses = con.sql(f"SELECT * FROM {mode.bonus_table}").to_arrow_table()
         spark.createDataFrame(bonuses).createOrReplaceTempView(mode.bonus_table)
-        self._inputs(con, spark)
+        with self._timed("inputs"):  # read, check, quarantine and match the lake's rows (or write the pulled ones)
+            self._inputs(con, spark)
         for stmt in order_level("_pol_members"):
             spark.sql(to_spark(stmt))
-        self._bring_back(con, spark.table("_pol_agg"), len(members))
+        with self._timed("aggregates"):  # the order-level statements run where their result is read
+            self._bring_back(con, spark.table("_pol_agg"), len(members))
 
     def _inputs(self, con: Connection, spark: SparkSession) -> None:
         """The views ``orders`` and ``activities``: from the lake sources, else the pulled records."""

@@ -141,3 +141,19 @@ def test_a_column_missing_in_the_lake_is_named(
     code, text = sync(config, capsys)
     assert code == 2
     assert_one_error(text, f"no column '{missing}' in orders.parquet")
+
+
+@pytest.mark.parametrize("command", [["explain", "C1"], ["preview"], ["export", "out.csv"], ["report"]])
+def test_commands_that_grade_the_store_refuse_orders_that_live_in_the_lake(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    config = setup(tmp_path, lake='orders = { spark_table = "sales.order_lines" }')
+    with pytest.raises(SystemExit) as info:
+        main(["--config", str(config), "sync", "--as-of", "2026-11-01T00:00:00+00:00"])
+    capsys.readouterr()
+    assert info.value.code == 2  # no such table here: nothing graded, but the store exists
+    with pytest.raises(SystemExit) as info:
+        main(["--config", str(config), *command])
+    err = capsys.readouterr().err
+    assert info.value.code == 2
+    assert_one_error(err, "grades the orders in the store, and grading.spark reads them from the lake", "hint:")
