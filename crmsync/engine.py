@@ -34,6 +34,7 @@ from crmsync.connector import (
     Stream,
 )
 from crmsync.errors import UNEXPECTED, ConfigError
+from crmsync.grading import check_engine, grade_members
 from crmsync.models import PUSHED_FIELDS
 from crmsync.plugins import PluginHost
 from crmsync.report import PlanEntry, RejectedItem, RunReport, RunResult, StreamCounts
@@ -151,10 +152,7 @@ class Engine:
             runs.start(con, report)
         try:
             _ = self.policy  # a bad policy fails before anything is pulled
-            if self.settings.grading.engine == "spark":  # as does an engine that cannot grade it
-                from crmsync.grading.spark import check
-
-                check(self.settings)
+            check_engine(self.settings)  # as does an engine that cannot grade it
             with self._timed(report, "pull"):
                 self.pull(report)
             with self._timed(report, "grade"):
@@ -222,18 +220,11 @@ class Engine:
     def grade(self, report: RunReport, *, as_of: datetime, dry_run: bool = False) -> list[PlanEntry]:
         """Grade, keep the profiles and queue what each target should receive, in one transaction; a dry run keeps
         nothing and returns the changes a push would make."""
-        from crmsync.policy import GradingMode
-
         with self.store.transaction(rollback=dry_run) as con:
             self.resolve_members()
             report.unmatched_orders = matching.unmatched(con, "orders")
             report.unmatched_activities = matching.unmatched(con, "activities")
-            if self.settings.grading.engine == "spark":
-                from crmsync.grading.spark import SparkGrader
-
-                grading = SparkGrader(self.settings, self.store.path, report).run(con, self.policy, as_of)
-            else:
-                grading = self.policy.run(con, as_of, GradingMode.SYNC)
+            grading = grade_members(self.settings, self.store.path, report, con, self.policy, as_of)
             report.members_recomputed = grading.recomputed
             self._adjust_profiles(con, grading)
             report.profiles_changed = profiles.count_changed(con, grading.graded)
