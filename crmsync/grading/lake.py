@@ -29,7 +29,8 @@ if TYPE_CHECKING:
 NUMBER = r"^[+-]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][+-]?[0-9]+)?$"
 EMAIL = r"^[^@\\s]+@[^@\\s]+[.][^@\\s]+$"
 REMOTE = ("s3://", "s3a://", "s3n://", "gs://", "abfs://", "abfss://", "wasb://", "wasbs://", "hdfs://", "dbfs:/")
-REJECT_COLUMNS = "_locator AS locator, external_id AS record_id, _field AS field, _reason AS reason, _raw AS raw"
+REJECT_COLUMNS = "external_id AS record_id, _field AS field, _reason AS reason, to_json(_src) AS raw"
+"""A rejection's columns besides its locator, computed for the rejected rows only (the raw values as JSON)."""
 
 
 @dataclass
@@ -186,9 +187,10 @@ def _problems_sql(rules: list[tuple[str, str, str]]) -> str:
     return f"CASE {field} END AS _field, CASE {reason} END AS _reason"
 
 
-def _raw(cols: dict[str, tuple[str, str] | None]) -> str:
-    pairs = ", ".join(f"{sql_string(c[0])}, CAST({_q(c[0])} AS STRING)" for c in cols.values() if c)
-    return f"to_json(named_struct({pairs}))"
+def _src(cols: dict[str, tuple[str, str] | None]) -> str:
+    """The row's source values, kept as a struct (made into JSON for rejected rows only)."""
+    pairs = ", ".join(f"{sql_string(c[0])}, {_q(c[0])}" for c in cols.values() if c)
+    return f"named_struct({pairs})"
 
 
 def _locator() -> str:
@@ -196,7 +198,7 @@ def _locator() -> str:
 
 
 def _reject_rows(df: DataFrame) -> DataFrame:
-    return df.where("_field IS NOT NULL").selectExpr(*REJECT_COLUMNS.split(", "))
+    return df.where("_field IS NOT NULL").selectExpr(f"{_locator()} AS locator", *REJECT_COLUMNS.split(", "))
 
 
 def orders(
@@ -207,9 +209,9 @@ def orders(
     df = open_source(spark, src, key, base_dir)
     cols = columns(df, src, ORDER_FIELDS, key)
     df.createOrReplaceTempView("_lake_orders_src")
-    lines = spark.sql(_order_lines_sql(cols, src)).persist()  # read once: checked, grouped, rejected
+    lines = spark.sql(_order_lines_sql(cols, src))
     lines.createOrReplaceTempView("_lake_order_lines")
-    grouped = spark.sql(_order_group_sql(cols, src, rates, base_currency))
+    grouped = spark.sql(_order_group_sql(cols, src, rates, base_currency)).persist()  # checked, rejected, graded
     grouped.createOrReplaceTempView("_lake_orders_checked")
     good = spark.sql(
         "SELECT member_external_id, member_email, external_id, placed_at, status, amount_base, refunded_amount_base, "
@@ -222,7 +224,7 @@ def orders(
 def _order_lines_sql(cols: dict[str, tuple[str, str] | None], src: LakeSource) -> str:
     """Each line read and checked: ``_field`` and ``_reason`` of its first problem."""
     c = cols
-    read = f"""SELECT _where, _row, {_raw(c)} AS _raw,
+    read = f"""SELECT _where, _row, {_src(c)} AS _src,
   {_text(c["external_id"])} AS external_id, {_text(c["member_external_id"])} AS member_external_id,
   lower({_text(c["member_email"])}) AS member_email,
   {_text(c["placed_at"])} AS _placed_text, {_time(c["placed_at"], src.date_formats)} AS placed_at,
@@ -251,7 +253,7 @@ FROM _lake_orders_src"""
     ]  # fmt: skip
     rules += [(w, "refunded_amount", r) for w, r in _money_problem("refunded_amount", "_refunded_text", "an amount")]
     checked = f"SELECT *, {_status_case(src)} AS status FROM ({read})"
-    return f"SELECT *, {_locator()} AS _locator, {_problems_sql(rules)} FROM ({checked})"
+    return f"SELECT *, {_problems_sql(rules)} FROM ({checked})"
 
 
 _ORDER_LEVEL = (
@@ -279,7 +281,7 @@ def _order_group_sql(
     given = "FILTER (WHERE _status_text IS NOT NULL)"
     level.append(f"min(status) {given} AS _status, min(status) {given} <> max(status) {given} AS _n_status")
     grouped = (
-        "SELECT external_id, min(_where) AS _where, min(_row) AS _row, min_by(_raw, _row) AS _raw, "
+        "SELECT external_id, min(_where) AS _where, min(_row) AS _row, min_by(_src, _row) AS _src, "
         f"bool_or(_field IS NOT NULL) AS _bad_lines, try_sum(amount) AS _line_sum, {', '.join(level)} "
         "FROM _lake_order_lines WHERE external_id IS NOT NULL GROUP BY external_id"
     )
@@ -301,7 +303,7 @@ def _order_group_sql(
         (_BAD_REFUND, "refunded_amount",
          "'refunded ' || refunded_amount || ' ' || currency || ' is not between 0 and the order''s amount ' || amount"),
     ]  # fmt: skip
-    return f"WITH grouped AS ({grouped}) SELECT *, {_locator()} AS _locator, {_problems_sql(rules)} FROM ({valued})"
+    return f"WITH grouped AS ({grouped}) SELECT *, {_problems_sql(rules)} FROM ({valued})"
 
 
 def activities(spark: SparkSession, src: LakeSource, key: str, base_dir: Path) -> LakeRows:
@@ -310,7 +312,7 @@ def activities(spark: SparkSession, src: LakeSource, key: str, base_dir: Path) -
     df = open_source(spark, src, key, base_dir)
     c = columns(df, src, ACTIVITY_FIELDS, key)
     df.createOrReplaceTempView("_lake_activities_src")
-    read = f"""SELECT _where, _row, {_raw(c)} AS _raw,
+    read = f"""SELECT _where, _row, {_src(c)} AS _src,
   {_text(c["external_id"])} AS external_id, {_text(c["member_external_id"])} AS member_external_id,
   lower({_text(c["member_email"])}) AS member_email, {_text(c["kind"])} AS kind,
   {_text(c["occurred_at"])} AS _at_text, {_time(c["occurred_at"], src.date_formats)} AS occurred_at,
@@ -328,7 +330,7 @@ FROM _lake_activities_src"""
          "'not an email address: (value hidden)'"),
         *((w, "points", r) for w, r in _money_problem("points", "_points_text", "a number")),
     ]  # fmt: skip
-    checked = spark.sql(f"SELECT *, {_locator()} AS _locator, {_problems_sql(rules)} FROM ({ranked})")
+    checked = spark.sql(f"SELECT *, {_problems_sql(rules)} FROM ({ranked})")
     good = checked.where("_field IS NULL").selectExpr(
         "member_external_id", "member_email", "external_id", "kind", "occurred_at",
         "CAST(points AS DECIMAL(18,4)) AS points", f"{sql_string(src.source)} AS source",
