@@ -87,6 +87,31 @@ DEFAULT_STATUS_MAP: dict[str, OrderStatus] = {
 more (the CSV connector's and the Spark engine's lake sources)."""
 
 
+ORDER_FIELDS: tuple[str, ...] = (
+    "external_id",
+    "member_external_id",
+    "member_email",
+    "placed_at",
+    "amount",
+    "total",
+    "currency",
+    "exchange_rate",
+    "status",
+    "updated_at",
+    "refunded_amount",
+)
+"""The fields of an order a source's column mapping may name (``total``: an order's total beside its line amounts)."""
+ACTIVITY_FIELDS: tuple[str, ...] = (
+    "external_id",
+    "member_external_id",
+    "member_email",
+    "kind",
+    "occurred_at",
+    "points",
+)
+"""The fields of an activity a source's column mapping may name."""
+
+
 class _Record(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
 

@@ -21,22 +21,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from crmsync import models
 from crmsync.models import OrderStatus
 
-ORDER_FIELDS = (
-    "external_id",
-    "member_external_id",
-    "member_email",
-    "placed_at",
-    "amount",
-    "total",
-    "currency",
-    "exchange_rate",
-    "status",
-    "refunded_amount",
-)
-"""Canonical order fields a lake source maps (the same as generic_csv's, ``updated_at`` aside)."""
-ACTIVITY_FIELDS = ("external_id", "member_external_id", "member_email", "kind", "occurred_at", "points")
+ORDER_FIELDS = tuple(f for f in models.ORDER_FIELDS if f != "updated_at")
+"""Canonical order fields a lake source maps (generic_csv's, ``updated_at`` aside: the lake is read whole)."""
+ACTIVITY_FIELDS = models.ACTIVITY_FIELDS
 OPTIONAL = frozenset({"member_external_id", "member_email", "total", "currency", "exchange_rate", "status"})
 OPTIONAL |= {"refunded_amount", "points"}
 """Fields a source may lack: looked up under their canonical name when not mapped, and null when absent. (A

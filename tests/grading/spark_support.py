@@ -24,6 +24,26 @@ ACTIVITY_COLUMNS = '{ external_id = "activity_id", member_external_id = "custome
 SPARK_CONF = '{ "spark.sql.shuffle.partitions" = "2", "spark.ui.enabled" = false }'
 
 
+MEMBERS_ONLY = """[store]
+path = "crmsync.duckdb"
+
+[sync]
+members = "shop"
+push = ["shop"]
+base_currency = "EUR"
+
+[connectors.shop]
+plugin = "generic_csv"
+members_path = "customers.csv"
+output_path = "out/profiles.csv"
+members_columns = { external_id = "customer_id" }
+
+[grading]
+engine = "spark"
+"""
+"""The head of a configuration whose members come from ``customers.csv`` and whose orders are graded on Spark."""
+
+
 def csv_to_parquet(source: Path, target: Path) -> int:
     """The rows of a CSV export that a typed lake table can hold (the right number of cells, text that decodes) as
     a Parquet file of text columns; the number of rows written."""

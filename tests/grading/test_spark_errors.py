@@ -13,25 +13,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from crmsync.cli import main
+from tests.grading.spark_support import MEMBERS_ONLY
 
 pytestmark = pytest.mark.spark
 
-CONFIG = """[store]
-path = "crmsync.duckdb"
-
-[sync]
-members = "shop"
-push = ["shop"]
-
-[connectors.shop]
-plugin = "generic_csv"
-members_path = "customers.csv"
-output_path = "out/profiles.csv"
-members_columns = {{ external_id = "customer_id" }}
-
-[grading]
-engine = "spark"
-
+CONFIG = """
 [grading.spark]
 conf = {{ "spark.sql.shuffle.partitions" = "2" }}
 {lake}
@@ -49,7 +35,7 @@ name = "Bronze"
 def setup(tmp_path: Path, lake: str = "", policy: str = "") -> Path:
     (tmp_path / "customers.csv").write_text("customer_id,email\nC1,a@example.com\n", encoding="utf-8")
     path = tmp_path / "crmsync.toml"
-    path.write_text(CONFIG.format(lake=lake, policy=policy), encoding="utf-8")
+    path.write_text(MEMBERS_ONLY + CONFIG.format(lake=lake, policy=policy), encoding="utf-8")
     return path
 
 

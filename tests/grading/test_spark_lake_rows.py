@@ -17,6 +17,7 @@ import pytest
 
 from crmsync.connector import Stream
 from crmsync.store import Store
+from tests.grading.spark_support import MEMBERS_ONLY, sync
 from tests.support import T0, WORLDS, World, activity, member, order, run_sync
 
 pytestmark = pytest.mark.spark
@@ -102,23 +103,8 @@ def write_activities(path: Path, fixed: bool) -> None:
 def config(folder: Path) -> Path:
     path = folder / "crmsync.toml"
     path.write_text(
-        f"""[store]
-path = "crmsync.duckdb"
-
-[sync]
-members = "shop"
-push = ["shop"]
-base_currency = "EUR"
-
-[connectors.shop]
-plugin = "generic_csv"
-members_path = "customers.csv"
-output_path = "out/profiles.csv"
-members_columns = {{ external_id = "customer_id" }}
-
-[grading]
-engine = "spark"
-
+        MEMBERS_ONLY
+        + f"""
 [grading.spark]
 orders = {{ parquet = "lake/orders.parquet", columns = {COLUMNS} }}
 activities = {{ parquet = "lake/activities.parquet", columns = {ACTIVITY_COLUMNS} }}
@@ -141,14 +127,6 @@ allow_negative = true
     return path
 
 
-def sync(path: Path) -> Any:
-    from crmsync.plugins import PluginHost
-
-    host = PluginHost()
-    host.load_entrypoints()
-    return run_sync(path, host, AS_OF).report
-
-
 def quarantined(path: Path) -> dict[str, tuple[str, str, str]]:
     with Store.open(path.parent / "crmsync.duckdb", read_only=True) as store:
         rows = store.con.execute(
@@ -168,7 +146,7 @@ def test_each_kind_of_bad_row_is_quarantined_where_it_is_and_picked_up_once_fixe
     path = config(tmp_path)
     where = write_orders(tmp_path / "lake" / "orders.parquet", fixed=False)
     write_activities(tmp_path / "lake" / "activities.parquet", fixed=False)
-    report = sync(path)
+    report = sync(path, AS_OF).report
     assert report.error is None and report.status.value == "rejected"
     entries = quarantined(path)
     for name, _, _, field, words in ORDER_CASES:
@@ -185,7 +163,7 @@ def test_each_kind_of_bad_row_is_quarantined_where_it_is_and_picked_up_once_fixe
     # fixed in the lake: graded, and the entries resolved
     write_orders(tmp_path / "lake" / "orders.parquet", fixed=True)
     write_activities(tmp_path / "lake" / "activities.parquet", fixed=True)
-    report = sync(path)
+    report = sync(path, AS_OF).report
     assert report.error is None and report.status.value == "ok"
     assert quarantined(path) == {}
     after = points(path)

@@ -29,24 +29,10 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from crmsync import PUSHED_FIELDS, ConfigPath, OrderStatus, ReadPath, WritePath
-from crmsync.helpers import DEFAULT_STATUS_MAP, MemorySize
+from crmsync.helpers import ACTIVITY_FIELDS, DEFAULT_STATUS_MAP, ORDER_FIELDS, MemorySize
 from crmsync_generic_csv.records import CHUNK, LIMIT, MAX_FIELD, MAX_LINE
 
 MEMBER_FIELDS = ("external_id", "email", "phone", "first_name", "last_name", "created_at", "updated_at", "opt_in")
-ORDER_FIELDS = (
-    "external_id",
-    "member_external_id",
-    "member_email",
-    "placed_at",
-    "amount",
-    "total",
-    "currency",
-    "exchange_rate",
-    "status",
-    "updated_at",
-    "refunded_amount",
-)
-ACTIVITY_FIELDS = ("external_id", "member_external_id", "member_email", "kind", "occurred_at", "points")
 FIELDS = {"members": MEMBER_FIELDS, "orders": ORDER_FIELDS, "activities": ACTIVITY_FIELDS}
 
 OPTIONAL_BY_DEFAULT = {"total", "refunded_amount"}
