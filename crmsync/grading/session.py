@@ -54,8 +54,8 @@ def spark_session(cfg: SparkSettings, timezone: str) -> SparkSession:
         return active
     builder = SparkSession.builder.master(cfg.master).appName(cfg.app_name)
     builder = builder.config("spark.ui.showConsoleProgress", "false")  # no bars in crmsync's output
-    for key, value in cfg.conf.items():
-        builder = builder.config(key, str(value).lower() if isinstance(value, bool) else str(value))
+    for key, value in cfg.conf_values().items():
+        builder = builder.config(key, value)
     builder = builder.config("spark.sql.session.timeZone", timezone)
     try:
         session = builder.getOrCreate()

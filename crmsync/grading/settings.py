@@ -17,13 +17,17 @@ Without ``orders`` (``activities``) Spark grades the orders (activities) crmsync
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from crmsync import models
 from crmsync.models import OrderStatus
+from crmsync.redact import register_secret
 
+SECRET_KEY = re.compile(r"secret|password|passwd|token|credential|access\.key|account\.key|\.auth\.", re.IGNORECASE)
+"""Spark settings whose values are secrets (cloud storage keys, passwords, tokens)."""
 ORDER_FIELDS = tuple(f for f in models.ORDER_FIELDS if f != "updated_at")
 """Canonical order fields a lake source maps (generic_csv's, ``updated_at`` aside: the lake is read whole)."""
 ACTIVITY_FIELDS = models.ACTIVITY_FIELDS
@@ -67,7 +71,9 @@ class SparkSettings(BaseModel):
 
     master: str = Field("local[*]", min_length=1, description="Spark master URL")
     app_name: str = Field("crmsync", min_length=1)
-    conf: dict[str, str | int | float | bool] = Field(default_factory=dict, description="Spark configuration")
+    conf: dict[str, str | int | float | bool | SecretStr] = Field(
+        default_factory=dict, description="Spark configuration; values of keys naming a secret are kept as secrets"
+    )
     orders: LakeSource | None = None
     activities: LakeSource | None = None
     staging_path: str | None = Field(
@@ -75,6 +81,29 @@ class SparkSettings(BaseModel):
         description="where pulled records are written as Parquet for Spark (default: beside the store)",
     )
     batch_rows: int = Field(500_000, ge=1000, description="member rows brought back from Spark per batch")
+
+    @field_validator("conf")
+    @classmethod
+    def _secret_conf(cls, v: dict[str, Any]) -> dict[str, Any]:
+        """Values of keys such as ``spark.hadoop.fs.s3a.secret.key`` or ``…password`` are secrets: masked in logs,
+        reports and reprs (set them through the environment, e.g. ``CRMSYNC_GRADING__SPARK__CONF__…``)."""
+        out = {}
+        for key, value in v.items():
+            if SECRET_KEY.search(key) and not isinstance(value, SecretStr):
+                value = SecretStr(str(value))
+            if isinstance(value, SecretStr):
+                register_secret(value.get_secret_value())
+            out[key] = value
+        return out
+
+    def conf_values(self) -> dict[str, str]:
+        """``conf`` as Spark takes it: text, ``true``/``false``, secrets revealed."""
+        out = {}
+        for key, value in self.conf.items():
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            out[key] = str(value).lower() if isinstance(value, bool) else str(value)
+        return out
 
     @field_validator("orders")
     @classmethod

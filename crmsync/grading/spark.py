@@ -50,7 +50,7 @@ from crmsync.store.staging import ExchangeRates
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-    from crmsync.policy import CompiledPolicy, Grading
+    from crmsync.policy import CompiledPolicy, Grading, GradingMode
     from crmsync.policy.model import Policy
     from crmsync.settings import Settings
 
@@ -131,7 +131,9 @@ class SparkGrader:
             spent = self.report.extra.setdefault("spark_s", {})
             spent[stage] = round(time.perf_counter() - t, 3)
 
-    def _aggregates(self, con: Connection, spark: SparkSession, order_level: Callable[[str], list[str]], mode) -> None:
+    def _aggregates(
+        self, con: Connection, spark: SparkSession, order_level: Callable[[str], list[str]], mode: GradingMode
+    ) -> None:
         """Fill ``_pol_agg``: its columns from the embedded engine's statements over no member, its rows from Spark."""
         con.execute("CREATE OR REPLACE TEMP TABLE _pol_none AS SELECT member_id FROM _pol_members WHERE false")
         for stmt in order_level("_pol_none"):
