@@ -143,9 +143,9 @@ activities_columns = {ACTIVITY_COLUMNS}
     return path
 
 
-def crmsync_sync(work: Path) -> tuple[Measured, dict[str, Any]]:
-    """``crmsync sync --json`` in ``work``; the measurement and the run report."""
-    m = run([*CRMSYNC, "--config", str(work / "crmsync.toml"), "sync", "--json", "--as-of", AS_OF], cwd=work)
+def crmsync_sync(work: Path, as_of: str = AS_OF) -> tuple[Measured, dict[str, Any]]:
+    """``crmsync sync --json --as-of AS_OF`` in ``work``; the measurement and the run report."""
+    m = run([*CRMSYNC, "--config", str(work / "crmsync.toml"), "sync", "--json", "--as-of", as_of], cwd=work)
     if m.returncode not in (0, 1):
         raise RuntimeError(f"crmsync sync failed ({m.returncode}): {m.stdout[-2000:]} {m.stderr[-2000:]}")
     start = m.stdout.find("{")

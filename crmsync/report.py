@@ -117,6 +117,9 @@ class RunReport(BaseModel):
     members_graded: int = 0
     members_recomputed: int = 0
     """Members whose metrics and points were computed again (the others' inputs had not changed)."""
+    days_decided: int = 0
+    """Past days whose tier decisions the run took before grading its own time (a daily sync: one; after a gap,
+    one per day on which a tier could change)."""
     profiles_changed: int = 0
     tier_distribution: dict[str, int] = Field(default_factory=dict)
     pushed: dict[str, int] = Field(default_factory=dict)

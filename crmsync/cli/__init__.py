@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -197,6 +198,35 @@ def json_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON on stdout.")(f)
 
 
+DATES_HELP = (
+    "Dates: --as-of, --from and --to take a date or an ISO datetime and mean the same instant in every command: "
+    "a date is the end of that day (its last microsecond), a time without an offset is read in sync.timezone. "
+    "--until and tier days (grace periods, tier_since) are calendar days in sync.timezone."
+)
+
+
+def as_of_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    """``--as-of DATE``, read by :func:`when` the same way in every command."""
+    return click.option(
+        "--as-of",
+        metavar="DATE",
+        help="Grade as of this date or ISO datetime (default: now); a date means the end of that day in sync.timezone.",
+    )(f)
+
+
+def when(app: AppContext, value: str | None, option: str = "--as-of") -> datetime:
+    """The instant a date option stands for (see :data:`DATES_HELP`); now when it is not given.
+
+    Raises:
+        ConfigError: the value is not a date or datetime (exit code 2).
+    """
+    from crmsync.policy.days import parse_instant, zone
+
+    if not value:
+        return datetime.now(UTC)
+    return parse_instant(value, zone(app.settings.sync.timezone), option=option)
+
+
 class CrmsyncGroup(click.Group):
     """Built-in commands first, then commands that plugins add through ``crmsync_commands``."""
 
@@ -228,7 +258,11 @@ class CrmsyncGroup(click.Group):
         return self._plugin_commands(ctx).get(cmd_name)
 
 
-@click.group(cls=CrmsyncGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=CrmsyncGroup,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    help=f"Grade customers and write the grades back into their CRM.\n\n{DATES_HELP}",
+)
 @click.option(
     "--config",
     "-c",
@@ -239,7 +273,6 @@ class CrmsyncGroup(click.Group):
 @click.version_option(package_name="crmsync")
 @click.pass_context
 def cli(ctx: click.Context, config: str | None, verbose: bool) -> None:
-    """Grade customers and write the grades back into their CRM."""
     ctx.obj = AppContext(config=config, verbose=verbose)
 
 
@@ -295,6 +328,6 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(int(rv or 0))
 
 
-__all__ = ["AppContext", "ConfigError", "cli", "json_option", "main", "where_to_look"]
+__all__ = ["AppContext", "ConfigError", "as_of_option", "cli", "json_option", "main", "when", "where_to_look"]
 
 _register_builtins()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 from rich.table import Table
 
-from crmsync.cli import AppContext, json_option
+from crmsync.cli import AppContext, as_of_option, json_option, when
 from crmsync.cli.render import console, print_json
 from crmsync.connector import Capability, CheckResult
 from crmsync.errors import CrmsyncError, ExitCode
@@ -105,14 +105,13 @@ def plugins(app: AppContext, as_json: bool) -> int:
 @click.command()
 @json_option
 @click.argument("member")
-@click.option("--as-of", metavar="DATE", help="Explain as of this date (default: now).")
+@as_of_option
 @click.pass_obj
 def explain(app: AppContext, as_json: bool, member: str, as_of: str | None) -> int:
     """Explain MEMBER's grades (member id in the members source): metric values and the deciding rules."""
     from crmsync.cli.explain_view import explain_member
-    from crmsync.cli.policy_cmds import parse_when
 
-    return explain_member(app, member, as_json, parse_when(as_of) if as_of else None)
+    return explain_member(app, member, as_json, when(app, as_of))
 
 
 COMMANDS = [check, plugins, runs, explain]

@@ -4,28 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import getpass
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import click
 
-from crmsync.cli import AppContext, json_option
+from crmsync.cli import AppContext, as_of_option, json_option, when
 from crmsync.cli.render import console, print_json
 from crmsync.errors import ConfigError
-
-
-def parse_when(value: str | None, *, end_of_day: bool = True) -> datetime:
-    """An ISO date or datetime (naive: UTC); a bare date means the end of that day."""
-    if not value:
-        return datetime.now(UTC)
-    try:
-        dt = datetime.fromisoformat(value)
-    except ValueError:
-        raise ConfigError(f"not a date: {value!r} (use YYYY-MM-DD or an ISO datetime)") from None
-    if len(value) == 10 and end_of_day:
-        dt = dt.replace(hour=23, minute=59, second=59)
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+from crmsync.policy.days import parse_day
 
 
 def _jsonable(obj: Any) -> Any:
@@ -65,12 +53,12 @@ def replay(app: AppContext, start: str | None, end: str | None, every: str) -> t
 
     period = _every(every)
     compiled = _compiled(app)
-    t1 = parse_when(end)
-    t0 = parse_when(start) if start else shift(t1, period, -11)
+    t1 = when(app, end, "--to")
+    t0 = when(app, start, "--from") if start else shift(t1.astimezone(compiled.tz), period, -11)
     if t1 < t0:
         raise ConfigError("--to is before --from")
-    with app.store(read_only=True) as store, store.transaction(rollback=True) as con:
-        periods = run_backtest(con, compiled, t0, t1, period)
+    with app.store(read_only=True) as store:  # each statement on its own: the temporary tables keep one version
+        periods = run_backtest(store.con, compiled, t0, t1, period)
     return compiled, periods
 
 
@@ -82,7 +70,7 @@ def period_json(p: Any) -> dict[str, Any]:
 
 @click.command()
 @json_option
-@click.option("--as-of", metavar="DATE", help="Grade with the orders up to this date (default: now).")
+@as_of_option
 @click.pass_obj
 def preview(app: AppContext, as_json: bool, as_of: str | None) -> int:
     """Grade as of a date as a sync would (grace periods and locks apply), writing nothing: tiers, benefit cost,
@@ -95,7 +83,7 @@ def preview(app: AppContext, as_json: bool, as_of: str | None) -> int:
 
     compiled = _compiled(app)
     with app.store(read_only=True) as store, store.transaction(rollback=True) as con:
-        result = run_preview(con, compiled, parse_when(as_of))
+        result = run_preview(con, compiled, when(app, as_of))
     if as_json:
         data = _jsonable(result)
         data["cost"] = result.cost
@@ -107,8 +95,8 @@ def preview(app: AppContext, as_json: bool, as_of: str | None) -> int:
 
 @click.command()
 @json_option
-@click.option("--from", "start", required=True, metavar="DATE", help="First period end.")
-@click.option("--to", "end", required=True, metavar="DATE", help="Last period end.")
+@click.option("--from", "start", required=True, metavar="DATE", help="First period end (a date: the end of that day).")
+@click.option("--to", "end", required=True, metavar="DATE", help="Last period end (a date: the end of that day).")
 @click.option("--every", default="month", show_default=True, help="day, week, month, or a number of days.")
 @click.option("--chart", type=click.Path(dir_okay=False, path_type=Path), help="Write an HTML chart here.")
 @click.pass_obj
@@ -134,7 +122,9 @@ def backtest(app: AppContext, as_json: bool, start: str, end: str, every: str, c
 @click.command()
 @click.argument("member", required=False)
 @click.option("--tier", help="Lock MEMBER at this tier.")
-@click.option("--until", "until", metavar="DATE", help="Last day of the lock (default: until cleared).")
+@click.option(
+    "--until", "until", metavar="DATE", help="Last day of the lock, in sync.timezone (default: until cleared)."
+)
 @click.option("--reason", help="Why (kept in the audit trail).")
 @click.option("--clear", is_flag=True, help="Remove MEMBER's lock.")
 @click.option("--list", "list_", is_flag=True, help="List locks.")
@@ -181,7 +171,7 @@ def override(
             raise ConfigError("override: give --tier (and --reason), or --clear, or --list")
         if not member_exists(store.con, member):
             raise ConfigError(f"no member with id {member!r} in the store (run 'crmsync sync' first?)")
-        day: date | None = parse_when(until, end_of_day=False).date() if until else None
+        day: date | None = parse_day(until, option="--until") if until else None
         compiled = _compiled(app)
         with store.transaction() as con:
             lock = set_override(con, member, tier, day, reason or "", actor, tier_names=compiled.tier_names)

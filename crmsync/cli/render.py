@@ -92,7 +92,8 @@ def report_table(report: RunReport, plan: list[PlanEntry] | None = None) -> None
         if part is not None:
             out.print(part)
     out.print(
-        f"members graded: {report.members_graded} ({report.members_recomputed} recomputed)   "
+        f"members graded: {report.members_graded} ({report.members_recomputed} recomputed, "
+        f"{report.days_decided} past days decided)   "
         f"profiles changed: {report.profiles_changed}   "
         f"unmatched orders: {report.unmatched_orders}"
     )

@@ -7,16 +7,21 @@ from typing import Any
 
 import click
 
-from crmsync.cli import AppContext, json_option
-from crmsync.cli.policy_cmds import _compiled, _jsonable, parse_when, replay
+from crmsync.cli import AppContext, as_of_option, json_option, when
+from crmsync.cli.policy_cmds import _compiled, _jsonable, replay
 from crmsync.cli.render import console, print_json
 from crmsync.errors import ConfigError
 
 
 @click.command()
 @json_option
-@click.option("--from", "start", metavar="DATE", help="First period end (default: 11 periods before --to).")
-@click.option("--to", "end", metavar="DATE", help="Last period end (default: now).")
+@click.option(
+    "--from",
+    "start",
+    metavar="DATE",
+    help="First period end (a date: the end of that day; default: 11 periods before --to).",
+)
+@click.option("--to", "end", metavar="DATE", help="Last period end (a date: the end of that day; default: now).")
 @click.option("--every", default="month", show_default=True, help="day, week, month, or a number of days.")
 @click.pass_obj
 def report(app: AppContext, as_json: bool, start: str | None, end: str | None, every: str) -> int:
@@ -62,7 +67,7 @@ def _columns(app: AppContext, compiled: Any, columns: str | None, personal: bool
 @click.argument("path", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["csv", "parquet"]), help="Default: from PATH's suffix.")
 @click.option("--columns", metavar="A,B,...", help="Columns in this order (default: member_id, grades, metrics).")
-@click.option("--as-of", metavar="DATE", help="Grade as of this date (default: now).")
+@as_of_option
 @click.option("--personal", is_flag=True, help="Allow (and by default add) email, phone, first_name, last_name.")
 @click.option("--list-columns", is_flag=True, help="List the columns an export can have, and exit.")
 @json_option
@@ -102,7 +107,7 @@ def export(
         raise ConfigError(f"export: the folder of {path} does not exist")
     chosen = _columns(app, compiled, columns, personal)
     with app.store(read_only=True) as store, store.transaction(rollback=True) as con:
-        result = run_export(con, compiled, parse_when(as_of), path, _format(path, fmt), chosen)
+        result = run_export(con, compiled, when(app, as_of), path, _format(path, fmt), chosen)
     if as_json:
         print_json(_jsonable(result))
     else:

@@ -5,11 +5,10 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 import click
 
-from crmsync.cli import AppContext, json_option, where_to_look
+from crmsync.cli import AppContext, as_of_option, json_option, when, where_to_look
 from crmsync.cli.render import RichProgress, interactive, print_json, report_table
 from crmsync.engine import Engine, RunResult
 from crmsync.errors import UNEXPECTED
@@ -17,19 +16,12 @@ from crmsync.errors import UNEXPECTED
 log = logging.getLogger("crmsync.cli")
 
 
-def _as_of(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    dt = datetime.fromisoformat(value)
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
-
-
 def _run(app: AppContext, *, dry_run: bool, as_json: bool, as_of: str | None, command: str) -> RunResult:
     settings = app.crm_settings
     with app.store() as store:
         progress_cm = RichProgress() if interactive() and not as_json else contextlib.nullcontext(None)
         with progress_cm as progress, Engine(settings, app.host, store, progress=progress) as engine:
-            result = engine.run(dry_run=dry_run, as_of=_as_of(as_of), command=command)
+            result = engine.run(dry_run=dry_run, as_of=when(app, as_of) if as_of else None, command=command)
     report = result.report
     log.info(
         "%s run %s: %s, %d pulled, %d changed, %d pushed, %d rejected, %.1f s",
@@ -57,8 +49,7 @@ def _exit(result: RunResult) -> int:
 
 def run_command(f: Callable[..., int]) -> click.Command:
     """A command that runs the engine: ``--json``, ``--as-of``, the app context."""
-    as_of = click.option("--as-of", metavar="DATETIME", help="Grade as of this ISO datetime instead of now.")
-    return click.command()(json_option(as_of(click.pass_obj(f))))
+    return click.command()(json_option(as_of_option(click.pass_obj(f))))
 
 
 @run_command

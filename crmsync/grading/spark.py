@@ -19,7 +19,9 @@ So every grade equals the embedded engine's as long as ``_pol_agg`` does, which 
 Not in Spark (a configuration error names the setting): points that expire (``points.expiry_days``,
 ``points.expiry``) and spending that may not overdraw (the default, when a policy spends points) need an ``ASOF``
 join, a recursive replay and ``UPDATE`` on the ledger; tier ``points_multiplier`` needs the multiplier each entry
-first got, kept in a ledger of one row per order. Spark grades every member each run (no incremental bookkeeping).
+first got, kept in a ledger of one row per order. Spark grades every member at each evaluation (no incremental
+bookkeeping); a run that decides past days first (:mod:`crmsync.policy.catchup`) runs the order-level statements once
+per day decided, over the lake's rows read, checked and matched once per run.
 """
 
 from __future__ import annotations
@@ -27,12 +29,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import replace
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -50,7 +49,7 @@ from crmsync.store.staging import ExchangeRates
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-    from crmsync.policy import CompiledPolicy, Grading, GradingMode
+    from crmsync.policy import GradingMode
     from crmsync.policy.model import Policy
     from crmsync.settings import Settings
 
@@ -79,22 +78,24 @@ def unsupported(policy: Policy) -> list[str]:
     return out
 
 
-def check(settings: Settings) -> None:
-    """Fail before anything is pulled when Spark cannot grade this configuration.
+def check(settings: Settings, policy: Policy | None = None) -> None:
+    """Fail before anything is pulled when Spark cannot grade this configuration (``policy``: the settings' own).
 
     Raises:
         ConfigError: PySpark or Java missing, or a policy feature Spark does not grade.
     """
     from crmsync.grading.session import check_installed
 
-    problems = unsupported(settings.policy)
+    problems = unsupported(policy or settings.policy)
     if problems:
         raise ConfigError("grading.engine = 'spark' cannot grade this policy", problems=problems)
     check_installed(settings.grading.spark)
 
 
 class SparkGrader:
-    """Grades a store's members with the order-level work in Spark (see the module's docstring)."""
+    """The order-level work of a run's gradings on Spark (see the module's docstring): a context for one run, whose
+    :meth:`aggregates` fills ``_pol_agg`` at each evaluation (every day decided, then the evaluation time). The lake
+    is read, checked and matched once per run."""
 
     def __init__(self, settings: Settings, store_path: Path | None, report: RunReport) -> None:
         self.settings, self.cfg, self.report = settings, settings.grading.spark, report
@@ -105,49 +106,63 @@ class SparkGrader:
         if not self.staging.is_absolute():
             self.staging = settings.base_dir / self.staging
         self._staged: list[Path] = []
+        self._spark: SparkSession | None = None
+        self._members = 0
 
-    def run(self, con: Connection, policy: CompiledPolicy, as_of: datetime) -> Grading:
-        """Grade every member as of ``as_of`` as a full sync does, into ``graded``."""
-        from crmsync.policy import GradingMode
-
+    def __enter__(self) -> SparkGrader:
         check(self.settings)
-        with self._timed("session"):
-            spark = spark_session(self.cfg, self.settings.sync.timezone)
-        mode = replace(GradingMode.SYNC_FULL, write_ledger=False)
-        try:
-            return policy.run(con, as_of, mode, aggregates=lambda c, sql: self._aggregates(c, spark, sql, mode))
-        finally:
-            for path in self._staged:  # the pulled records' copy: no personal data left beside the store
-                shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
-            spark.catalog.clearCache()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for path in self._staged:  # the pulled records' copy: no personal data left beside the store
+            path.unlink(missing_ok=True)
+        if self._spark is not None:
+            self._spark.catalog.clearCache()
+            for view in ("orders", "activities", "members", "_pol_members", "_pol_fp"):
+                self._spark.catalog.dropTempView(view)
+
+    @property
+    def spark(self) -> SparkSession:
+        if self._spark is None:
+            with self._timed("session"):
+                self._spark = spark_session(self.cfg, self.settings.sync.timezone)
+        return self._spark
 
     @contextlib.contextmanager
     def _timed(self, stage: str) -> Iterator[None]:
-        """Seconds of a stage in the report (``extra.spark_s``)."""
+        """Seconds of a stage in the report (``extra.spark_s``), summed over the run's evaluations."""
         t = time.perf_counter()
         try:
             yield
         finally:
             spent = self.report.extra.setdefault("spark_s", {})
-            spent[stage] = round(time.perf_counter() - t, 3)
+            spent[stage] = round(spent.get(stage, 0.0) + time.perf_counter() - t, 3)
 
-    def _aggregates(
-        self, con: Connection, spark: SparkSession, order_level: Callable[[str], list[str]], mode: GradingMode
-    ) -> None:
-        """Fill ``_pol_agg``: its columns from the embedded engine's statements over no member, its rows from Spark."""
+    def aggregates(self, con: Connection, mode: GradingMode, order_level: Callable[[str], list[str]]) -> None:
+        """Fill ``_pol_agg``: its columns from the embedded engine's statements over no member, its rows from Spark
+        (see :attr:`crmsync.policy.CompiledPolicy.aggregates`)."""
         con.execute("CREATE OR REPLACE TEMP TABLE _pol_none AS SELECT member_id FROM _pol_members WHERE false")
         for stmt in order_level("_pol_none"):
             con.execute(stmt)
-        members = con.sql("SELECT member_id FROM _pol_members").to_arrow_table()
-        spark.createDataFrame(members).createOrReplaceTempView("_pol_members")
-        bonuses = con.sql(f"SELECT * FROM {mode.bonus_table}").to_arrow_table()
-        spark.createDataFrame(bonuses).createOrReplaceTempView(mode.bonus_table)
-        with self._timed("inputs"):  # read, check, quarantine and match the lake's rows (or write the pulled ones)
-            self._inputs(con, spark)
+        spark = self.spark
+        if not self._members:
+            members = con.sql("SELECT member_id FROM _pol_members").to_arrow_table()
+            self._members = max(1, members.num_rows)
+            spark.createDataFrame(members).createOrReplaceTempView("_pol_members")
+            # no input hash: Spark grades every member at every evaluation (the stored metrics are never reused)
+            spark.sql(
+                "CREATE OR REPLACE TEMPORARY VIEW _pol_fp AS "
+                "SELECT member_id, CAST(NULL AS DECIMAL(20,0)) AS fingerprint FROM _pol_members"
+            )
+            with self._timed("inputs"):  # read, check, quarantine and match the lake's rows (or the pulled ones)
+                self._inputs(con, spark)
+        if mode.stateful:  # the tier-entry bonuses granted so far: one row per member and tier at most
+            table = mode.tables.bonus
+            spark.createDataFrame(con.sql(f"SELECT * FROM {table}").to_arrow_table()).createOrReplaceTempView(table)
         for stmt in order_level("_pol_members"):
             spark.sql(to_spark(stmt))
         with self._timed("aggregates"):  # the order-level statements run where their result is read
-            self._bring_back(con, spark.table("_pol_agg"), len(members))
+            self._bring_back(con, spark.table("_pol_agg"), self._members)
 
     def _inputs(self, con: Connection, spark: SparkSession) -> None:
         """The views ``orders`` and ``activities``: from the lake sources, else the pulled records."""

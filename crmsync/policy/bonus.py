@@ -5,10 +5,14 @@ or when a member is graded for the first time into a tier (so the first sync of 
 every member's tier). Each tier's bonus is credited once per member; with ``points.entry_bonus_on_reentry = true``
 again at each later entry (after the member dropped below the tier). A downgrade into a tier credits nothing.
 
-The bonus is dated at the evaluation that decided the entry and kept in ``policy_points_bonus`` (granted bonuses are
-never recomputed: a later change of ``entry_bonus`` does not change them); the points ledger derives a ``bonus``
-entry from it at every evaluation. A bonus earns spendable points that expire like other points; it never counts as
-qualifying points. It is in the balance pushed by the grading that grants it.
+Tiers are decided at the end of each day (:mod:`crmsync.policy.catchup`), and so are bonuses: the bonus of a tier
+entered on a day is dated at that day's last instant in ``sync.timezone`` and kept in ``policy_points_bonus`` when
+the day is decided (granted bonuses are never recomputed: a later change of ``entry_bonus`` does not change them),
+whether the day was decided by that night's run or by a run after a pause. An evaluation during the day that
+grades a member into a higher tier than the one held at the end of the day before credits the same bonus, with
+the same date, to the balance it reports and pushes, without storing it; the day's decision then stores it once.
+The points ledger derives a ``bonus`` entry from the stored ones at every evaluation. A bonus earns spendable
+points that expire like other points; it never counts as qualifying points.
 """
 
 from __future__ import annotations
@@ -17,10 +21,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from crmsync.policy import balance
-from crmsync.policy.ddl import CACHE_TABLE, LEDGER_TABLE
 from crmsync.policy.expr import sql_string
 from crmsync.policy.metrics import ts
 from crmsync.policy.model import Policy
+from crmsync.policy.modes import PolicyTables
 from crmsync.policy.stages import rank_case
 
 
@@ -31,17 +35,19 @@ def any_bonus(policy: Policy) -> bool:
 def grant_sql(
     policy: Policy,
     as_of: datetime,
-    bonus_table: str,
+    tables: PolicyTables,
     *,
     timezone: str,
     write: bool,
-    write_ledger: bool,
+    ledger: bool = True,
     earned: Sequence[str] = (),
 ) -> list[str]:
-    """Statements crediting the entry bonuses of this evaluation: into ``_pol_ledger`` and the balance of
-    ``_pol_stage``; with ``write`` into ``bonus_table``; with ``write_ledger`` into the stored ledger (and the
-    stored metrics of those members are marked due, so that the next grading derives them again). ``earned``: the
-    windowed ``points_earned_*`` metrics the policy uses (a bonus counts in them at once). Needs ``_pol_tiers``."""
+    """Statements crediting the entry bonuses of the day decided at ``as_of`` (its last instant): into the balance
+    of ``_pol_stage`` and, with ``ledger``, into ``_pol_ledger``; with ``write`` into ``tables.bonus`` and the
+    stored ledger ``tables.ledger`` (and the stored metrics of those members are marked due, so that the next
+    grading derives them again). ``earned``: the windowed ``points_earned_*`` metrics the policy uses (a bonus
+    counts in them at once). Needs ``_pol_tiers``."""
+    bonus_table = tables.bonus
     at = ts(as_of)
     names = [t.name for t in policy.tiers]
     values = ", ".join(f"({sql_string(t.name)}, {t.entry_bonus})" for t in policy.tiers if t.entry_bonus)
@@ -61,16 +67,15 @@ def grant_sql(
         "CREATE OR REPLACE TEMP TABLE _pol_bonus_now AS SELECT t.member_id, t.tier, b.points "
         f"FROM _pol_tiers t JOIN (VALUES {values}) b(tier, points) USING (tier) "
         f"WHERE t.tier_rank > coalesce({rank_case(names, 't.held_tier')}, 0) {once}",
-        f"INSERT INTO _pol_ledger {entry}",
+        *([f"INSERT INTO _pol_ledger {entry}"] if ledger else []),
         "UPDATE _pol_stage s SET " + ", ".join(f"{c} = s.{c} + b.points" for c in earned) + " "
         "FROM _pol_bonus_now b WHERE s.member_id = b.member_id",
     ]
     if write:
-        stmts.append(f"INSERT INTO {bonus_table} SELECT member_id, tier, {ref}, {at}, points FROM _pol_bonus_now")
-    if write_ledger:
         cols = "member_id, entry_ref, kind, occurred_at, expires_at, base_points, multiplier, points, qualifying"
         stmts += [
-            f"INSERT INTO {LEDGER_TABLE} ({cols}, computed_at) SELECT *, now() FROM ({entry})",
-            f"UPDATE {CACHE_TABLE} SET stale_at = {at} WHERE member_id IN (SELECT member_id FROM _pol_bonus_now)",
+            f"INSERT INTO {bonus_table} SELECT member_id, tier, {ref}, {at}, points FROM _pol_bonus_now",
+            f"INSERT INTO {tables.ledger} ({cols}, computed_at) SELECT *, now() FROM ({entry})",
+            f"UPDATE {tables.cache} SET stale_at = {at} WHERE member_id IN (SELECT member_id FROM _pol_bonus_now)",
         ]
     return stmts

@@ -5,8 +5,9 @@
 - ``policy_points_bonus``: the tier-entry bonuses granted (the source of the ledger's ``bonus`` entries).
 - ``policy_tier_overrides``: the active manual tier locks, one per member.
 - ``policy_override_audit``: every change to a lock (set, cleared, expired), never deleted.
-- ``policy_tier_state``: the tier each member holds, since when, the tier before it, and since when the
-  member has not qualified for the held tier (the start of a downgrade grace period).
+- ``policy_tier_state``: the tier each member holds at the end of the last decided day, since when, the tier
+  before it, and since when the member has not qualified for the held tier (the start of a downgrade grace period).
+- ``policy_tier_clock``: the last day whose tier decisions ``policy_tier_state`` holds (one row).
 - ``policy_member_metrics``: each member's metrics as last computed (:data:`CACHE_TABLE`); a sync recomputes
   only the members whose inputs changed or whose metrics came due.
 """
@@ -19,6 +20,8 @@ LEDGER_TABLE = "policy_points_ledger"
 OVERRIDES_TABLE = "policy_tier_overrides"
 AUDIT_TABLE = "policy_override_audit"
 STATE_TABLE = "policy_tier_state"
+CLOCK_TABLE = "policy_tier_clock"
+"""One row: ``decided_through``, the last day (in ``sync.timezone``) whose end-of-day tier decisions are stored."""
 BONUS_TABLE = "policy_points_bonus"
 """Every tier-entry bonus granted: the member, the tier entered, when, how many points (never recomputed)."""
 CACHE_TABLE = "policy_member_metrics"
@@ -71,6 +74,7 @@ POLICY_DDL: list[str] = [
         below_since DATE,
         updated_at TIMESTAMPTZ
     )""",
+    f"CREATE TABLE IF NOT EXISTS {CLOCK_TABLE} (decided_through DATE NOT NULL, updated_at TIMESTAMPTZ)",
 ]
 """``CREATE TABLE IF NOT EXISTS`` statements; uniqueness per member is kept by the code that writes them."""
 

@@ -34,6 +34,11 @@ class Explanation:
     metrics: dict[str, Any] = field(default_factory=dict)
     grades: dict[str, Grade] = field(default_factory=dict)
     ledger: list[dict[str, Any]] = field(default_factory=list)
+    decision: dict[str, Any] = field(default_factory=dict)
+    """How the tier was decided: ``move`` (new, up, stay, hold, grace, down, override), ``rule`` (entry, keep,
+    default, lock), ``held_tier`` (at the end of the day before), ``qualifies_for`` (the tier the entry conditions
+    give), ``not_qualifying_since`` and ``grace_until`` (the day the drop is decided) during a grace period, and
+    ``period_ends`` (the last day of the qualification period) with a period."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -43,6 +48,7 @@ class Explanation:
             "metrics": {k: _jsonable(v) for k, v in self.metrics.items()},
             "grades": {k: {"value": _jsonable(g.value), "reason": g.reason} for k, g in self.grades.items()},
             "ledger": [{k: _jsonable(v) for k, v in e.items()} for e in self.ledger],
+            "decision": {k: _jsonable(v) for k, v in self.decision.items()},
         }
 
 
@@ -111,4 +117,19 @@ def explain(compiled: CompiledPolicy, con: Connection, member_id: str, as_of: da
         "WHERE member_id = ? ORDER BY occurred_at, entry_ref",
         [member_id],
     )
-    return Explanation(member_id, as_of, compiled.version, values, grades, ledger)
+    local = as_of.astimezone(compiled.tz)
+    return Explanation(member_id, local, compiled.version, values, grades, ledger, _decision(con, member_id))
+
+
+def _decision(con: Connection, member_id: str) -> dict[str, Any]:
+    row = _row(
+        con,
+        "SELECT move, CASE WHEN move = 'override' THEN 'lock' WHEN move NOT IN ('new', 'up') AND q_stay > q_rank "
+        "THEN 'keep' WHEN q_rank = 1 THEN 'default' ELSE 'entry' END AS rule, held_tier, q_tier AS qualifies_for, "
+        "eff_below AS not_qualifying_since, CASE WHEN move = 'grace' THEN grace_until END AS grace_until, "
+        "period_last_day AS period_ends FROM _pol_tiers WHERE member_id = ?",
+        [member_id],
+    )
+    if row and row["move"] not in ("grace", "down"):
+        row["not_qualifying_since"] = None
+    return {k: v for k, v in (row or {}).items() if v is not None}

@@ -11,7 +11,7 @@ Grammar, loosest binding first::
     x in (1, 2)   x not in ('a', 'b')   x between 1 and 5   x is null   x is not null
     x + y   x - y   x * y   x / y   x % y   -x   (x)
     numbers 12, 12.5; strings 'Gold' or "Gold" (a quote inside doubled or after a backslash); true, false, null
-    functions: days_since(d) days_until(d) date('2024-12-31') today() year(d) month(d) day(d)
+    functions: days_since(d) days_until(d) date('2024-12-31') end_of_day(d) today() year(d) month(d) day(d)
                attr('key') attr_num('key') attr_date('key') coalesce(a, b) min(a, b) max(a, b) abs(x) round(x)
 """
 
@@ -169,6 +169,11 @@ def names(tree: Tree) -> Iterator[Token]:
             yield sub.children[0]
 
 
+def calls(tree: Tree) -> set[str]:
+    """The names of the functions a parsed condition calls (lower case)."""
+    return {str(sub.children[0]).lower() for sub in tree.iter_subtrees_topdown() if sub.data == "call"}
+
+
 def sql_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
@@ -244,6 +249,10 @@ class Compiler:
         name = str(tok)
         var = self.scope.get(name)
         if var is None:
+            refusal = getattr(self.scope, "refusal", None)
+            reason = refusal(name) if refusal else None
+            if reason:
+                raise ExprError(reason, tok.column)
             raise ExprError(*unknown_name(name, self.suggestions, tok.column))
         self.used[name] = var
         return var.sql, var.type
@@ -346,7 +355,11 @@ def _literal_key(c: Compiler, args: list[Tree], tok: Token) -> str:
     (arg,) = args
     if not isinstance(arg, Tree) or arg.data != "string":
         raise ExprError(f"{tok}() takes a quoted name, e.g. {tok}('region')", _col(arg))
-    key = _unquote(str(arg.children[0]))
+    return json_pointer(_unquote(str(arg.children[0])))
+
+
+def json_pointer(key: str) -> str:
+    """The SQL string of the JSON pointer naming the attribute ``key`` exactly (``attr('key')`` reads it)."""
     # a JSON pointer names any key exactly: only '~' and '/' are escaped (a JSON path would need quoting)
     return sql_string("/" + key.replace("~", "~0").replace("/", "~1"))
 
@@ -359,19 +372,26 @@ def _date_arg(c: Compiler, arg: Tree, fname: str) -> str:
 
 
 def _date_literal(c: Compiler, args: list[Tree], tok: Token) -> tuple[str, str]:
+    """The start of a day in the policy's time zone (the grading's session zone)."""
     (arg,) = args
     text = _unquote(str(arg.children[0])) if isinstance(arg, Tree) and arg.data == "string" else None
     try:
         day = date.fromisoformat(text or "")
     except ValueError:
         raise ExprError("date() takes a quoted day like '2024-12-31'", _col(arg)) from None
-    return f"TIMESTAMPTZ '{day.isoformat()} 00:00:00+00'", DATE
+    return f"CAST(DATE '{day.isoformat()}' AS TIMESTAMPTZ)", DATE
 
 
 def _days(c: Compiler, args: list[Tree], tok: Token, sign: int) -> tuple[str, str]:
     d = _date_arg(c, args[0], str(tok))
     a, b = (AS_OF_COLUMN, d) if sign > 0 else (d, AS_OF_COLUMN)
     return f"floor((epoch({a}) - epoch({b})) / 86400)", NUM
+
+
+def _end_of_day(c: Compiler, args: list[Tree], tok: Token) -> tuple[str, str]:
+    """The last instant of the day a date falls on, in the policy's time zone (the grading's session zone)."""
+    d = _date_arg(c, args[0], str(tok))
+    return f"(CAST(CAST({d} AS DATE) + 1 AS TIMESTAMPTZ) - INTERVAL 1 MICROSECOND)", DATE
 
 
 def _part(part: str) -> Callable[[Compiler, list[Tree], Token], tuple[str, str]]:
@@ -390,6 +410,7 @@ FUNCTIONS: dict[str, tuple[int, Callable[[Compiler, list[Tree], Token], tuple[st
     "days_since": (1, lambda c, a, t: _days(c, a, t, 1)),
     "days_until": (1, lambda c, a, t: _days(c, a, t, -1)),
     "date": (1, _date_literal),
+    "end_of_day": (1, _end_of_day),
     "today": (0, lambda c, a, t: (AS_OF_COLUMN, DATE)),
     "year": (1, _part("year")),
     "month": (1, _part("month")),

@@ -64,9 +64,10 @@ class Metric:
 
     name: str
     type: str
-    family: str  # fixed | windowed | activity | points | plugin
-    measure: str = ""  # windowed: spend | spend_net | orders | aov | refunds | refunded_amount; points: its measure
-    kind: str = ""  # activity kind
+    family: str  # fixed | windowed | activity | points | plugin | period
+    measure: str = ""  # windowed and period: spend | spend_net | orders | aov | refunds | refunded_amount (activity,
+    # period bounds); points: its measure
+    kind: str = ""  # activity kind; this | last (period metrics: this:KIND, last:KIND for activities)
     days: int | None = None  # window; None = lifetime
     spec: MetricSpec | None = None
 
@@ -118,7 +119,8 @@ def ts(value: datetime) -> str:
 
 
 def _cutoff(as_of: datetime, days: int) -> str:
-    return ts(as_of - timedelta(days=days))
+    """The instant ``days`` * 24 hours before ``as_of`` (in UTC: a window does not follow clock changes)."""
+    return ts(as_of.astimezone(UTC) - timedelta(days=days))
 
 
 def members_sql(table: str = "_pol_members", columns: str = "created_at, attributes AS _attributes") -> str:
@@ -148,30 +150,62 @@ def inputs_sql(as_of: datetime, statuses: Sequence[str], scope: str = "_pol_memb
     ]
 
 
-def fingerprint_sql(as_of: datetime) -> str:
+def fingerprint_sql(member_hash: str | None = None) -> str:
     """The statement building ``_pol_fp``: per member, a hash of every input row a member's metrics and points
-    are computed from, and the first input dated after ``as_of`` (it changes them when it comes due).
+    are computed from (and of ``member_hash``, an expression over ``_pol_members`` such as an attribute the metrics
+    read). It does not depend on the evaluation time: one grading computes it once, for every day it decides.
 
     DuckDB combines the hashes of several values linearly, so two rows changing the same way would cancel out in
     an XOR: each row's hash is hashed once more (a non-linear mix) before the XOR.
     """
-    at = ts(as_of)
+    own = f", hash({member_hash})" if member_hash else ""
     return f"""
 CREATE OR REPLACE TEMP TABLE _pol_fp AS
 SELECT mb.member_id,
-  hash(coalesce(o.h, 0), coalesce(o.n, 0), coalesce(a.h, 0), coalesce(a.n, 0)) AS fingerprint,
-  least(o.next_at, a.next_at) AS next_at
+  hash(coalesce(o.h, 0), coalesce(o.n, 0), coalesce(a.h, 0), coalesce(a.n, 0){own}) AS fingerprint
 FROM _pol_members mb
 LEFT JOIN (SELECT member_id,
              bit_xor(hash(hash(source, external_id, amount_base, placed_at, status, refunded_amount_base))) AS h,
-             count(*) AS n, min(placed_at) FILTER (WHERE placed_at > {at}) AS next_at
+             count(*) AS n
            FROM orders WHERE member_id IS NOT NULL AND NOT coalesce(deleted, false) GROUP BY member_id) o
   USING (member_id)
 LEFT JOIN (SELECT member_id, bit_xor(hash(hash(source, external_id, kind, occurred_at, points))) AS h,
-             count(*) AS n, min(occurred_at) FILTER (WHERE occurred_at > {at}) AS next_at
+             count(*) AS n
            FROM activities WHERE member_id IS NOT NULL AND NOT coalesce(deleted, false) GROUP BY member_id) a
   USING (member_id)
 """
+
+
+def next_inputs_sql(as_of: datetime, scope: str) -> str:
+    """The statement building ``_pol_next``: for each member in ``scope``, its first order or activity dated after
+    ``as_of`` (it changes the member's metrics when it comes due)."""
+    at = ts(as_of)
+    rows = (
+        "SELECT member_id, min({col}) AS t FROM {table} SEMI JOIN {scope} USING (member_id) "
+        "WHERE NOT coalesce(deleted, false) AND {col} > {at} GROUP BY member_id"
+    )
+    return (
+        "CREATE OR REPLACE TEMP TABLE _pol_next AS SELECT member_id, min(t) AS next_at FROM ("
+        f"{rows.format(col='placed_at', table='orders', scope=scope, at=at)} UNION ALL "
+        f"{rows.format(col='occurred_at', table='activities', scope=scope, at=at)}) GROUP BY member_id"
+    )
+
+
+def order_filter(statuses: Sequence[str]) -> str:
+    """The SQL condition an order meets when its status counts as successful."""
+    return "status IN (" + ", ".join("'" + s + "'" for s in statuses) + ")"
+
+
+def order_measure_sql(measure: str, ok: str, span: str) -> str:
+    """The aggregate of one order measure (``spend``, ``spend_net``, ``orders``, ``aov``, ``refunds``,
+    ``refunded_amount``) over the orders of ``_pol_all_orders`` that meet ``span``; ``ok``: see :func:`order_filter`.
+    Refunds count whatever counts as successful; the others only successful orders."""
+    if measure == "refunds":
+        return f"count(*) FILTER (WHERE status = 'refunded' AND {span})"
+    if measure == "refunded_amount":
+        return f"sum(amount - net) FILTER (WHERE {span})"
+    expr = {"spend": "sum(amount)", "spend_net": "sum(net)", "orders": "count(*)", "aov": "avg(amount)"}[measure]
+    return f"{expr} FILTER (WHERE {ok} AND {span})"
 
 
 def _exit(col: str, as_of: datetime, days: int) -> str:
@@ -207,15 +241,8 @@ def _parts(used: Sequence[Metric], as_of: datetime, ok: str) -> _Parts:
                 parts.ledger.append(f'{exit_at} AS "_exit_{m.name}"')
                 parts.ledger_exits.append(f'pl."_exit_{m.name}"')
         elif m.family == "windowed":
-            window = f" AND placed_at > {_cutoff(as_of, m.days)}" if m.days else ""
-            if m.measure in ("refunds", "refunded_amount"):
-                expr = "count(*)" if m.measure == "refunds" else "sum(amount - net)"
-                which = "status = 'refunded'" if m.measure == "refunds" else "true"
-                parts.orders.append(f"{expr} FILTER (WHERE {which}{window}) AS {q}")
-                parts.select.append(f"coalesce(o.{q}, 0) AS {q}")
-                continue
-            expr = {"spend": "sum(amount)", "spend_net": "sum(net)", "orders": "count(*)", "aov": "avg(amount)"}
-            parts.orders.append(f"{expr[m.measure]} FILTER (WHERE {ok}{window}) AS {q}")
+            window = f"placed_at > {_cutoff(as_of, m.days)}" if m.days else "true"
+            parts.orders.append(f"{order_measure_sql(m.measure, ok, window)} AS {q}")
             parts.select.append(f"coalesce(o.{q}, {'NULL' if m.measure == 'aov' else '0'}) AS {q}")
         elif m.family == "activity":
             cond = f"kind = '{m.kind}'" + (f" AND occurred_at > {_cutoff(as_of, m.days)}" if m.days else "")
@@ -229,21 +256,32 @@ def _parts(used: Sequence[Metric], as_of: datetime, ok: str) -> _Parts:
             parts.joins.append(f"LEFT JOIN ({sub}) {alias} USING (member_id)")
             default = "NULL" if m.spec.default is None else repr(m.spec.default)
             parts.select.append(f"coalesce({alias}.{q}, {default}) AS {q}")
+    if parts.ledger:
+        ledger = ", ".join(["member_id", *parts.ledger])
+        parts.joins.append(f"LEFT JOIN (SELECT {ledger} FROM _pol_ledger GROUP BY member_id) pl USING (member_id)")
     return parts
 
 
+Extra = tuple[list[str], list[str], list[str]]
+"""Joins, output columns and ``stale_at`` terms added to the aggregation (see :func:`aggregates_sql`)."""
+
+
 def aggregates_sql(
-    used: Iterable[Metric], as_of: datetime, statuses: Sequence[str], scope: str, fingerprints: bool
+    used: Iterable[Metric], as_of: datetime, statuses: Sequence[str], scope: str, fingerprints: bool, extra: Extra
 ) -> str:
     """The statement building ``_pol_agg``: for each member in ``scope``, every metric that does not move with the
     evaluation time by itself, ``stale_at`` (the first instant after ``as_of`` at which one of them would change
-    with no new input: a row leaving a window, a dated row coming due, points expiring) and ``fingerprint``.
+    with no new input: a row leaving a window, a dated row coming due, points expiring, a qualification period
+    ending) and ``fingerprint``.
 
-    Needs ``_pol_all_orders``, ``_pol_activities``, ``_pol_points`` (and ``_pol_fp`` with ``fingerprints``).
+    Needs ``_pol_all_orders``, ``_pol_activities``, ``_pol_points`` (and ``_pol_fp`` and ``_pol_next`` with
+    ``fingerprints``). ``extra`` adds joins, output columns and ``stale_at`` terms (those of period metrics, see
+    :func:`crmsync.policy.periods.parts`).
     """
-    ok = "status IN (" + ", ".join("'" + s + "'" for s in statuses) + ")"
+    ok = order_filter(statuses)
     metrics = sorted({m.name: m for m in used}.values(), key=lambda m: m.name)
     parts = _parts(metrics, as_of, ok)
+    parts.joins, parts.select, period_stale = parts.joins + extra[0], parts.select + extra[1], extra[2]
     order_days = sorted({m.days for m in metrics if m.family == "windowed" and m.days})
     act_days = sorted({m.days for m in metrics if m.family == "activity" and m.days})
     exits = [f"o._exit_{d}" for d in order_days] + [f"a._exit_{d}" for d in act_days]
@@ -262,11 +300,10 @@ def aggregates_sql(
     )
     act_exits = [f"{_exit('occurred_at', as_of, d)} AS _exit_{d}" for d in act_days]
     acts = ", ".join(["member_id", "count(*) AS _activities", *act_exits, *parts.activities])
-    fp = "LEFT JOIN _pol_fp fp USING (member_id)" if fingerprints else ""
-    stale = ", ".join(["pt.next_expiry", *exits, *parts.ledger_exits, *(["fp.next_at"] if fingerprints else [])])
-    if parts.ledger:
-        ledger = ", ".join(["member_id", *parts.ledger])
-        parts.joins.append(f"LEFT JOIN (SELECT {ledger} FROM _pol_ledger GROUP BY member_id) pl USING (member_id)")
+    fp = "LEFT JOIN _pol_fp fp USING (member_id) LEFT JOIN _pol_next nx USING (member_id)" if fingerprints else ""
+    stale = ", ".join(
+        ["pt.next_expiry", *exits, *parts.ledger_exits, *period_stale, *(["nx.next_at"] if fingerprints else [])]
+    )
     return f"""
 CREATE OR REPLACE TEMP TABLE _pol_agg AS
 SELECT s.member_id,
@@ -295,7 +332,7 @@ def metrics_sql(used: Iterable[Metric], as_of: datetime, aggregates: str) -> str
     """The statement defining the view ``_pol_metrics``: one row per member, one column per metric, from the
     members' ``aggregates`` (a ``_pol_agg``-shaped table) and the evaluation time."""
     at = ts(as_of)
-    names = sorted({m.name for m in used if m.family in ("windowed", "activity", "plugin", "points")})
+    names = sorted({m.name for m in used if m.family in ("windowed", "activity", "plugin", "points", "period")})
     days = "floor((epoch({at}) - epoch({col})) / 86400)::INTEGER"
     return f"""
 CREATE OR REPLACE TEMP VIEW _pol_metrics AS

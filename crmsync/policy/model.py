@@ -4,7 +4,8 @@ Shape of the table (every key optional; see ``docs/policy.md`` for the reference
 
     [policy.metrics]            which orders count, declared windows
     [[policy.tiers]]            ordered levels, highest first; the last one is the default
-    [policy.downgrade]          grace period and maximum drop per evaluation
+    [policy.qualification]      rolling windows, or calendar / anniversary periods a tier is held for
+    [policy.downgrade]          grace period and maximum drop per day (or per period)
     [policy.points]             earning, multipliers, expiry, redemptions, qualifying points, overdraft, bonuses
     [policy.rfm]                method, bins, analysis window and segment map
     [policy.lifecycle]          stage thresholds
@@ -42,6 +43,23 @@ class TierRule(_Strict):
     points_multiplier: Decimal = Field(
         Decimal(1), ge=0, description="multiplier applied to points earned while a member holds this tier"
     )
+    keep_condition: str | None = Field(
+        None,
+        description="easier condition under which a member who holds this tier (or a higher one) keeps it, "
+        'e.g. "spend_365d >= 1500"; the entry condition keeps it too',
+    )
+    grace_days: int | None = Field(
+        None,
+        ge=0,
+        description="days this tier is kept after the member stops qualifying for it; overrides "
+        "[policy.downgrade] grace_days (0: a paid tier ends the day it lapses)",
+    )
+    max_levels: int | None = Field(
+        None,
+        ge=1,
+        description="most levels a member drops from this tier at once; overrides [policy.downgrade] max_levels "
+        "(a paid tier that lapses may drop straight to the tier the member qualifies for)",
+    )
     entry_bonus: int = Field(
         0, ge=0, description="points credited when a member enters this tier (once, see points.entry_bonus_on_reentry)"
     )
@@ -69,10 +87,35 @@ class MetricsSettings(_Strict):
 
 
 class DowngradeSettings(_Strict):
-    """Upgrades apply at once; downgrades wait for a grace period."""
+    """Upgrades apply at once; downgrades are decided per day (or per qualification period) after a grace period."""
 
-    grace_days: int = Field(0, ge=0, description="days a member must fail to qualify for the held tier before dropping")
-    max_levels: int = Field(1, ge=1, description="most levels a member drops in one evaluation")
+    grace_days: int = Field(
+        0, ge=0, description="days (in sync.timezone) a member must fail to qualify for the held tier before dropping"
+    )
+    max_levels: int = Field(
+        1, ge=1, description="most levels a member drops in one day (with a qualification period: in one period)"
+    )
+
+
+class QualificationSettings(_Strict):
+    """The period a tier is earned and held for: rolling windows, or calendar or anniversary periods."""
+
+    period: Literal["rolling", "calendar_year", "calendar_month", "anniversary"] = Field(
+        "rolling",
+        description="rolling: downgrades are decided every day; a period: a tier is held until the period ends and "
+        "downgrades are decided on the first day of the next period",
+    )
+    anniversary_attribute: str | None = Field(
+        None,
+        min_length=1,
+        description="member attribute holding the date anniversary periods start from (default: the first order)",
+    )
+
+    @model_validator(mode="after")
+    def _anchor(self) -> QualificationSettings:
+        if self.anniversary_attribute is not None and self.period != "anniversary":
+            raise ValueError("anniversary_attribute needs period = 'anniversary'")
+        return self
 
 
 class PointsSettings(_Strict):
@@ -95,6 +138,12 @@ class PointsSettings(_Strict):
         description="activity kinds that report redeemed points (their points column, as a positive number)",
     )
     expiry_days: int | None = Field(None, ge=1, description="earned points expire this many days after earning")
+    imported_orders: Literal["base", "tier_at_order"] = Field(
+        "base",
+        description="base: orders placed before the first sync earn without a tier multiplier (1x); tier_at_order: "
+        "the first sync replays the tiers day by day from the first order, so each earns the multiplier of the tier "
+        "held when it was placed",
+    )
     expiry: Literal["rolling", "end_of_year"] | None = Field(
         None,
         description="rolling: expiry_days after earning (the default when expiry_days is set); end_of_year: at the "
@@ -196,6 +245,7 @@ class Policy(_Strict):
     tiers: list[TierRule] = Field(
         default_factory=lambda: [TierRule(name="Member")], description="ordered levels, highest first"
     )
+    qualification: QualificationSettings = Field(default_factory=QualificationSettings)
     downgrade: DowngradeSettings = Field(default_factory=DowngradeSettings)
     points: PointsSettings = Field(default_factory=PointsSettings)
     rfm: RfmSettings = Field(default_factory=RfmSettings)
@@ -217,8 +267,14 @@ class Policy(_Strict):
         for i, tier in enumerate(v[:-1]):
             if not (tier.condition or "").strip():
                 raise ValueError(f"tiers[{i}] ({tier.name}): only the last (default) tier may omit its condition")
-        if (v[-1].condition or "").strip() and len(v) > 1:
-            raise ValueError(f"tiers[{len(v) - 1}] ({v[-1].name}): the last tier is the default and takes no condition")
+        last = v[-1]
+        if (last.condition or "").strip() and len(v) > 1:
+            raise ValueError(f"tiers[{len(v) - 1}] ({last.name}): the last tier is the default and takes no condition")
+        if last.keep_condition is not None or last.grace_days is not None or last.max_levels is not None:
+            raise ValueError(
+                f"tiers[{len(v) - 1}] ({last.name}): the default tier is never lost; it takes no keep_condition, "
+                "grace_days or max_levels"
+            )
         return v
 
     @field_validator("tags")

@@ -3,9 +3,12 @@
 Nothing here writes to the store's tables: grading happens in temporary tables.
 
 - :func:`preview` grades every member with the orders and activities up to ``as_of`` as a sync would (held tiers,
-  grace periods and locks apply) and compares the result with the current ``profiles``.
-- :func:`backtest` replays evaluations at the end of each period from ``start`` to ``end`` with a simulated
-  tier history (grace periods and maximum drops apply; locks do not), starting from nobody holding a tier.
+  grace periods and locks apply, the days not decided yet are decided in temporary copies) and compares the result
+  with the current ``profiles``.
+- :func:`backtest` replays the policy from ``start`` to ``end`` with a simulated tier history decided day by day
+  as a sync decides it (grace periods, maximum drops and tier-entry bonuses apply; locks do not), starting from
+  nobody holding a tier (or, with ``imported_orders = "tier_at_order"``, from the first order, as the first sync
+  does), and reports each period end: a sync run on those dates would have pushed the same tiers.
 
 Both report the figures of :mod:`crmsync.policy.trial` (distributions, transitions, cost, points liability); each
 backtest period also has the programme's KPIs (:mod:`crmsync.policy.kpis`). The chart is :mod:`.chart`.
@@ -13,12 +16,14 @@ backtest period also has the programme's KPIs (:mod:`crmsync.policy.kpis`). The 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
+from crmsync.policy import catchup
 from crmsync.policy.chart import chart_html, write_chart
 from crmsync.policy.compiled import CompiledPolicy
-from crmsync.policy.ddl import BONUS_TABLE, STATE_TABLE
 from crmsync.policy.kpis import kpis
 from crmsync.policy.modes import GradingMode
 from crmsync.policy.stages import rank_case
@@ -31,10 +36,13 @@ from crmsync.policy.trial import (
     PreviewResult,
     cost_periods,
     figures,
+    moved,
     shift,
     unit,
 )
 from crmsync.store.db import Connection
+
+ZONE_UTC = ZoneInfo("UTC")
 
 __all__ = ["BacktestPeriod", "PreviewResult", "backtest", "chart_html", "period_ends", "preview", "write_chart"]
 
@@ -53,7 +61,7 @@ def preview(con: Connection, compiled: CompiledPolicy, as_of: datetime) -> Previ
     pairs = f"SELECT p.tier AS before, g.tier AS now FROM {out} g LEFT JOIN profiles p USING (member_id)"
     fig = figures(con, compiled, out, pairs, None)
     return PreviewResult(
-        as_of=as_of,
+        as_of=as_of.astimezone(compiled.tz),
         policy_version=compiled.version,
         members=sum(fig.distribution.values()),
         distribution=fig.distribution,
@@ -70,12 +78,14 @@ def preview(con: Connection, compiled: CompiledPolicy, as_of: datetime) -> Previ
     )
 
 
-def period_ends(start: datetime, end: datetime, every: Every = "month") -> list[datetime]:
-    """Evaluation times from ``start`` to ``end`` inclusive: every N days, week, or calendar month."""
+def period_ends(start: datetime, end: datetime, every: Every = "month", tz: ZoneInfo = ZONE_UTC) -> list[datetime]:
+    """Evaluation times from ``start`` to ``end`` inclusive: every N days, week, or calendar month, at the same
+    time of day in ``tz`` (the end of a day stays the end of a day across clock changes)."""
     if start.tzinfo is None or end.tzinfo is None:
         raise ValueError("start and end must be timezone-aware")
     if end < start:
         raise ValueError("end is before start")
+    start = start.astimezone(tz)  # steps are counted on the calendar of tz, at the same time of day
     out, t = [], start
     while t <= end:
         out.append(t)
@@ -86,25 +96,35 @@ def period_ends(start: datetime, end: datetime, every: Every = "month") -> list[
 def backtest(
     con: Connection, compiled: CompiledPolicy, start: datetime, end: datetime, every: Every = "month"
 ) -> list[BacktestPeriod]:
-    """Replay the policy at each period end with a simulated tier history."""
+    """Replay the policy day by day with a simulated tier history and report it at each period end; ``up`` and
+    ``down`` count the members whose tier rose or fell since the previous period end."""
     mode = GradingMode.BACKTEST
-    state = mode.state_table
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {state} AS SELECT * FROM {STATE_TABLE} WHERE false")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {mode.bonus_table} AS SELECT * FROM {BONUS_TABLE} WHERE false")
-    ends = period_ends(start, end, every)
+    catchup.create_temp(con, mode.tables)
+    con.execute("CREATE OR REPLACE TEMP TABLE _pol_bt_last (member_id VARCHAR, tier VARCHAR)")
+    start = start.astimezone(compiled.tz)
     periods = []
-    for i, at in enumerate(ends):
-        since, after = shift(start, every, i - 1), shift(start, every, i + 1)
-        out = compiled.run(con, at, mode).graded
-        moves = dict(con.execute("SELECT move, count(*) FROM _pol_tiers GROUP BY move").fetchall())
-        fig = figures(con, compiled, out, "SELECT held_tier AS before, tier AS now FROM _pol_tiers", since)
-        length = cost_periods(at, after, every, compiled.policy.costs.period)
-        periods.append(
-            _period(compiled, fig, kpis(con, compiled, out, since, fig.transitions), at, since, moves, length)
-        )
-    con.execute(f"DROP TABLE IF EXISTS {state}")
-    con.execute(f"DROP TABLE IF EXISTS {mode.bonus_table}")
+    try:
+        for i, at in enumerate(period_ends(start, end, every, compiled.tz)):
+            since, after = shift(start, every, i - 1), shift(start, every, i + 1)
+            out = _evaluate(con, compiled, at, mode)
+            moves = dict(con.execute("SELECT move, count(*) FROM _pol_tiers GROUP BY move").fetchall())
+            pairs = f"SELECT l.tier AS before, g.tier AS now FROM {out} g LEFT JOIN _pol_bt_last l USING (member_id)"
+            fig = figures(con, compiled, out, pairs, since)
+            con.execute(f"CREATE OR REPLACE TEMP TABLE _pol_bt_last AS SELECT member_id, tier FROM {out}")
+            length = cost_periods(at, after, every, compiled.policy.costs.period)
+            k = kpis(con, compiled, out, since, fig.transitions)
+            periods.append(_period(compiled, fig, k, at, since, moves, length))
+    finally:
+        catchup.drop_temp(con, mode.tables, "_pol_bt_last")
     return periods
+
+
+def _evaluate(con: Connection, compiled: CompiledPolicy, at: datetime, mode: GradingMode) -> str:
+    """Decide the days before ``at`` (reusing the stored metrics of the members unchanged), then grade ``at``
+    itself with every member's metrics, points and orders derived again (the figures read all of them)."""
+    while compiled.decide(con, at, mode, limit=7):
+        pass
+    return compiled.run(con, at, replace(mode, incremental=False)).graded
 
 
 def _period(
@@ -116,14 +136,16 @@ def _period(
     moves: dict[str, int],
     length: Decimal,
 ) -> BacktestPeriod:
-    """A period's figures; ``length``: how many ``costs.period`` last until the next period's end."""
+    """A period's figures; ``length``: how many ``costs.period`` last until the next period's end; ``up`` and
+    ``down``: the members whose tier rose or fell since the previous period's end."""
     cost = sum(fig.cost_by_tier.values(), Decimal(0))
+    _, up, down = moved(compiled, fig.transitions)
     return BacktestPeriod(
         as_of=at,
         distribution=fig.distribution,
         cost=cost,
-        up=int(moves.get("up", 0)),
-        down=int(moves.get("down", 0)),
+        up=up,
+        down=down,
         moves={k: int(v) for k, v in moves.items()},
         since=since,
         segments=fig.segments,

@@ -1,19 +1,13 @@
 """SQL of the grading stages after the metrics: RFM segments (scores: :mod:`crmsync.policy.rfm`), lifecycle, tiers,
 final rows.
 
-Tier rule: the qualifying tier is the first (highest) whose condition holds, else the default (last) tier.
-Tier ranks count from the default tier (rank 1) up to the highest (rank = number of tiers). A lock wins. With
-no held tier, or a qualifying rank at or above the held one, the member takes the qualifying tier at once.
-Otherwise the member keeps the held tier until ``grace_days`` whole days have passed since the first
-evaluation at which they stopped qualifying for it (``below_since``), then drops by at most ``max_levels``
-per evaluation, never below the qualifying tier.
+The tier decision itself is in :mod:`crmsync.policy.tiers`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
 
 from crmsync.policy import rfm
 from crmsync.policy.expr import sql_string
@@ -25,12 +19,14 @@ __all__ = ["STANDARD_SEGMENTS"]  # kept here for code that imported it from this
 
 @dataclass(frozen=True)
 class Rule:
-    """A compiled condition: its name (tier, tag, segment), source text, SQL and the metrics it reads."""
+    """A compiled condition: its name (tier, tag, segment), source text, SQL, the metrics it reads and the
+    functions it calls."""
 
     name: str
     text: str
     sql: str
     reads: tuple[str, ...] = ()
+    calls: tuple[str, ...] = ()
 
 
 def values_sql(reads: Sequence[str]) -> str:
@@ -99,73 +95,6 @@ def name_case(names: Sequence[str], column: str) -> str:
     return f"CASE {column} {whens} END"
 
 
-def tiers_sql(policy: Policy, rules: Sequence[Rule], day: date) -> str:
-    """Statement building ``_pol_tiers`` (the decision; :func:`tier_reason_sql` words it); needs ``_pol_stage``,
-    ``_pol_prev`` and ``_pol_overrides``."""
-    names = [t.name for t in policy.tiers]
-    n = len(names)
-    d = f"DATE '{day.isoformat()}'"
-    grace, drop = policy.downgrade.grace_days, policy.downgrade.max_levels
-    q_whens = " ".join(f"WHEN {r.sql} THEN {n - i}" for i, r in enumerate(rules))
-    q_case = f"CASE {q_whens} ELSE 1 END" if rules else "1"
-    return f"""
-CREATE OR REPLACE TEMP TABLE _pol_tiers AS
-WITH q AS (
-  SELECT member_id, CAST({q_case} AS INTEGER) AS q_rank FROM _pol_stage
-), j AS (
-  SELECT q.member_id, q.q_rank, pv.tier AS held_tier, {rank_case(names, "pv.tier")} AS held_rank,
-    pv.tier_since AS held_since, pv.previous_tier AS held_previous, pv.below_since,
-    o.tier AS o_tier, {rank_case(names, "o.tier")} AS o_rank, o.until AS o_until, o.reason AS o_reason,
-    o.actor AS o_actor
-  FROM q JOIN _pol_prev pv USING (member_id) LEFT JOIN _pol_overrides o USING (member_id)
-), e AS (
-  SELECT *, CASE WHEN held_rank IS NOT NULL AND q_rank < held_rank THEN coalesce(below_since, {d}) END AS eff_below
-  FROM j
-), f AS (
-  SELECT *, CASE
-      WHEN o_rank IS NOT NULL THEN 'override'
-      WHEN held_rank IS NULL THEN 'new'
-      WHEN q_rank > held_rank THEN 'up'
-      WHEN q_rank = held_rank THEN 'stay'
-      WHEN date_diff('day', eff_below, {d}) >= {grace} THEN 'down'
-      ELSE 'grace' END AS move
-  FROM e
-), g AS (
-  SELECT *, CAST(CASE move WHEN 'override' THEN o_rank WHEN 'down' THEN greatest(q_rank, held_rank - {drop})
-      WHEN 'grace' THEN held_rank ELSE q_rank END AS INTEGER) AS tier_rank
-  FROM f
-)
-SELECT member_id, tier_rank, {name_case(names, "tier_rank")} AS tier,
-  CASE WHEN held_rank = tier_rank THEN coalesce(held_since, {d}) ELSE {d} END AS tier_since,
-  CASE WHEN held_tier IS NOT NULL AND (held_rank IS NULL OR held_rank <> tier_rank) THEN held_tier
-       ELSE held_previous END AS previous_tier,
-  CASE WHEN move <> 'override' AND tier_rank > q_rank THEN eff_below END AS below_since,
-  move, q_rank, {name_case(names, "q_rank")} AS q_tier, held_tier, eff_below, o_actor, o_until, o_reason
-FROM g
-"""
-
-
-def tier_reason_sql(policy: Policy, rules: Sequence[Rule]) -> str:
-    """The tier's reason, over a row of ``_pol_tiers`` joined with ``_pol_stage``."""
-    names = [t.name for t in policy.tiers]
-    n = len(names)
-    grace, drop = policy.downgrade.grace_days, policy.downgrade.max_levels
-    rule_whens = " ".join(
-        f"WHEN {n - i} THEN {sql_string(f'qualifies for {r.name}: {r.text}')} || ' (' || {values_sql(r.reads)} || ')'"
-        for i, r in enumerate(rules)
-    )
-    default = sql_string(f"default tier {names[-1]}: no higher tier's condition holds")
-    q_rule = f"CASE q_rank {rule_whens} ELSE {default} END" if rules else default
-    return f"""CASE move
-    WHEN 'override' THEN 'locked by ' || coalesce(o_actor, 'unknown') || coalesce(' until ' || o_until, '')
-      || ': ' || coalesce(o_reason, '')
-    WHEN 'grace' THEN 'kept ' || held_tier || ' in the grace period until ' || CAST(eff_below + {grace} AS VARCHAR)
-      || '; ' || {q_rule}
-    WHEN 'down' THEN 'dropped from ' || held_tier || ' after the grace period (at most {drop} level(s) per '
-      || 'evaluation); ' || {q_rule}
-    ELSE {q_rule} END"""
-
-
 GRADE_COLUMNS = (
     "tier",
     "tier_rank",
@@ -211,10 +140,16 @@ FROM t
 
 
 def final_sql(
-    policy: Policy, tier_rules: Sequence[Rule], tags: Sequence[Rule], version: str, out: str, only: str | None = None
+    policy: Policy,
+    tier_reason: tuple[str, Sequence[str]],
+    tags: Sequence[Rule],
+    version: str,
+    out: str,
+    only: str | None = None,
 ) -> str:
     """Statement building ``out``: the grades of every member (or of the members listed in ``only``) with their
-    reasons; needs ``_pol_grades``, ``_pol_stage`` and ``_pol_tiers``."""
+    reasons; needs ``_pol_grades``, ``_pol_stage`` and ``_pol_tiers``. ``tier_reason`` is the SQL of the tier's
+    reason and the columns of ``_pol_tiers`` it reads."""
     tag_reasons = (
         " || ".join(
             f"CASE WHEN {r.sql} THEN {sql_string(r.name + ': ' + r.text + ' (')} || {values_sql(r.reads)} || '); ' "
@@ -238,11 +173,11 @@ def final_sql(
 CREATE OR REPLACE TEMP TABLE {out} AS
 WITH x AS (
   SELECT g.*, s.* EXCLUDE (member_id, points, rfm_r, rfm_f, rfm_m, rfm_segment, lifecycle),
-    t.move, t.q_rank, t.held_tier, t.eff_below, t.o_actor, t.o_until, t.o_reason
+    {", ".join("t." + c for c in tier_reason[1])}
   FROM _pol_grades g {semi} JOIN _pol_stage s USING (member_id) JOIN _pol_tiers t USING (member_id)
 )
 SELECT member_id, {grade},
-  json_object('tier', {tier_reason_sql(policy, tier_rules)}, 'points', {points_reason}, 'rfm', {rfm_reason},
+  json_object('tier', {tier_reason[0]}, 'points', {points_reason}, 'rfm', {rfm_reason},
     'lifecycle', {life_reason}, 'tags', rtrim({tag_reasons}, '; ')) AS reasons,
   {sql_string(version)} AS policy_version, CAST(now() AS TIMESTAMPTZ) AS computed_at
 FROM x

@@ -167,6 +167,17 @@ def test_long_line_is_rejected_and_the_rest_pulled(tmp_path: Path, capsys: pytes
     assert figures["exit_code"] == 1 and figures["peak_mb"] > 0
 
 
+def test_days_decided_by_a_daily_and_a_late_sync(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import days
+
+    assert days.main(["--customers", "300", "--orders", "3000", "--gap", "5", "--dir", str(tmp_path)]) == 0
+    runs = _figures(capsys)["runs"]
+    assert [r["run"] for r in runs] == ["first", "next day", "5 days later"]
+    assert [r["days_decided"] for r in runs][:2] == [0, 1]
+    assert 1 <= runs[2]["days_decided"] <= 5  # the days on which a tier could change
+    assert all(r["grade_s"] > 0 for r in runs)
+
+
 def test_export_and_backtest_at_a_small_size(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import export
 

@@ -1,6 +1,6 @@
 """Both engines grade the benchmark's data (100,000 order rows, line items, three currencies, guest orders matched
 by email, bad rows) with a policy of held tiers, grace periods, one-level drops and tier-entry bonuses, at three
-evaluations in a row: every member's grade, reasons, held tier, grace period and bonuses are the same.
+syncs (with the past days each decides): every member's grade, held tier, grace period and bonuses are the same.
 
 DuckDB reads the CSV exports; Spark reads the same rows as lake Parquet (mapped and checked in Spark)."""
 
@@ -42,7 +42,7 @@ condition = "spend_90d >= 150 or orders_lifetime >= 4 or points_earned_90d >= 30
 name = "Bronze"
 
 [policy.downgrade]
-grace_days = 60
+grace_days = 2
 max_levels = 1
 
 [policy.points]
@@ -55,7 +55,13 @@ at_risk_vip = "tier in ('Platinum', 'Gold') and days_since_last_order > 90"
 big_spender = "spend_lifetime >= 2000"
 refunder = "refunds_lifetime >= 2"
 """
-EVALUATIONS = [datetime(2026, 7, 1, tzinfo=UTC), datetime(2026, 9, 1, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC)]
+EVALUATIONS = [
+    datetime(2026, 9, 1, 9, tzinfo=UTC),
+    datetime(2026, 9, 2, 9, tzinfo=UTC),
+    datetime(2026, 9, 5, 9, tzinfo=UTC),
+]
+"""A first sync, the next day's, and one after a pause of three days: each later run decides the days since (each day
+at its end, as daily runs would), then grades its own time; grace periods of two days start and end in between."""
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ refused rather than translated into something else."""
 from __future__ import annotations
 
 import tomllib
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -70,7 +69,7 @@ BENCH = tomllib.loads((Path(__file__).parents[2] / "bench" / "policy.toml").read
 @pytest.mark.parametrize("windows", [[365], [7, 30, 90, 365, 730]])
 def test_every_order_level_statement_translates_and_tables_become_views(windows: list[int]) -> None:
     policy = compile_policy(Policy.model_validate({**BENCH, "metrics": {"windows": windows}}))
-    mode = replace(GradingMode.SYNC_FULL, write_ledger=False)
+    mode = GradingMode.SYNC_FULL
     for stmt in policy.order_level_sql(datetime(2026, 11, 1, tzinfo=UTC), mode, "_pol_members"):
         spark = to_spark(stmt)
         assert spark.startswith("CREATE OR REPLACE TEMPORARY VIEW"), spark[:60]

@@ -99,10 +99,7 @@ class Store:
 
 @pytest.fixture
 def con() -> Iterator[duckdb.DuckDBPyConnection]:
-    c = duckdb.connect(":memory:")
-    c.execute("SET TimeZone = 'UTC'")
-    for stmt in STORE_DDL + POLICY_DDL:
-        c.execute(stmt)
+    c = connect()
     yield c
     c.close()
 
@@ -112,7 +109,32 @@ def store(con: duckdb.DuckDBPyConnection) -> Store:
     return Store(con)
 
 
-def compiled(data: dict[str, Any], metrics: tuple = (), **options: Any):
+def save_graded(con: duckdb.DuckDBPyConnection, incremental: bool) -> None:
+    """Do what the engine does with ``graded``: keep it as the profiles (of the members it holds when
+    ``incremental``, dropping those of members gone)."""
+    if incremental:
+        con.execute(
+            "DELETE FROM profiles WHERE member_id IN (SELECT member_id FROM graded) "
+            "OR member_id NOT IN (SELECT member_id FROM _pol_members)"
+        )
+    else:
+        con.execute("DELETE FROM profiles")
+    con.execute("INSERT INTO profiles SELECT * FROM graded")
+
+
+def connect() -> duckdb.DuckDBPyConnection:
+    """An in-memory database with the store's tables and the policy's."""
+    c = duckdb.connect(":memory:")
+    c.execute("SET TimeZone = 'UTC'")
+    for stmt in STORE_DDL + POLICY_DDL:
+        c.execute(stmt)
+    return c
+
+
+def compiled(data: dict[str, Any], metrics: tuple = (), tz: str | None = None, **options: Any):
+    """The policy ``data`` compiled (``tz``: ``sync.timezone``, also given as ``timezone``)."""
+    if tz is not None:
+        options["timezone"] = tz
     return compile_policy(Policy.model_validate(data), metrics, **options)
 
 
@@ -120,14 +142,6 @@ def grade(store: Store, data: dict[str, Any], as_of: datetime = NOW, columns: st
     policy = compiled(data)
     policy.grade(store.con, as_of)
     return store.graded(columns)
-
-
-def connect() -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect(":memory:")
-    con.execute("SET TimeZone = 'UTC'")
-    for stmt in STORE_DDL + POLICY_DDL:
-        con.execute(stmt)
-    return con
 
 
 @dataclass

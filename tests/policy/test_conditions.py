@@ -49,7 +49,8 @@ def test_every_bad_condition_is_reported_at_once() -> None:
 
 def test_tier_conditions_cannot_read_the_tier_itself() -> None:
     problems = _problems({"tiers": [{"name": "Gold", "condition": "tier = 'Gold'"}, {"name": "Bronze"}]})
-    assert problems == ["policy.tiers[0].condition: unknown metric 'tier' at column 1"]
+    # what a tier condition may read is the tier held until now
+    assert problems == ["policy.tiers[0].condition: unknown metric 'tier' at column 1 (did you mean held_tier?)"]
 
 
 @pytest.mark.parametrize(
@@ -142,6 +143,19 @@ def test_version_changes_with_the_policy() -> None:
     b = compiled({"tags": {"x": "orders_lifetime > 2"}})
     assert a.version == compiled({"tags": {"x": "orders_lifetime > 1"}}).version
     assert a.version != b.version
+
+
+@pytest.mark.parametrize(
+    "points",
+    [{}, {"per_currency_unit": "1", "expiry": "end_of_year"}, {"per_currency_unit": "1", "expiry_days": 30}],
+)
+def test_one_zone_counts_days_and_year_ends_and_is_in_the_version_unless_utc(points: dict) -> None:
+    data = {"points": points, "tags": {"x": "orders_lifetime > 1"}}
+    utc, default = compiled(data, tz="UTC"), compiled(data)
+    shanghai, kolkata = compiled(data, tz="Asia/Shanghai"), compiled(data, tz="Asia/Kolkata")
+    assert utc.version == default.version  # stores graded before zones counted keep their version
+    assert len({utc.version, shanghai.version, kolkata.version}) == 3  # days end elsewhere in every other zone
+    assert shanghai.tz.key == "Asia/Shanghai" and not hasattr(shanghai, "timezone")  # one setting, not two
 
 
 # ------------------------------------------------------------------ what check accepts, grading can run

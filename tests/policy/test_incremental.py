@@ -1,5 +1,6 @@
 """Incremental grading: recomputing only the members whose inputs changed or came due gives the same grades,
-points ledger and tier state as grading everyone again, over random changes while time moves on."""
+points ledger, tier state and decided days as grading everyone again, over random changes while time moves on
+(rolling windows, calendar and anniversary periods, keep conditions, per-tier grace, days in tier)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,7 @@ from typing import Any
 
 import duckdb
 import pytest
-from policy_support import NOW, Store, compiled
-from policy_support import connect as _connect
+from policy_support import NOW, Store, compiled, connect, save_graded
 
 from crmsync.policy.stages import GRADE_COLUMNS
 
@@ -33,6 +33,31 @@ POLICY: dict[str, Any] = {
     "lifecycle": {"dormant_days": 40, "churned_days": 90},
     "tags": {"lapsing_vip": "tier = 'Gold' and days_since_last_order > 20", "refunder": "refunds_30d >= 1"},
 }
+PERIODS: dict[str, Any] = {
+    **POLICY,
+    "qualification": {"period": "calendar_month"},
+    "tiers": [
+        {
+            "name": "Gold",
+            "condition": "spend_this_period >= 300 or spend_last_period >= 300",
+            "keep_condition": "spend_last_period >= 150 or (held_tier = 'Gold' and orders_30d >= 1)",
+            "points_multiplier": "2",
+        },
+        {"name": "Silver", "condition": "orders_this_period >= 2 or activity_review_last_period >= 1"},
+        {"name": "Bronze"},
+    ],
+}
+ANNIVERSARY: dict[str, Any] = {
+    **POLICY,
+    "qualification": {"period": "anniversary"},
+    "tiers": [
+        # a paid-like tier that ends the day it lapses, without grace and straight down
+        {"name": "VIP", "condition": "activity_review_30d >= 3", "grace_days": 0, "max_levels": 2},
+        {"name": "Gold", "condition": "spend_this_period >= 300", "keep_condition": "days_in_tier < 20"},
+        {"name": "Bronze"},
+    ],
+}
+POLICIES = {"rolling": POLICY, "periods": PERIODS, "anniversary": ANNIVERSARY}
 LOYALTY: dict[str, Any] = {
     "metrics": {"windows": [30, 90, 365]},
     "tiers": [
@@ -58,20 +83,31 @@ LOYALTY: dict[str, Any] = {
 }
 """The rules of a Chinese retail programme: qualifying points, entry bonuses, calendar-year expiry, no overdraft,
 net spend, the classic 8-segment RFM over a window."""
+COMBINED: dict[str, Any] = {
+    **LOYALTY,
+    "qualification": {"period": "calendar_month"},
+    "tiers": [
+        {
+            "name": "金卡",
+            "condition": "qualifying_points_365d >= 600 or spend_net_this_period >= 400",
+            "keep_condition": "spend_net_last_period >= 150 or (held_tier = '金卡' and days_in_tier < 40)",
+            "entry_bonus": 300,
+            "points_multiplier": "1.5",
+        },
+        {
+            "name": "银卡",
+            "condition": "spend_net_365d >= 150 or refunded_amount_this_period > 50",
+            "keep_condition": "orders_last_period >= 1",
+            "entry_bonus": 50,
+            "grace_days": 3,
+        },
+        {"name": "铜卡"},
+    ],
+}
+"""Both kinds of rules at once: a calendar-month qualification period with keep conditions, the held tier and days in
+tier, per-tier grace, entry bonuses granted on the days decided, qualifying points, net spend and refunds."""
 MEMBERS = [f"m{i}" for i in range(12)]
 GRADES = ", ".join(GRADE_COLUMNS)
-
-
-def _save(con: duckdb.DuckDBPyConnection, incremental: bool) -> None:
-    """What the engine does with ``graded``."""
-    if incremental:
-        con.execute(
-            "DELETE FROM profiles WHERE member_id IN (SELECT member_id FROM graded) "
-            "OR member_id NOT IN (SELECT member_id FROM _pol_members)"
-        )
-    else:
-        con.execute("DELETE FROM profiles")
-    con.execute("INSERT INTO profiles SELECT * FROM graded")
 
 
 def _rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[tuple[Any, ...]]:
@@ -81,9 +117,9 @@ def _rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[tuple[Any, ...]]:
 class Twins:
     """The same data in two stores: one graded incrementally, one graded whole each time."""
 
-    def __init__(self, policy: dict[str, Any] = POLICY) -> None:
-        self.inc, self.full = Store(_connect()), Store(_connect())
-        self.policy = compiled(policy, timezone="Asia/Shanghai")
+    def __init__(self, policy: dict[str, Any] = POLICY, tz: str = "UTC") -> None:
+        self.inc, self.full = Store(connect()), Store(connect())
+        self.policy = compiled(policy, tz=tz)
 
     def both(self, change: Callable[[Store], Any]) -> None:
         change(self.inc)
@@ -91,15 +127,17 @@ class Twins:
 
     def grade(self, as_of: datetime) -> int:
         got = self.policy.grade(self.inc.con, as_of, incremental=True)
-        _save(self.inc.con, got.incremental)
+        save_graded(self.inc.con, got.incremental)
         inc_graded = {r[0]: r[1:] for r in _rows(self.inc.con, f"SELECT member_id, {GRADES}, reasons FROM graded")}
         self.policy.grade(self.full.con, as_of)
-        _save(self.full.con, False)
+        save_graded(self.full.con, False)
         # every grade, ledger entry and held tier is what grading everyone gives
         for table, cols in (
             ("profiles", f"member_id, {GRADES}"),
             ("policy_points_ledger", "member_id, entry_ref, kind, occurred_at, expires_at, points, multiplier"),
             ("policy_tier_state", "member_id, tier, tier_since, previous_tier, below_since"),
+            ("policy_tier_clock", "decided_through"),
+            ("policy_points_bonus", "member_id, tier, entry_ref, granted_at, points"),
         ):
             sql = f"SELECT {cols} FROM {table} ORDER BY ALL"
             assert _rows(self.inc.con, sql) == _rows(self.full.con, sql), f"{table} differs as of {as_of}"
@@ -165,17 +203,24 @@ def _scenario(rng: random.Random, twins: Twins, steps: int, start: datetime = NO
 
 
 YEAR_END = datetime(2024, 12, 20, tzinfo=UTC)
-"""The loyalty scenario starts here: its points expire at the end of 2024 in Shanghai, a few steps later."""
+"""The loyalty scenarios start here: their points expire at the end of 2024 in Shanghai, a few steps later."""
+LOYALTY_SCENARIOS = {"loyalty": LOYALTY, "combined": COMBINED}
 
 
 @pytest.mark.parametrize(
-    ("seed", "policy"),
-    [pytest.param(s, POLICY, id=f"retail-{s}") for s in range(4)]
-    + [pytest.param(s, LOYALTY, id=f"loyalty-{s}") for s in range(3)],
+    ("policy", "seed"),
+    [("rolling", 0), ("rolling", 1), ("rolling", 2), ("rolling", 3), ("periods", 4), ("anniversary", 5)]
+    + [("loyalty", s) for s in range(6, 9)]
+    + [("combined", s) for s in range(9, 13)],
 )
-def test_incremental_grading_equals_grading_everyone(seed: int, policy: dict[str, Any]) -> None:
-    start = YEAR_END if policy is LOYALTY else NOW
-    recomputed = _scenario(random.Random(seed), Twins(policy), steps=14, start=start)
+def test_incremental_grading_equals_grading_everyone(policy: str, seed: int) -> None:
+    if policy in LOYALTY_SCENARIOS:
+        twins, start = Twins(LOYALTY_SCENARIOS[policy], tz="Asia/Shanghai"), YEAR_END
+    else:
+        twins, start = Twins(POLICIES[policy]), NOW
+    recomputed = _scenario(random.Random(seed), twins, steps=14, start=start)
+    if policy in LOYALTY_SCENARIOS:  # the equality covered granted bonuses, not an empty table
+        assert twins.inc.con.execute("SELECT count(*) FROM policy_points_bonus").fetchone()[0] > 0
     assert recomputed[0] == 8  # the first grading computes everyone
     assert min(recomputed[1:]) < 8  # later ones skip members whose inputs did not change
 
@@ -226,7 +271,7 @@ def test_two_orders_changing_the_same_way_are_noticed() -> None:
 
 
 def test_points_coming_due_at_a_year_end_and_entering_the_expiring_window_are_recomputed() -> None:
-    twins = Twins(LOYALTY)
+    twins = Twins(LOYALTY, tz="Asia/Shanghai")
     for m in ("m1", "m2"):
         twins.both(lambda s, m=m: s.member(m))
     # 100 points earned 2024-06-01: they expire at the end of 2024 in Shanghai (2024-12-31 16:00 UTC)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import random
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from policy_support import NOW, Store, compiled, day, grade
+from policy_support import NOW, Store, compiled, connect, day, grade
 
 
 def _balance(store: Store) -> dict[str, int]:
@@ -138,3 +139,60 @@ def test_redemption_after_expiry_instant_does_not_save_points(store: Store) -> N
     p = compiled({"points": {"per_currency_unit": "1", "expiry_days": 365, "redemption_kinds": ["redeem"]}})
     p.grade(store.con, t0 + timedelta(days=400))
     assert _balance(store) == {"m": 10}  # lot 1 expired whole; the redemption used lot 2
+
+
+DAYS = 24
+
+
+def _import(store: Store, rng: random.Random, start: datetime) -> None:
+    """Three weeks of orders, imported at once before the first sync."""
+    for m in ("a", "b", "c"):
+        store.member(m)
+        for _ in range(rng.randint(3, 7)):
+            store.order(m, str(rng.choice([40, 120, 300])), start + timedelta(days=rng.uniform(0, DAYS - 3)))
+
+
+MULTIPLIED = {
+    "tiers": [
+        {"name": "Gold", "condition": "spend_14d >= 400", "points_multiplier": "3"},
+        {"name": "Silver", "condition": "spend_14d >= 150", "points_multiplier": "2"},
+        {"name": "Bronze"},
+    ],
+    "downgrade": {"grace_days": 3},
+}
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_imported_orders_earn_with_the_tier_held_when_they_were_placed(seed: int) -> None:
+    start = datetime(2024, 3, 1, 10, tzinfo=UTC)
+    first_sync = start + timedelta(days=DAYS)
+    balances = {}
+    for label, imported in (("base", "base"), ("replay", "tier_at_order"), ("daily", "base")):
+        con = connect()
+        store = Store(con)
+        _import(store, random.Random(seed), start)
+        policy = compiled({**MULTIPLIED, "points": {"per_currency_unit": "1", "imported_orders": imported}})
+        runs = [start + timedelta(days=d, hours=-9) for d in range(DAYS + 1)] if label == "daily" else [first_sync]
+        for at in runs:  # "daily": crmsync ran every day while the orders came in
+            policy.grade(con, at)
+            store.save_profiles()
+        balances[label] = (store.graded("points, tier, tier_since"), sum(store.graded("points").values()))
+        if label == "base":
+            paid = con.execute("SELECT sum(floor(amount)) FROM orders WHERE status = 'paid'").fetchone()[0]
+            assert balances["base"][1] == paid  # every imported order earned 1 point per unit: no multiplier
+            assert con.execute("SELECT DISTINCT multiplier FROM policy_points_ledger").fetchall() == [(1,)]
+    # replaying the history at the first sync gives what syncing all along would have given: points and tiers
+    assert balances["replay"] == balances["daily"]
+    assert balances["replay"][1] > balances["base"][1]
+
+
+def test_a_backtest_replays_imported_orders_like_the_first_sync(store: Store) -> None:
+    start = datetime(2024, 3, 1, 10, tzinfo=UTC)
+    _import(store, random.Random(7), start)
+    policy = compiled({**MULTIPLIED, "points": {"per_currency_unit": "1", "imported_orders": "tier_at_order"}})
+    from crmsync.policy.preview import backtest
+
+    periods = backtest(store.con, policy, start + timedelta(days=10), start + timedelta(days=DAYS), every=DAYS - 10)
+    policy.grade(store.con, start + timedelta(days=DAYS))
+    tiers = list(store.graded().values())
+    assert periods[-1].distribution == {t: tiers.count(t) for t in policy.tier_names}

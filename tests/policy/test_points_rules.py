@@ -10,9 +10,10 @@ from typing import Any
 
 import duckdb
 import pytest
-from policy_support import NOW, STORE_DDL, Store, compiled, day
+from policy_support import NOW, STORE_DDL, Store, compiled, connect, day, save_graded
 
 from crmsync.policy import POLICY_DDL, backtest, explain, set_override
+from crmsync.policy.days import day_end, local_day
 
 TIERS = [
     {"name": "Gold", "condition": "spend_net_lifetime >= 1000", "entry_bonus": 500},
@@ -60,6 +61,29 @@ def test_an_entry_bonus_is_credited_once_per_tier_unless_re_entry_earns_it_again
     assert qualifying == 1200  # bonuses never qualify
     p.grade(store.con, NOW)  # derived again from the stored bonuses: the same balance
     assert store.graded("points") == {"m": expected}
+
+
+@pytest.mark.parametrize("hours", [0, 5, 17, 23])
+def test_a_tier_entered_during_a_pause_earns_its_bonus_once_dated_at_the_end_of_that_day(hours: int) -> None:
+    """A sync after a pause decides the day of entry: one bonus, dated as daily syncs date it, the same balance."""
+    tz = "Asia/Shanghai"
+    p = compiled(_policy(), tz=tz)
+    entered = day(20) + timedelta(hours=hours)
+    runs = {"daily": [day(30) + timedelta(days=n, hours=3) for n in range(31)], "paused": [day(30), NOW, NOW]}
+    seen = {}
+    for label, instants in runs.items():
+        con = connect()
+        store = Store(con)
+        store.member("m")
+        store.order("m", "100", day(40))
+        store.order("m", "250", entered)  # 350 spent: Silver
+        for at in instants:
+            save_graded(con, p.grade(con, at, incremental=True).incremental)
+        seen[label] = (_bonuses(store), store.con.execute("SELECT granted_at FROM policy_points_bonus").fetchall())
+        assert store.con.execute("SELECT tier, points FROM profiles").fetchall() == [("Silver", 450)], label
+        con.close()
+    assert seen["daily"] == seen["paused"]
+    assert seen["paused"] == ([("m", "Silver", 100)], [(day_end(local_day(entered, p.tz), p.tz),)])
 
 
 def test_a_lock_into_a_tier_credits_its_bonus_and_backtests_and_explain_write_none(store: Store) -> None:
@@ -171,11 +195,12 @@ def test_qualifying_points_leave_out_what_the_programme_says(store: Store) -> No
     p.grade(store.con, NOW)
     store.save_profiles()
     assert store.graded("tier") == {"m": "Gold"}  # 620 qualifying
-    store.order("m", "100", NOW)  # earned while Gold: 200 spendable, 100 qualifying (no multiplier)
-    p.grade(store.con, NOW + timedelta(hours=1))
+    # placed the day after Gold was entered (an order earns with the tier held at the end of the day before)
+    store.order("m", "100", NOW + timedelta(days=1))  # earned while Gold: 200 spendable, 100 qualifying
+    p.grade(store.con, NOW + timedelta(days=1, hours=1))
     assert store.con.execute("SELECT points, qualifying_points_365d FROM _pol_stage").fetchone() == (1820, 720)
     q = compiled({**policy, "points": {**policy["points"], "qualifying_multiplier": True}})
-    q.grade(store.con, NOW + timedelta(hours=2))
+    q.grade(store.con, NOW + timedelta(days=1, hours=2))
     assert store.con.execute("SELECT qualifying_points_365d FROM _pol_stage").fetchone() == (820,)
 
 
@@ -243,7 +268,9 @@ def test_forgetting_a_member_erases_their_bonuses() -> None:
             "status, deleted) VALUES ('crm', 'o1', 'm', ?, 500, 'EUR', 500, 'paid', false)",
             [day(3)],
         )
-        compiled(_policy()).grade(store.con, NOW)
+        policy = compiled(_policy())
+        policy.grade(store.con, NOW)
+        policy.grade(store.con, NOW + timedelta(days=1))  # decides the day of entry: its bonus is stored
         assert store.con.execute("SELECT count(*) FROM policy_points_bonus").fetchone() == (1,)
         counts = erasure.forget_member(store.con, "crm", "m", actor="dpo", reason="art. 17")
         assert counts["policy_points_bonus"] == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -103,9 +104,11 @@ def test_backtest_replays_history_with_grace(store: Store) -> None:
     periods = backtest(store.con, p, start, datetime(2024, 4, 15, tzinfo=UTC), every="month")
     assert [x.as_of.date().isoformat() for x in periods] == ["2024-01-15", "2024-02-15", "2024-03-15", "2024-04-15"]
     tiers = [next(t for t, n in x.distribution.items() if n) for x in periods]
-    # Jan: Gold. Feb 15: out of the window since Feb 14 -> grace starts. Mar 15: grace over, one level down.
-    assert tiers == ["Gold", "Gold", "Silver", "Bronze"]
-    assert [(x.up, x.down) for x in periods] == [(0, 0), (0, 0), (0, 1), (0, 1)]
+    # Jan: Gold. Feb 13: the order leaves the 30-day window, the grace period starts. Drops are decided per day,
+    # not per evaluation: Mar 4 (20 days later) one level down to Silver, Mar 5 to Bronze; so by Mar 15 the member
+    # is Bronze, as daily syncs would have pushed (a monthly replay used to show a month of Silver).
+    assert tiers == ["Gold", "Gold", "Bronze", "Bronze"]
+    assert [(x.up, x.down) for x in periods] == [(0, 0), (0, 0), (0, 1), (0, 0)]
     assert periods[0].cost == Decimal("25")
     assert store.con.execute("SELECT count(*) FROM policy_tier_state").fetchone() == (0,)
 
@@ -138,3 +141,31 @@ def test_rendered_tables_show_the_figures(store: Store) -> None:
     assert "spend_365d" in text and "1200.0000" in text
     assert re.search(r"not graded before\W+3", text)
     assert "partner" in text and "ops" in text
+
+
+def test_explain_at_a_later_date_decides_the_days_in_between_as_syncs_would_and_writes_nothing(store: Store) -> None:
+    _seed(store)
+    p = compiled({**POLICY, "downgrade": {"grace_days": 30, "max_levels": 1}, "points": {"per_currency_unit": "1"}})
+    p.grade(store.con, day(19))
+    tables = ("policy_tier_state", "policy_tier_clock", "policy_points_ledger", "policy_member_metrics")
+    before = {t: store.con.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall() for t in tables}
+    later = NOW + timedelta(days=200)  # a's 400 order left the window 165 days ago: grace over, dropped twice
+    explained = {m: explain(p, store.con, m, later) for m in ("a", "b", "c")}
+    assert {t: store.con.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall() for t in tables} == before
+    p.grade(store.con, later)
+    synced = store.graded("tier, tier_since, previous_tier, points, reasons")
+    for m, ex in explained.items():
+        g = ex.grades
+        assert (g["tier"].value, g["points"].value, g["tier"].reason) == (
+            synced[m][0],
+            synced[m][3],
+            json.loads(synced[m][4])["tier"],
+        )
+    # a's 800 order left the window on day 165: 30 days of grace, then Silver, which its 400 order still gives
+    assert synced["a"][:3] == ("Silver", (NOW + timedelta(days=195)).date(), "Gold")
+    assert explained["a"].decision == {
+        "move": "stay",
+        "rule": "entry",
+        "held_tier": "Silver",
+        "qualifies_for": "Silver",
+    }

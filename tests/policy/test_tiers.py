@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
-from policy_support import NOW, Store, compiled, day, grade
+import pytest
+from policy_support import NOW, Store, compiled, connect, day, grade
 
 from crmsync.policy import audit_log, clear_override, list_overrides, set_override
 
@@ -68,7 +69,8 @@ def test_upgrade_is_immediate_and_records_previous_tier(store: Store) -> None:
     assert store.graded("tier, tier_since, previous_tier") == {"m": ("Silver", day(50).date(), None)}
     store.order("m", "1500", day(10))
     p.grade(store.con, NOW)
-    assert store.graded("tier, tier_since, previous_tier") == {"m": ("Gold", NOW.date(), "Silver")}
+    # the member qualified for Gold at the end of the day the order was placed: that day, not the late run's
+    assert store.graded("tier, tier_since, previous_tier") == {"m": ("Gold", day(10).date(), "Silver")}
 
 
 def _downgrade_setup(store: Store, grace: int, max_levels: int = 1):
@@ -148,9 +150,128 @@ def test_clear_override(store: Store) -> None:
 
 
 def test_override_rejects_unknown_tier() -> None:
-    import pytest
-
     from crmsync.errors import PolicyError
 
     with pytest.raises(PolicyError, match="unknown tier 'Diamond'"):
         set_override(None, "m", "Diamond", date(2030, 1, 1), "x", "y", tier_names=["Gold", "Bronze"])
+
+
+THREE = {
+    "tiers": [
+        {"name": "Gold", "condition": "spend_30d >= 1000"},
+        {"name": "Silver", "condition": "spend_30d >= 300"},
+        {"name": "Bronze"},
+    ]
+}
+
+
+def _gold_until(store: Store, left: datetime) -> None:
+    """Member ``m`` qualifies for Gold (and nothing else) until its order leaves the 30-day window at ``left``."""
+    store.member("m")
+    store.order("m", "1500", left - timedelta(days=30))
+
+
+@pytest.mark.parametrize("max_levels", [1, 2])
+def test_runs_every_30_minutes_drop_at_most_max_levels_a_day(store: Store, max_levels: int) -> None:
+    left = datetime(2024, 6, 10, 21, 0, tzinfo=UTC)
+    _gold_until(store, left)
+    policy = compiled({**THREE, "downgrade": {"grace_days": 0, "max_levels": 1}})
+    policy.grade(store.con, left - timedelta(days=2))
+    nights = [left + timedelta(hours=3, minutes=30 * i) for i in range(6)]  # 00:00 to 02:30 the next night
+    tiers = []
+    for at in [left + timedelta(minutes=30), *nights]:
+        policy.grade(store.con, at)
+        tiers.append(store.graded()["m"])
+    # one level the day it stopped qualifying, one more the next day: never two levels in one night
+    assert tiers == ["Silver"] + ["Bronze"] * 6
+    policy.grade(store.con, left + timedelta(minutes=60))  # later runs the same day still show one level
+    assert store.graded()["m"] == "Silver"
+
+
+def test_a_late_run_starts_the_grace_period_on_the_day_qualification_was_lost(store: Store) -> None:
+    left = datetime(2024, 6, 10, 21, 0, tzinfo=UTC)
+    _gold_until(store, left)
+    data = {**THREE, "downgrade": {"grace_days": 30, "max_levels": 1}}
+    policy = compiled(data)
+    policy.grade(store.con, left - timedelta(days=1))
+    policy.grade(store.con, left + timedelta(days=34))  # the first run after a 34-day gap
+    late = store.graded("tier, tier_since, previous_tier")["m"]
+    daily = Store(connect())
+    _gold_until(daily, left)
+    for d in range(-1, 35):
+        policy.grade(daily.con, left + timedelta(days=d))
+    # grace from 10 June: Silver on 10 July, Bronze on 11 July, whether runs were daily or 34 days apart
+    assert late == daily.graded("tier, tier_since, previous_tier")["m"] == ("Bronze", date(2024, 7, 11), "Silver")
+    state = "SELECT tier, tier_since, below_since FROM policy_tier_state"
+    assert store.con.execute(state).fetchall() == daily.con.execute(state).fetchall()
+
+
+def test_grace_days_are_days_in_the_policy_time_zone(store: Store) -> None:
+    # the order leaves the window at 20:00 UTC on 10 June: in Shanghai that is 11 June (04:00)
+    left = datetime(2024, 6, 10, 20, 0, tzinfo=UTC)
+    _gold_until(store, left)
+    for tz, stopped in (("UTC", date(2024, 6, 10)), ("Asia/Shanghai", date(2024, 6, 11))):
+        store.con.execute("DELETE FROM policy_tier_state; DELETE FROM policy_tier_clock")
+        policy = compiled({**THREE, "downgrade": {"grace_days": 2}}, tz=tz)
+        policy.grade(store.con, left - timedelta(days=1))
+        policy.grade(store.con, left + timedelta(days=3))  # 13 June in UTC, 14 June in Shanghai
+        rows = store.con.execute("SELECT tier, tier_since, below_since FROM policy_tier_state").fetchall()
+        # kept two whole days in the zone, one level down on the third, still not qualifying
+        assert rows == [("Silver", stopped + timedelta(days=2), stopped)], tz
+
+
+def test_keep_condition_holds_a_tier_its_entry_condition_would_not_give(store: Store) -> None:
+    data = {
+        "tiers": [
+            {"name": "Gold", "condition": "spend_30d >= 1000", "keep_condition": "spend_30d >= 600"},
+            {"name": "Silver", "condition": "spend_30d >= 300", "keep_condition": "orders_30d >= 1"},
+            {"name": "Bronze"},
+        ],
+    }
+    for m in ("holder", "newcomer", "lapsed"):
+        store.member(m)
+    for m in ("holder", "lapsed"):
+        store.order(m, "1000", day(40))  # Gold until it leaves the window at day(10)
+    store.order("holder", "700", day(15))  # 700 left in the window: keeps Gold, would not enter it
+    store.order("newcomer", "700", day(15))
+    store.order("lapsed", "50", day(15))  # fails Gold's keep; lands on Silver through Silver's keep condition
+    policy = compiled(data)
+    policy.grade(store.con, day(39))
+    policy.grade(store.con, NOW)
+    tiers = store.graded("tier, reasons")
+    assert {m: t for m, (t, _) in tiers.items()} == {"holder": "Gold", "newcomer": "Silver", "lapsed": "Silver"}
+    assert '"keeps Gold: spend_30d >= 600 (spend_30d=700.0000)' in tiers["holder"][1]
+    assert '"qualifies for Silver: spend_30d >= 300' in tiers["newcomer"][1]
+    assert '"keeps Silver: orders_30d >= 1 (orders_30d=1)' in tiers["lapsed"][1]
+    state = "SELECT member_id, tier, previous_tier FROM policy_tier_state ORDER BY member_id"
+    assert store.con.execute(state).fetchall() == [
+        ("holder", "Gold", None),
+        ("lapsed", "Silver", "Gold"),
+        ("newcomer", "Silver", "Bronze"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "gold",
+    [
+        {"condition": "spend_30d >= 1000 or (held_tier = 'Gold' and days_in_tier < 10)"},
+        {"condition": "spend_30d >= 1000", "keep_condition": "held_tier = 'Gold' and days_in_tier < 10"},
+    ],
+    ids=["entry", "keep"],
+)
+def test_conditions_read_the_held_tier_and_how_long_it_is_held(store: Store, gold: dict) -> None:
+    # a welcome period: a member who reached Gold keeps it for its first 10 days, whatever happens
+    data = {"tiers": [{"name": "Gold", **gold}, {"name": "Bronze"}], "downgrade": {"grace_days": 0}}
+    store.member("m")
+    start = datetime(2024, 5, 1, 12, tzinfo=UTC)
+    order = store.order("m", "1000", start)
+    policy = compiled(data)
+    policy.grade(store.con, start + timedelta(hours=1))
+    policy.grade(store.con, start + timedelta(days=1, hours=1))  # 1 May decided: Gold since 1 May
+    store.set_order(order, status="refunded")
+    kept = []
+    for d in range(2, 14):
+        policy.grade(store.con, start + timedelta(days=d, hours=1))
+        kept.append(store.graded("tier, tier_since")["m"])
+    # held on 2..10 May (days_in_tier 1..9), dropped on 11 May
+    assert kept == [("Gold", date(2024, 5, 1))] * 8 + [("Bronze", date(2024, 5, 11))] * 4
