@@ -34,6 +34,7 @@ from crmsync.connector import (
     Stream,
 )
 from crmsync.errors import UNEXPECTED, ConfigError
+from crmsync.grading import check_engine, engine_policy
 from crmsync.models import PUSHED_FIELDS
 from crmsync.plugins import PluginHost
 from crmsync.report import PlanEntry, RejectedItem, RunReport, RunResult, StreamCounts
@@ -148,7 +149,7 @@ class Engine:
         with self.store.transaction() as con:
             runs.start(con, report)
         try:
-            _ = self.policy  # a bad policy fails before anything is pulled
+            check_engine(self.settings, self.policy)  # a bad policy, or an engine that cannot grade it, stops here
             with self._timed(report, "pull"):
                 self.pull(report)
             with self._timed(report, "grade"):
@@ -216,25 +217,24 @@ class Engine:
     def grade(self, report: RunReport, *, as_of: datetime, dry_run: bool = False) -> list[PlanEntry]:
         """Grade, keep the profiles and queue what each target should receive, in one transaction; a dry run keeps
         nothing and returns the changes a push would make."""
-        from crmsync.policy import GradingMode
-
-        if not dry_run:  # first the days since the last run, a week of days per transaction
-            self.resolve_members()
-            report.days_decided = self.policy.decide_in_weeks(self.store.transaction, as_of)
-        with self.store.transaction(rollback=dry_run) as con:
-            self.resolve_members()
-            report.unmatched_orders = matching.unmatched(con, "orders")
-            report.unmatched_activities = matching.unmatched(con, "activities")
-            grading = self.policy.run(con, as_of, GradingMode.SYNC)
-            report.members_recomputed = grading.recomputed
-            report.days_decided += grading.days
-            self._adjust_profiles(con, grading)
-            report.profiles_changed = profiles.count_changed(con, grading.graded)
-            profiles.save(con, grading.graded, members=grading.members if grading.incremental else None)
-            report.members_graded = profiles.count(con)
-            report.quarantined = quarantine.unresolved_count(con)
-            report.tier_distribution = profiles.tier_distribution(con)
-            return self.diff(report, grading, dry_run=dry_run)
+        with engine_policy(self.settings, self.store.path, report, self.policy) as (policy, mode):
+            if not dry_run:  # first the days since the last run, a week of days per transaction
+                self.resolve_members()
+                report.days_decided = policy.decide_in_weeks(self.store.transaction, as_of)
+            with self.store.transaction(rollback=dry_run) as con:
+                self.resolve_members()
+                report.unmatched_orders = matching.unmatched(con, "orders")
+                report.unmatched_activities = matching.unmatched(con, "activities")
+                grading = policy.run(con, as_of, mode)
+                report.members_recomputed = grading.recomputed
+                report.days_decided += grading.days
+                self._adjust_profiles(con, grading)
+                report.profiles_changed = profiles.count_changed(con, grading.graded)
+                profiles.save(con, grading.graded, members=grading.members if grading.incremental else None)
+                report.members_graded = profiles.count(con)
+                report.quarantined = quarantine.unresolved_count(con)
+                report.tier_distribution = profiles.tier_distribution(con)
+                return self.diff(report, grading, dry_run=dry_run)
 
     def _adjust_profiles(self, con: Connection, grading: Grading) -> None:
         """Let plugins add and remove tags on the profiles just graded (``crmsync_adjust_profiles``)."""

@@ -61,6 +61,57 @@ class OrderStatus(StrEnum):
     PENDING = "pending"
 
 
+DEFAULT_STATUS_MAP: dict[str, OrderStatus] = {
+    "paid": OrderStatus.PAID,
+    "completed": OrderStatus.PAID,
+    "complete": OrderStatus.PAID,
+    "fulfilled": OrderStatus.PAID,
+    "shipped": OrderStatus.PAID,
+    "delivered": OrderStatus.PAID,
+    "refunded": OrderStatus.REFUNDED,
+    "cancelled": OrderStatus.CANCELLED,
+    "canceled": OrderStatus.CANCELLED,
+    "voided": OrderStatus.CANCELLED,
+    "pending": OrderStatus.PENDING,
+    "processing": OrderStatus.PENDING,
+    "on-hold": OrderStatus.PENDING,
+    "unpaid": OrderStatus.PENDING,
+    "已付款": OrderStatus.PAID,
+    "已完成": OrderStatus.PAID,
+    "已发货": OrderStatus.PAID,
+    "已退款": OrderStatus.REFUNDED,
+    "已取消": OrderStatus.CANCELLED,
+    "待付款": OrderStatus.PENDING,
+}
+"""Status values understood without configuration (compared case-insensitively); a source's ``status_map`` adds
+more (the CSV connector's and the Spark engine's lake sources)."""
+
+
+ORDER_FIELDS: tuple[str, ...] = (
+    "external_id",
+    "member_external_id",
+    "member_email",
+    "placed_at",
+    "amount",
+    "total",
+    "currency",
+    "exchange_rate",
+    "status",
+    "updated_at",
+    "refunded_amount",
+)
+"""The fields of an order a source's column mapping may name (``total``: an order's total beside its line amounts)."""
+ACTIVITY_FIELDS: tuple[str, ...] = (
+    "external_id",
+    "member_external_id",
+    "member_email",
+    "kind",
+    "occurred_at",
+    "points",
+)
+"""The fields of an activity a source's column mapping may name."""
+
+
 class _Record(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
 

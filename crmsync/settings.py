@@ -38,6 +38,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from crmsync.errors import ConfigError
+from crmsync.grading.settings import GradingSettings
 from crmsync.paths import (
     ConfigPath,
     PathRole,
@@ -190,6 +191,7 @@ class Settings(BaseSettings):
     sync: SyncSettings
     connectors: dict[str, dict[str, Any]] = Field(default_factory=dict)
     policy: Policy = Field(default_factory=Policy)
+    grading: GradingSettings = Field(default_factory=GradingSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 
     config_path: Path | None = Field(None, exclude=True)

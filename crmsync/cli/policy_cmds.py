@@ -21,9 +21,21 @@ def _jsonable(obj: Any) -> Any:
 
 
 def _compiled(app: AppContext) -> Any:
+    """The policy of a command that grades the store with the embedded engine (``explain``, ``preview``,
+    ``backtest``, ``export``, ``report``).
+
+    Raises:
+        ConfigError: the orders or activities are graded from the lake, so the store does not hold them.
+    """
+    from crmsync.grading.settings import lake_streams
     from crmsync.policy import compile_policy
 
     s = app.settings
+    if lake := lake_streams(s.grading):
+        raise ConfigError(
+            f"this command grades the {' and '.join(lake)} in the store, and grading.spark reads them from the lake",
+            hint="use 'crmsync sync' or 'crmsync plan' (they grade on Spark), or a configuration that pulls them",
+        )
     return compile_policy(s.policy, app.host.metrics(), base_currency=s.sync.base_currency, timezone=s.sync.timezone)
 
 

@@ -5,7 +5,8 @@ Plugins import from ``crmsync`` (the contract: connector, records, errors, specs
 
 Reading source values
     :class:`BadValue`, :func:`parse_time`, :func:`parse_decimal`, :func:`reject` (a mapping error as a
-    :class:`~crmsync.Rejection`), :func:`aware`, :func:`normalise_email`.
+    :class:`~crmsync.Rejection`), :func:`aware`, :func:`normalise_email`, :data:`DEFAULT_STATUS_MAP` (order statuses
+    understood without configuration), :data:`ORDER_FIELDS` and :data:`ACTIVITY_FIELDS` (what a column mapping names).
 Cursors and paging
     :class:`Watermark` (modification-time cursor with an overlap window, linear under clusters of one timestamp),
     :class:`CursorCodec` (versioned cursor text), :class:`Paginator` (page positions checked for loops).
@@ -24,12 +25,15 @@ from crmsync.helpers.cursors import CHECKPOINT_ALWAYS, CursorCodec, Watermark
 from crmsync.helpers.paging import Paginator
 from crmsync.helpers.values import BadValue, SecureUrl, parse_decimal, parse_time, reject
 from crmsync.http import RETRY_STATUSES, ensure_secure_url, is_loopback, parse_retry_after
-from crmsync.models import aware, normalise_email
+from crmsync.models import ACTIVITY_FIELDS, DEFAULT_STATUS_MAP, ORDER_FIELDS, aware, normalise_email
 from crmsync.redact import describe_request, redact_text, register_secret, safe_repr
 from crmsync.settings import MemorySize
 
 __all__ = [
+    "ACTIVITY_FIELDS",
     "CHECKPOINT_ALWAYS",
+    "DEFAULT_STATUS_MAP",
+    "ORDER_FIELDS",
     "RETRY_STATUSES",
     "BadValue",
     "CursorCodec",

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -64,6 +65,9 @@ class CompiledPolicy:
     tz: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
     """``sync.timezone``: the zone whose calendar days tier decisions, grace periods and qualification periods
     count, and where a calendar year ends for ``points.expiry = "end_of_year"``."""
+    aggregates: Aggregates | None = None
+    """Another engine's order-level work (see :meth:`order_level_sql`): fills ``_pol_agg`` at each evaluation in
+    place of those statements; every member is then recomputed each time (the stored metrics are not reused)."""
 
     @property
     def time_dependent(self) -> bool:
@@ -147,7 +151,7 @@ class CompiledPolicy:
     ) -> bool:
         """Grade at ``at``: the members whose metrics are stored and still good are reused when ``mode`` is
         incremental; returns whether they were."""
-        reuse = mode.incremental and self._cache_usable(con, at, mode.tables)
+        reuse = mode.incremental and self.aggregates is None and self._cache_usable(con, at, mode.tables)
         con.execute(_dirty_sql(at, mode.tables.cache) if reuse else _ALL_DIRTY)
         con.execute("INSERT INTO _pol_recomputed SELECT member_id FROM _pol_dirty")
         changed = f"SELECT (SELECT count(*) FROM _pol_dirty) + (SELECT count(*) FROM {mode.tables.cache} ANTI JOIN "
@@ -156,7 +160,10 @@ class CompiledPolicy:
         legacy = mode.use_profiles and catchup.decided_through(con, mode.tables) is None
         statements = self._statements(at, day, mode, reuse, final=final, decided=decided, recompute=recompute)
         for stmt in [_prev_sql(mode.stateful, mode.tables.state, legacy), *statements]:
-            con.execute(stmt)
+            if stmt is AGGREGATES and self.aggregates is not None:
+                self.aggregates(con, mode, partial(self.order_level_sql, at, mode))
+            else:
+                con.execute(stmt)
         return reuse
 
     def _statements(
@@ -200,22 +207,29 @@ class CompiledPolicy:
         return sql
 
     def _metrics_statements(self, as_of: datetime, mode: GradingMode, reuse: bool) -> list[str]:
-        """Statements computing the points and metrics of the members in ``_pol_dirty`` (and storing them)."""
+        """Statements computing the points and metrics of the members in ``_pol_dirty`` (and storing them); with
+        :attr:`aggregates`, :data:`AGGREGATES` stands for the order-level ones."""
+        sql = [AGGREGATES] if self.aggregates is not None else self.order_level_sql(as_of, mode, "_pol_dirty")
+        if mode.write_ledger:
+            sql += _persist_sql(reuse, self.version, as_of, mode.tables)
+        return sql
+
+    def order_level_sql(self, as_of: datetime, mode: GradingMode, scope: str) -> list[str]:
+        """The statements whose cost grows with the orders and activities, for the members in ``scope``: the next
+        dated inputs, the inputs, the points ledger, the qualification periods' bounds and ``_pol_agg`` (one row per
+        member). They read ``orders``, ``activities``, ``_pol_prev`` and the stored ledger (tier multipliers), the
+        bonuses granted, and with ``mode.write_ledger`` ``_pol_fp``."""
         statuses = self.policy.metrics.order_statuses
         metrics = list(self.used_metrics.values())
         tables = mode.tables
-        sql: list[str] = [M.next_inputs_sql(as_of, "_pol_dirty")] if mode.write_ledger else []
-        sql += M.inputs_sql(as_of, statuses, "_pol_dirty")
+        sql: list[str] = [M.next_inputs_sql(as_of, scope)] if mode.write_ledger else []
+        sql += M.inputs_sql(as_of, statuses, scope)
         bonuses = tables.bonus if mode.stateful else None
-        sql += points.points_sql(
-            self.policy, as_of, tables.ledger, "_pol_dirty", timezone=self.tz.key, bonus_table=bonuses
-        )
+        sql += points.points_sql(self.policy, as_of, tables.ledger, scope, timezone=self.tz.key, bonus_table=bonuses)
         if self.policy.qualification.period != "rolling":
-            sql.append(periods.bounds_sql(self.policy.qualification, as_of, self.tz, statuses, "_pol_dirty"))
+            sql.append(periods.bounds_sql(self.policy.qualification, as_of, self.tz, statuses, scope))
         extra = periods.parts(metrics, M.order_filter(statuses))
-        sql.append(M.aggregates_sql(metrics, as_of, statuses, "_pol_dirty", mode.write_ledger, extra))
-        if mode.write_ledger:
-            sql += _persist_sql(reuse, self.version, as_of, tables)
+        sql.append(M.aggregates_sql(metrics, as_of, statuses, scope, mode.write_ledger, extra))
         return sql
 
     def _bonus_statements(self, day: date, mode: GradingMode, *, write: bool, ledger: bool) -> list[str]:
@@ -235,6 +249,14 @@ class CompiledPolicy:
             return False
         row = con.execute(f"SELECT version, as_of FROM {tables.cache_meta}").fetchone()
         return row is not None and row[0] == _cache_version(self.version) and row[1] <= as_of
+
+
+Aggregates = Callable[[Connection, GradingMode, Callable[[str], list[str]]], None]
+"""Fills ``_pol_agg`` in place of the order-level statements, given the mode and :meth:`CompiledPolicy.order_level_sql`
+(at the evaluation time, in that mode) as a function of the scope."""
+AGGREGATES = "-- the order-level statements, run by another engine"
+"""Stands for :meth:`CompiledPolicy.order_level_sql` in a grading's statements when :attr:`CompiledPolicy.aggregates`
+fills ``_pol_agg``."""
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,16 @@ def resolve_staged(con: Connection, connector: str, stream: Stream, run_id: str)
     )
 
 
+def resolve_absent(con: Connection, connector: str, stream: Stream, run_id: str) -> None:
+    """Resolve the entries of ``connector``'s ``stream`` that this run did not reject again: a source read whole
+    each run (a lake table) names its rejected rows anew every time, so an entry left out was fixed."""
+    con.execute(
+        "UPDATE quarantine SET resolved = true, resolved_run = ? WHERE connector = ? AND stream = ? "
+        "AND NOT resolved AND last_run IS DISTINCT FROM ?",
+        [run_id, connector, str(stream), run_id],
+    )
+
+
 def rejected_in_run_sql(connector: str, stream: Stream, run_id: str) -> tuple[str, list[Any]]:
     """SQL (and parameters) selecting the keys of the records a run rejected and left in quarantine."""
     sql = "SELECT record_key FROM quarantine WHERE connector = ? AND stream = ? AND last_run = ? AND NOT resolved"

@@ -25,6 +25,30 @@ def _figures(capsys: pytest.CaptureFixture[str]) -> dict:
     return json.loads(first)
 
 
+@pytest.mark.spark
+@pytest.mark.slow
+def test_the_spark_engine_grades_equal_the_duckdb_baseline_at_a_small_size(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [
+        "--engine",
+        "spark",
+        "--customers",
+        "300",
+        "--orders",
+        "3000",
+        "--dir",
+        str(tmp_path),
+        "--baselines",
+        "duckdb",
+    ]
+    assert full.main(argv) == 0  # exits with an error when any grade differs
+    figures = _figures(capsys)
+    assert figures["members_compared"] == 300 and figures["crmsync"]["engine"] == "spark"
+    assert set(figures["crmsync"]["spark_s"]) == {"session", "inputs", "aggregates"}
+    assert (tmp_path / "data-300-3000" / "orders.parquet").exists()  # the lake made once from the exports
+
+
 def test_every_baseline_grades_equal_crmsync_at_a_small_size(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

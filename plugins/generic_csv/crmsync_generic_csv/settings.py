@@ -29,24 +29,10 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from crmsync import PUSHED_FIELDS, ConfigPath, OrderStatus, ReadPath, WritePath
-from crmsync.helpers import MemorySize
+from crmsync.helpers import ACTIVITY_FIELDS, DEFAULT_STATUS_MAP, ORDER_FIELDS, MemorySize
 from crmsync_generic_csv.records import CHUNK, LIMIT, MAX_FIELD, MAX_LINE
 
 MEMBER_FIELDS = ("external_id", "email", "phone", "first_name", "last_name", "created_at", "updated_at", "opt_in")
-ORDER_FIELDS = (
-    "external_id",
-    "member_external_id",
-    "member_email",
-    "placed_at",
-    "amount",
-    "total",
-    "currency",
-    "exchange_rate",
-    "status",
-    "updated_at",
-    "refunded_amount",
-)
-ACTIVITY_FIELDS = ("external_id", "member_external_id", "member_email", "kind", "occurred_at", "points")
 FIELDS = {"members": MEMBER_FIELDS, "orders": ORDER_FIELDS, "activities": ACTIVITY_FIELDS}
 
 OPTIONAL_BY_DEFAULT = {"total", "refunded_amount"}
@@ -74,30 +60,6 @@ def _input(path: Path) -> Path:
 
 InputPath = Annotated[ReadPath, AfterValidator(_input)]
 """An input file, or a glob pattern of export files (read relative to the configuration file's folder)."""
-
-DEFAULT_STATUS_MAP: dict[str, OrderStatus] = {
-    "paid": OrderStatus.PAID,
-    "completed": OrderStatus.PAID,
-    "complete": OrderStatus.PAID,
-    "fulfilled": OrderStatus.PAID,
-    "shipped": OrderStatus.PAID,
-    "delivered": OrderStatus.PAID,
-    "refunded": OrderStatus.REFUNDED,
-    "cancelled": OrderStatus.CANCELLED,
-    "canceled": OrderStatus.CANCELLED,
-    "voided": OrderStatus.CANCELLED,
-    "pending": OrderStatus.PENDING,
-    "processing": OrderStatus.PENDING,
-    "on-hold": OrderStatus.PENDING,
-    "unpaid": OrderStatus.PENDING,
-    "已付款": OrderStatus.PAID,
-    "已完成": OrderStatus.PAID,
-    "已发货": OrderStatus.PAID,
-    "已退款": OrderStatus.REFUNDED,
-    "已取消": OrderStatus.CANCELLED,
-    "待付款": OrderStatus.PENDING,
-}
-"""Status values understood without configuration (compared case-insensitively); ``status_map`` adds more."""
 
 
 class CsvSettings(BaseModel):
