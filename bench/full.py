@@ -87,7 +87,7 @@ def full(
     engine: str = "duckdb",
 ) -> dict[str, Any]:
     data = generate(root / f"data-{customers}-{orders}", customers, orders)
-    work = root / f"work-{customers}-{orders}-{engine}"
+    work = root / (f"work-{customers}-{orders}" + ("-spark" if engine == "spark" else ""))
     ours: list[Measured] = []
     reports: list[dict[str, Any]] = []
     theirs: dict[str, list[Measured]] = {name: [] for name in baselines}
