@@ -18,6 +18,8 @@ HTTP, OAuth and secrets
     :func:`describe_request` (method, host and path of a request: what messages may show), :func:`safe_repr`,
     :func:`register_secret` (mask a value in every log record), :func:`redact_text`, :func:`parse_retry_after`,
     :data:`RETRY_STATUSES` (what the shared client retries).
+Files
+    :func:`fsync_dir` (make a rename into a folder durable, where the platform can).
 """
 
 from crmsync.auth import OAuthRefreshAuth, Token
@@ -28,6 +30,7 @@ from crmsync.http import RETRY_STATUSES, ensure_secure_url, is_loopback, parse_r
 from crmsync.models import ACTIVITY_FIELDS, DEFAULT_STATUS_MAP, ORDER_FIELDS, aware, normalise_email
 from crmsync.redact import describe_request, redact_text, register_secret, safe_repr
 from crmsync.settings import MemorySize
+from crmsync.store.files import fsync_dir
 
 __all__ = [
     "ACTIVITY_FIELDS",
@@ -46,6 +49,7 @@ __all__ = [
     "aware",
     "describe_request",
     "ensure_secure_url",
+    "fsync_dir",
     "is_loopback",
     "normalise_email",
     "parse_decimal",

@@ -14,7 +14,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from crmsync_generic_csv.writer import _fsync_dir
+from crmsync.helpers import fsync_dir
 
 _RISKY = "('=', '+', '-', '@', chr(9), chr(13))"
 _NUMBER = r"^[+-]?(\d+(\.\d*)?|\.\d+)$"
@@ -73,7 +73,7 @@ def write_table(path: Path, fields: list[str], separator: str, encoding: str, ta
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
         return con.sql(
             "SELECT member_id, trim(coalesce(member_id, '')) <> '' AS ok, "
             "CASE WHEN trim(coalesce(member_id, '')) = '' THEN 'empty member id' END AS reason, "

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from crmsync import ProfileChange, RecordResult, Rejection
+from crmsync.helpers import fsync_dir
 
 _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)")
 _RISKY = ("=", "+", "-", "@", "\t", "\r")
@@ -50,15 +51,6 @@ def format_value(value: Any, separator: str) -> str:
     return neutralise(text)
 
 
-def _fsync_dir(folder: Path) -> None:
-    with contextlib.suppress(OSError):  # not every platform or file system can sync a directory
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def write_atomic(path: Path, header: Sequence[str], rows: Iterable[Sequence[str]], encoding: str) -> None:
     """Write a whole CSV next to ``path`` and move it into place: readers see the old file or the new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -75,7 +67,7 @@ def write_atomic(path: Path, header: Sequence[str], rows: Iterable[Sequence[str]
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 class ProfileWriter:
